@@ -1,0 +1,40 @@
+# esign-evidence — run `make help` for the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# buf lives in its own module (tools/go.mod): it pins a pre-release protobuf runtime that
+# must not leak into the generated code's headers.
+BUF := go tool -modfile=tools/go.mod buf
+
+.PHONY: help
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: protodeps
+protodeps: ## Fetch third-party .proto files into third_party/proto (gitignored).
+	@scripts/protodeps.sh
+
+.PHONY: generate
+generate: protodeps ## Regenerate gen/ from proto/.
+	$(BUF) generate
+
+.PHONY: lint
+lint: protodeps ## buf lint, buf format check, gofmt, go vet.
+	$(BUF) lint
+	$(BUF) format --diff --exit-code proto
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+
+.PHONY: breaking
+breaking: protodeps ## buf breaking against the main branch.
+	@scripts/breaking.sh main
+
+.PHONY: gen-check
+gen-check: generate ## Fail if gen/ differs from what generation produces.
+	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
+	  echo "gen/ is not what 'make generate' produces:"; git status --porcelain -- gen; git diff --stat -- gen; exit 1; fi
+
+.PHONY: test
+test: ## Run every test.
+	go test -race -count=1 ./...

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Fetches the third-party .proto files the contract imports into third_party/proto
+# (gitignored). Nothing third-party is committed: the files come from registries this
+# machine reaches, pinned by version (Go module proxy, checked by go.sum's database)
+# and by sha256 (npm tarball).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=third_party/proto
+pv_version=v1.2.2            # buf/validate/validate.proto matching protovalidate-go v1.4.0
+gpf_version=6.0.1            # npm google-proto-files: google/api/{annotations,http}.proto
+gpf_sha256=711763f77ea15bbc7436aac53db013b421d2c7b86ae27f4013723970ce54a96e
+
+stamp="$out/.stamp-$pv_version-$gpf_version"
+if [ -f "$stamp" ]; then exit 0; fi
+rm -rf "$out"
+mkdir -p "$out/protovalidate/buf/validate" "$out/googleapis/google/api"
+
+# protovalidate: the Go module proxy serves the repository's tags as a module.
+# Run outside this module so go.mod and go.sum are left alone.
+pv_dir=$(cd / && GOFLAGS= go mod download -json "github.com/bufbuild/protovalidate@$pv_version" \
+  | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+[ -d "$pv_dir" ] || { echo "protodeps: could not download protovalidate $pv_version" >&2; exit 1; }
+install -m 0644 "$pv_dir/proto/protovalidate/buf/validate/validate.proto" "$out/protovalidate/buf/validate/"
+
+# google/api annotations: from the npm registry, checked against a pinned digest.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+(cd "$tmp" && npm pack --silent "google-proto-files@$gpf_version" >/dev/null)
+echo "$gpf_sha256  $tmp/google-proto-files-$gpf_version.tgz" | sha256sum -c --quiet -
+tar -xzf "$tmp/google-proto-files-$gpf_version.tgz" -C "$tmp" \
+  package/google/api/annotations.proto package/google/api/http.proto
+install -m 0644 "$tmp/package/google/api/annotations.proto" "$tmp/package/google/api/http.proto" "$out/googleapis/google/api/"
+touch "$stamp"

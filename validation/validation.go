@@ -1,0 +1,164 @@
+// Package validation checks requests against the rules of the esign.evidence.v1 contract.
+//
+// The rules live in the .proto files as protovalidate annotations, so services in other
+// languages enforce the same ones with their own protovalidate. This package runs them
+// with protovalidate-go and adds the few rules protovalidate's portable CEL cannot
+// express (see rules.go), and reports every violation the same way: a field path in the
+// contract's JSON names (`cardNo`, `threeElements.mobile`), the rule's id, and a
+// description that never contains the offending value.
+package validation
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"buf.build/go/protovalidate"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
+)
+
+// FieldViolation is one broken rule.
+type FieldViolation struct {
+	// Field is the path to the offending field in JSON names, e.g. "threeElements.mobile".
+	// For the `verification` oneof (no block, or none of the right kind) it is the oneof's
+	// name, "verification".
+	Field string
+	// Rule is the rule's id, e.g. "string.max_len" or "cardNo.idcard_format".
+	Rule string
+	// Description says what the field must be. It never quotes the field's value.
+	Description string
+}
+
+// Error is returned when a request breaks one or more rules.
+type Error struct {
+	Violations []FieldViolation
+}
+
+// Error lists the violations as "field: description" without any field value.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid request: ")
+	for i, v := range e.Violations {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		if v.Field != "" {
+			b.WriteString(v.Field)
+			b.WriteString(": ")
+		}
+		b.WriteString(v.Description)
+	}
+	return b.String()
+}
+
+// Validator validates requests of the esign.evidence.v1 contract. Build one at start-up
+// and share it: building compiles every CEL rule, validating is cheap and concurrency-safe.
+type Validator struct {
+	pv     protovalidate.Validator
+	extra  *extraRules
+	nowOpt []protovalidate.ValidationOption
+}
+
+// Option configures a Validator.
+type Option func(*Validator)
+
+// WithNow fixes the clock the time rules compare against (for tests).
+func WithNow(now func() *timestamppb.Timestamp) Option {
+	return func(v *Validator) {
+		v.nowOpt = []protovalidate.ValidationOption{protovalidate.WithNowFunc(now)}
+	}
+}
+
+// requestTypes are the messages the service validates; their rules are compiled eagerly.
+var requestTypes = []proto.Message{
+	&evidencev1.CreatePersonalEvidencePointRequest{},
+}
+
+// New builds a Validator with every request type's rules compiled.
+func New(opts ...Option) (*Validator, error) {
+	pv, err := protovalidate.New(protovalidate.WithMessages(requestTypes...))
+	if err != nil {
+		return nil, fmt.Errorf("validation: building protovalidate: %w", err)
+	}
+	v := &Validator{pv: pv, extra: newExtraRules()}
+	for _, o := range opts {
+		o(v)
+	}
+	return v, nil
+}
+
+// Validate returns nil if msg satisfies every rule, an *Error listing each violation if
+// it does not, or another error if a rule could not be evaluated at all.
+func (v *Validator) Validate(msg proto.Message) error {
+	var violations []FieldViolation
+	if err := v.pv.Validate(msg, v.nowOpt...); err != nil {
+		var verr *protovalidate.ValidationError
+		if !errors.As(err, &verr) {
+			return fmt.Errorf("validation: %w", err)
+		}
+		root := msg.ProtoReflect().Descriptor()
+		for _, pv := range verr.Violations {
+			violations = append(violations, convert(root, pv))
+		}
+	}
+	violations = v.extra.check(msg.ProtoReflect(), violations)
+	if len(violations) == 0 {
+		return nil
+	}
+	return &Error{Violations: violations}
+}
+
+// convert turns a protovalidate violation into a FieldViolation with a JSON field path.
+func convert(root protoreflect.MessageDescriptor, pv *protovalidate.Violation) FieldViolation {
+	p := pv.Proto
+	fv := FieldViolation{Rule: p.GetRuleId(), Description: p.GetMessage()}
+	elems := p.GetField().GetElements()
+	if len(elems) == 0 {
+		// A message-level rule of the root message. Its id is written "<field>.<rule>"
+		// (see the contract), which names the field the caller has to change.
+		if name, _, ok := strings.Cut(fv.Rule, "."); ok && root.Fields().ByJSONName(name) != nil {
+			fv.Field = name
+		}
+		return fv
+	}
+	md := root
+	parts := make([]string, 0, len(elems))
+	for _, e := range elems {
+		var fd protoreflect.FieldDescriptor
+		if md != nil {
+			fd = md.Fields().ByNumber(protoreflect.FieldNumber(e.GetFieldNumber()))
+		}
+		if fd == nil {
+			// Not a field: protovalidate names a oneof by its name alone.
+			parts = append(parts, e.GetFieldName())
+			if md != nil {
+				if od := md.Oneofs().ByName(protoreflect.Name(e.GetFieldName())); od != nil && fv.Rule == "required" {
+					fv.Description = "exactly one of " + oneofMembers(od) + " is required"
+				}
+			}
+			md = nil
+			continue
+		}
+		parts = append(parts, fd.JSONName())
+		md = fd.Message()
+	}
+	fv.Field = strings.Join(parts, ".")
+	return fv
+}
+
+// oneofMembers lists a oneof's fields by JSON name: "a, b or c".
+func oneofMembers(od protoreflect.OneofDescriptor) string {
+	fields := od.Fields()
+	names := make([]string, fields.Len())
+	for i := range names {
+		names[i] = fields.Get(i).JSONName()
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
