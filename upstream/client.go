@@ -1,0 +1,324 @@
+// Package upstream is the e签宝 side of the service: the wire JSON of the calls it makes,
+// request signing, and an HTTP client that returns typed errors.
+//
+// It knows nothing of gRPC. What it does is fixed by e签宝's documentation, summarised in
+// the project's shared e签宝 facts: every request is signed with HMAC-SHA256 over a
+// canonical string that includes the body's Content-MD5, the body is marshalled once and
+// the same bytes are hashed and sent, and a POST that may have reached e签宝 is never
+// sent again by this package.
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Base URLs of e签宝's two environments. They share nothing: an app ID of one is refused
+// by the other.
+const (
+	SandboxBaseURL    = "https://smlopenapi.esign.cn"
+	ProductionBaseURL = "https://openapi.esign.cn"
+)
+
+// PathPsnRealname is the personal real-name evidence-point call.
+const PathPsnRealname = "/v3/evidence/evi-point/psn-realname"
+
+// Defaults, with the reason for each.
+const (
+	// DefaultTimeout bounds one call, connection included. e签宝's official Java demo
+	// uses 15 s.
+	DefaultTimeout = 15 * time.Second
+	// DefaultMaxResponseBytes caps how much of a response body is read. e签宝's answers
+	// to these calls are well under 1 KiB; 1 MiB leaves room for any error page.
+	DefaultMaxResponseBytes = 1 << 20
+	// defaultMaxIdleConns matches the official Java demo's pool of 100 connections, so a
+	// burst of concurrent calls reuses connections instead of opening new ones (Go's
+	// default keeps only 2 idle connections per host).
+	defaultMaxIdleConns = 100
+	// defaultIdleConnTimeout closes pooled connections before typical server and
+	// load-balancer idle timeouts would, avoiding writes onto a connection the far end
+	// is closing.
+	defaultIdleConnTimeout = 50 * time.Second
+)
+
+// Secret holds the app secret. It has no way to be printed: fmt, %v, %#v, JSON and slog
+// all show "[REDACTED]".
+type Secret string
+
+func (Secret) String() string               { return "[REDACTED]" }
+func (Secret) GoString() string             { return "[REDACTED]" }
+func (Secret) LogValue() slog.Value         { return slog.StringValue("[REDACTED]") }
+func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"[REDACTED]"`), nil }
+func (Secret) MarshalText() ([]byte, error) { return []byte("[REDACTED]"), nil }
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL is e签宝's OpenAPI base URL (SandboxBaseURL, ProductionBaseURL) or any
+	// other, such as a local simulator or a proxy.
+	BaseURL   string
+	AppID     string
+	AppSecret Secret
+	// Revision is the evidence-point API revision; RevisionSeed when empty.
+	Revision Revision
+	// Timeout bounds each call; DefaultTimeout when zero. The caller's context may end it
+	// sooner.
+	Timeout time.Duration
+	// MaxResponseBytes caps the response body read; DefaultMaxResponseBytes when zero.
+	MaxResponseBytes int64
+	// RootCAs replaces the system roots when set (a private proxy, tests). TLS
+	// certificates are always verified.
+	RootCAs *x509.CertPool
+	// Now is the clock for the signing timestamp; time.Now when nil.
+	Now func() time.Time
+}
+
+// Client calls e签宝. It is safe for concurrent use.
+type Client struct {
+	base     *url.URL
+	appID    string
+	secret   []byte
+	revision Revision
+	timeout  time.Duration
+	maxResp  int64
+	now      func() time.Time
+	http     *http.Client
+	// sent counts requests fully written to the network, for tests and metrics.
+	sent atomic.Int64
+}
+
+// New validates cfg and builds a Client.
+func New(cfg Config) (*Client, error) {
+	if cfg.BaseURL == "" {
+		return nil, errors.New("upstream: BaseURL is required")
+	}
+	base, err := url.Parse(cfg.BaseURL)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return nil, fmt.Errorf("upstream: BaseURL %q is not an http(s) URL", cfg.BaseURL)
+	}
+	if base.RawQuery != "" || base.Fragment != "" {
+		return nil, fmt.Errorf("upstream: BaseURL %q must not have a query or fragment", cfg.BaseURL)
+	}
+	base.Path = strings.TrimSuffix(base.Path, "/")
+	if strings.TrimSpace(cfg.AppID) == "" {
+		return nil, errors.New("upstream: AppID is required")
+	}
+	if cfg.AppSecret == "" {
+		return nil, errors.New("upstream: AppSecret is required")
+	}
+	rev := cfg.Revision
+	if rev == "" {
+		rev = RevisionSeed
+	}
+	if _, err := ParseRevision(string(rev)); err != nil {
+		return nil, fmt.Errorf("upstream: %w", err)
+	}
+	c := &Client{
+		base:     base,
+		appID:    cfg.AppID,
+		secret:   []byte(cfg.AppSecret),
+		revision: rev,
+		timeout:  cfg.Timeout,
+		maxResp:  cfg.MaxResponseBytes,
+		now:      cfg.Now,
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	if c.maxResp <= 0 {
+		c.maxResp = DefaultMaxResponseBytes
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	c.http = &http.Client{
+		Transport: newTransport(cfg.RootCAs),
+		// Redirects would re-send the signed request somewhere else; e签宝 does not
+		// redirect API calls, so a redirect is answered as the status it is.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return c, nil
+}
+
+func newTransport(roots *x509.CertPool) *http.Transport {
+	return &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots},
+		TLSHandshakeTimeout:   5 * time.Second,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          defaultMaxIdleConns,
+		MaxIdleConnsPerHost:   defaultMaxIdleConns,
+		IdleConnTimeout:       defaultIdleConnTimeout,
+		ExpectContinueTimeout: 0,
+	}
+}
+
+// Revision returns the API revision the client speaks.
+func (c *Client) Revision() Revision { return c.revision }
+
+// Sent returns how many requests the client has written to the network in full.
+func (c *Client) Sent() int64 { return c.sent.Load() }
+
+// CloseIdleConnections closes pooled connections (at shutdown).
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
+// CreatePsnEvidencePoint creates a personal real-name evidence point.
+//
+// On success it returns the eviPointId. Every error is an Error; see its types for what
+// each means and whether a retry is safe. The call is not idempotent at e签宝: after an
+// UnknownOutcomeError the evidence point may exist.
+func (c *Client) CreatePsnEvidencePoint(ctx context.Context, p *PsnEvidencePoint) (*PsnEvidencePointResult, error) {
+	body, err := p.Marshal(c.revision)
+	if err != nil {
+		return nil, err
+	}
+	var data struct {
+		EviPointID string `json:"eviPointId"`
+	}
+	trace, err := c.post(ctx, PathPsnRealname, body, p.personalValues(), &data)
+	if err != nil {
+		return nil, err
+	}
+	if data.EviPointID == "" {
+		return nil, &MalformedResponseError{Status: http.StatusOK, Reason: "success without an eviPointId", Trace: trace}
+	}
+	return &PsnEvidencePointResult{EviPointID: data.EviPointID, TraceID: trace}, nil
+}
+
+// envelope is e签宝's business response: {code, message, data}.
+type envelope struct {
+	Code    *int            `json:"code"`
+	Message *string         `json:"message"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// gatewayBody is the body of the gateway's 401/403 answers.
+type gatewayBody struct {
+	Message string `json:"message"`
+}
+
+// post signs and sends body to path and decodes a successful answer's data into out.
+// personal lists the request's personal values, masked out of any message e签宝 returns.
+func (c *Client) post(ctx context.Context, path string, body []byte, personal []string, out any) (trace string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+
+	u := *c.base
+	u.Path = c.base.Path + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return "", &SendError{Err: errors.New("cannot build the request")}
+	}
+	// The signed path is the one sent, including any prefix of the base URL.
+	md5 := ContentMD5(body)
+	sig := Sign(c.secret, StringToSign(http.MethodPost, AcceptAll, md5, ContentTypeJSON, "", CanonicalPathAndQuery(u.EscapedPath(), u.RawQuery)))
+	h := req.Header
+	h.Set(HeaderAppID, c.appID)
+	h.Set(HeaderAuthMode, AuthModeSignature)
+	h.Set(HeaderTimestamp, strconv.FormatInt(c.now().UnixMilli(), 10))
+	h.Set(HeaderSignature, sig)
+	h.Set("Accept", AcceptAll)
+	h.Set("Content-Type", ContentTypeJSON)
+	h.Set(HeaderContentMD5, md5)
+	// No Idempotency-Key header: with one, net/http would re-send this POST on a dead
+	// keep-alive connection, and e签宝 does not de-duplicate.
+
+	// Whether the request was written in full decides between "not sent" (safe to retry)
+	// and "outcome unknown".
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				wrote.Store(true)
+			}
+		},
+	}))
+
+	resp, err := c.http.Do(req)
+	if wrote.Load() {
+		c.sent.Add(1)
+	}
+	if err != nil {
+		cause := transportCause(ctx, err)
+		if !wrote.Load() {
+			return "", &SendError{Err: cause}
+		}
+		return "", &UnknownOutcomeError{Err: cause}
+	}
+	defer func() {
+		// Drain what is left (bounded) so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, c.maxResp))
+		_ = resp.Body.Close()
+	}()
+	trace = resp.Header.Get(HeaderTraceID)
+
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, c.maxResp+1))
+	if err != nil {
+		return trace, &UnknownOutcomeError{Status: resp.StatusCode, Err: transportCause(ctx, err), Trace: trace}
+	}
+	if int64(len(raw)) > c.maxResp {
+		return trace, &MalformedResponseError{Status: resp.StatusCode, Reason: fmt.Sprintf("body larger than %d bytes", c.maxResp), Trace: trace}
+	}
+
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		var g gatewayBody
+		_ = json.Unmarshal(raw, &g) // may be empty or not JSON: the status says enough
+		return trace, &AuthError{Status: resp.StatusCode, Reason: mask(g.Message, personal), Trace: trace}
+	case resp.StatusCode >= 500:
+		return trace, &UnknownOutcomeError{Status: resp.StatusCode, Trace: trace}
+	case resp.StatusCode != http.StatusOK:
+		return trace, &StatusError{Status: resp.StatusCode, Trace: trace}
+	}
+
+	var env envelope
+	if err := json.Unmarshal(raw, &env); err != nil || env.Code == nil {
+		return trace, &MalformedResponseError{Status: resp.StatusCode, Reason: "not e签宝's {code, message, data} JSON", Trace: trace}
+	}
+	if *env.Code != 0 {
+		msg := ""
+		if env.Message != nil {
+			msg = mask(*env.Message, personal)
+		}
+		return trace, &BusinessError{Code: *env.Code, Message: msg, Trace: trace}
+	}
+	if len(env.Data) == 0 || string(env.Data) == "null" {
+		return trace, &MalformedResponseError{Status: resp.StatusCode, Reason: "success without data", Trace: trace}
+	}
+	if err := json.Unmarshal(env.Data, out); err != nil {
+		return trace, &MalformedResponseError{Status: resp.StatusCode, Reason: "data has an unexpected shape", Trace: trace}
+	}
+	return trace, nil
+}
+
+// transportCause reports the context's error when the context ended (go-github,
+// google-cloud-go do the same), else a transport error with the URL stripped: the error
+// text then has no host or path the caller did not configure.
+func transportCause(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err
+	}
+	return err
+}

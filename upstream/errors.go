@@ -1,0 +1,232 @@
+package upstream
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Error is implemented by every error the client returns. None of them prints the app
+// secret or any personal data from the request.
+type Error interface {
+	error
+	// RetrySafe reports whether sending the same request again cannot create a second
+	// evidence point: true when e签宝 certainly did not act on this one.
+	RetrySafe() bool
+	// TraceID is e签宝's trace ID when a response carried one, else "".
+	TraceID() string
+}
+
+// InvalidRequestError: the request was refused before anything was sent because it
+// cannot be expressed in the configured API revision.
+type InvalidRequestError struct {
+	// Fields are the JSON names of the fields at fault, if any.
+	Fields []string
+	Reason string
+}
+
+func (e *InvalidRequestError) Error() string {
+	if len(e.Fields) == 0 {
+		return "e签宝 request not sent: " + e.Reason
+	}
+	return "e签宝 request not sent: " + strings.Join(e.Fields, ", ") + " missing: " + e.Reason
+}
+
+// RetrySafe is true: nothing was sent.
+func (e *InvalidRequestError) RetrySafe() bool { return true }
+
+// TraceID is always "": there was no response.
+func (e *InvalidRequestError) TraceID() string { return "" }
+
+// SendError: the call failed before the request was completely written, so e签宝 cannot
+// have acted on it (connection refused, DNS failure, TLS failure, the caller's context
+// ending before sending).
+type SendError struct {
+	Err error
+}
+
+func (e *SendError) Error() string { return "e签宝 request not sent: " + e.Err.Error() }
+
+// Unwrap returns the cause (a context error when the caller's context ended).
+func (e *SendError) Unwrap() error { return e.Err }
+
+// RetrySafe is true: e签宝 never received the request.
+func (e *SendError) RetrySafe() bool { return true }
+
+// TraceID is always "": there was no response.
+func (e *SendError) TraceID() string { return "" }
+
+// UnknownOutcomeError: the request was sent but no definite answer came back (a timeout
+// or a lost connection after writing, or an HTTP 5xx from e签宝's side). e签宝 may or may
+// not have created the evidence point.
+type UnknownOutcomeError struct {
+	// Status is the HTTP status when one came back (5xx), else 0.
+	Status int
+	// Err is the cause when no response came back (a context error on a timeout).
+	Err   error
+	Trace string
+}
+
+func (e *UnknownOutcomeError) Error() string {
+	msg := "e签宝 outcome unknown"
+	if e.Status != 0 {
+		msg += ": HTTP " + strconv.Itoa(e.Status)
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg + traceSuffix(e.Trace)
+}
+
+// Unwrap returns the cause.
+func (e *UnknownOutcomeError) Unwrap() error { return e.Err }
+
+// RetrySafe is false: a retry may create a second evidence point.
+func (e *UnknownOutcomeError) RetrySafe() bool { return false }
+
+// TraceID returns e签宝's trace ID, if a response carried one.
+func (e *UnknownOutcomeError) TraceID() string { return e.Trace }
+
+// AuthError: e签宝's gateway refused our credentials or configuration (HTTP 401, or 403
+// for the IP whitelist). The service's own setup is at fault, not its caller.
+type AuthError struct {
+	Status int
+	// Reason is the gateway's reason, e.g. INVALID_SIGNATURE, INVALID_TIMESTAMP, 无效的应用,
+	// IP白名单不匹配; "" when the body could not be read.
+	Reason string
+	Trace  string
+}
+
+func (e *AuthError) Error() string {
+	reason := e.Reason
+	if reason == "" {
+		reason = "no reason given"
+	}
+	return fmt.Sprintf("e签宝 refused the service's credentials: HTTP %d %s%s", e.Status, reason, traceSuffix(e.Trace))
+}
+
+// RetrySafe is true: the gateway refused the call before e签宝 acted on it.
+func (e *AuthError) RetrySafe() bool { return true }
+
+// TraceID returns e签宝's trace ID, if the response carried one.
+func (e *AuthError) TraceID() string { return e.Trace }
+
+// Known gateway reasons (e签宝's 401 and 403 bodies).
+const (
+	ReasonInvalidSignature = "INVALID_SIGNATURE"
+	ReasonInvalidTimestamp = "INVALID_TIMESTAMP"
+	ReasonMissingParameter = "缺少参数"
+	ReasonAuthStrategy     = "AUTHSTRATEGY_NOT_FOUND"
+	ReasonInvalidApp       = "无效的应用"
+	ReasonTokenCantBeNull  = "TOKEN_CANT_BE_NULL"
+	ReasonIPNotWhitelisted = "IP白名单不匹配"
+)
+
+// CodeParameterError is e签宝's business code for a request whose content it rejected
+// ("参数错误: ...").
+const CodeParameterError = 1435002
+
+// BusinessError: e签宝 answered with a non-zero business code. The evidence point was not
+// created.
+type BusinessError struct {
+	Code int
+	// Message is e签宝's message with every personal value of the request replaced by
+	// "***" (e签宝's messages may quote what they were sent). Decide by Code, not by
+	// Message: e签宝 says messages may change.
+	Message string
+	Trace   string
+}
+
+func (e *BusinessError) Error() string {
+	return fmt.Sprintf("e签宝 business error %d: %s%s", e.Code, e.Message, traceSuffix(e.Trace))
+}
+
+// RetrySafe is true: e签宝 definitely did not create the evidence point.
+func (e *BusinessError) RetrySafe() bool { return true }
+
+// TraceID returns e签宝's trace ID, if the response carried one.
+func (e *BusinessError) TraceID() string { return e.Trace }
+
+// IsParameterError reports whether e签宝 rejected the request's content (1435002).
+func (e *BusinessError) IsParameterError() bool { return e.Code == CodeParameterError }
+
+// MalformedResponseError: e签宝 answered, but not in a shape the client understands (not
+// JSON, too large, success without an eviPointId). Whether it acted is unknown.
+type MalformedResponseError struct {
+	Status int
+	Reason string
+	Trace  string
+}
+
+func (e *MalformedResponseError) Error() string {
+	return fmt.Sprintf("e签宝 response malformed (HTTP %d): %s%s", e.Status, e.Reason, traceSuffix(e.Trace))
+}
+
+// RetrySafe is false: e签宝 may have acted on the request.
+func (e *MalformedResponseError) RetrySafe() bool { return false }
+
+// TraceID returns e签宝's trace ID, if the response carried one.
+func (e *MalformedResponseError) TraceID() string { return e.Trace }
+
+// StatusError: e签宝 answered with an HTTP status other than 200, 401, 403 or 5xx (for
+// example when a quota is exceeded: e签宝 does not document that answer). The request
+// was refused as a whole.
+type StatusError struct {
+	Status int
+	Trace  string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("e签宝 answered HTTP %d%s", e.Status, traceSuffix(e.Trace))
+}
+
+// RetrySafe is true: a 4xx answer means the request was refused, not acted on.
+func (e *StatusError) RetrySafe() bool { return true }
+
+// TraceID returns e签宝's trace ID, if the response carried one.
+func (e *StatusError) TraceID() string { return e.Trace }
+
+func traceSuffix(t string) string {
+	if t == "" {
+		return ""
+	}
+	return " (e签宝 trace " + t + ")"
+}
+
+// IsRetrySafe reports whether err is an upstream Error that is safe to retry.
+func IsRetrySafe(err error) bool {
+	var e Error
+	return errors.As(err, &e) && e.RetrySafe()
+}
+
+// mask replaces every occurrence of each personal value in msg with "***", ignoring case
+// (an ID number's X may come back as x).
+func mask(msg string, personal []string) string {
+	for _, v := range personal {
+		if strings.TrimSpace(v) == "" {
+			continue
+		}
+		msg = replaceFold(msg, v, "***")
+	}
+	return msg
+}
+
+func replaceFold(s, old, repl string) string {
+	lower, lowerOld := strings.ToLower(s), strings.ToLower(old)
+	if len(lower) != len(s) || len(lowerOld) != len(old) {
+		// Case folding changed byte lengths: fall back to an exact replacement.
+		return strings.ReplaceAll(s, old, repl)
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(lower, lowerOld)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		b.WriteString(repl)
+		s, lower = s[i+len(old):], lower[i+len(old):]
+	}
+}
