@@ -1,0 +1,207 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+
+	"github.com/esign-evidence/esign-evidence/upstream"
+	"github.com/esign-evidence/esign-evidence/validation"
+)
+
+// ErrorDomain is the google.rpc.ErrorInfo domain of every error this service returns.
+const ErrorDomain = "esign-evidence"
+
+// ErrorInfo reasons. Callers branch on these (and on the gRPC code), never on messages.
+const (
+	// ReasonInvalidRequest: the request breaks the contract's rules; a BadRequest detail
+	// names each field.
+	ReasonInvalidRequest = "INVALID_REQUEST"
+	// ReasonEsignParameterError: e签宝 rejected the request's content (code 1435002).
+	ReasonEsignParameterError = "ESIGN_PARAMETER_ERROR"
+	// ReasonEsignBusinessError: e签宝 refused with another business code (see the
+	// esign_code metadata). The evidence point was not created.
+	ReasonEsignBusinessError = "ESIGN_BUSINESS_ERROR"
+	// ReasonEsignRateLimited: e签宝 refused because the app's quota was exceeded.
+	ReasonEsignRateLimited = "ESIGN_RATE_LIMITED"
+	// ReasonEsignUnreachable: e签宝 could not be reached; nothing was sent, a retry is safe.
+	ReasonEsignUnreachable = "ESIGN_UNREACHABLE"
+	// ReasonEsignOutcomeUnknown: the request was sent but no definite answer came back
+	// (timeout, lost connection, e签宝 HTTP 5xx, an unreadable answer). The evidence point
+	// may or may not exist.
+	ReasonEsignOutcomeUnknown = "ESIGN_OUTCOME_UNKNOWN"
+	// ReasonEsignCredentialsRejected: e签宝 refused this service's own credentials or
+	// configuration (signature, app ID, clock, IP whitelist). An operator must fix the
+	// service; the caller did nothing wrong.
+	ReasonEsignCredentialsRejected = "ESIGN_CREDENTIALS_REJECTED"
+	// ReasonEsignUnexpectedAnswer: e签宝 answered with an HTTP status it does not document.
+	ReasonEsignUnexpectedAnswer = "ESIGN_UNEXPECTED_ANSWER"
+	// ReasonInternal: a bug in this service (a recovered panic).
+	ReasonInternal = "INTERNAL"
+)
+
+// errorRule is one row of the table from upstream failures to gRPC statuses.
+type errorRule struct {
+	code   codes.Code
+	reason string
+	msg    string
+}
+
+// The one table from upstream outcomes to what the caller sees. e签宝's parameter error
+// is the caller's problem (InvalidArgument); e签宝 refusing our own signature, app or IP
+// is ours (Internal, never Unauthenticated or PermissionDenied: those would tell the
+// caller its own credentials are wrong); an unknown outcome (Unavailable, reason
+// ESIGN_OUTCOME_UNKNOWN) is kept apart from a definite failure that is safe to retry
+// (Unavailable, reason ESIGN_UNREACHABLE).
+var (
+	ruleParameter    = errorRule{codes.InvalidArgument, ReasonEsignParameterError, "e签宝 rejected the request's content"}
+	ruleBusiness     = errorRule{codes.FailedPrecondition, ReasonEsignBusinessError, "e签宝 refused the request"}
+	ruleRateLimited  = errorRule{codes.ResourceExhausted, ReasonEsignRateLimited, "e签宝's request quota for this app is exhausted; retry later"}
+	ruleUnreachable  = errorRule{codes.Unavailable, ReasonEsignUnreachable, "e签宝 could not be reached; nothing was sent and a retry is safe"}
+	ruleUnknown      = errorRule{codes.Unavailable, ReasonEsignOutcomeUnknown, "the request reached e签宝 but no definite answer came back; the evidence point may exist"}
+	ruleCredentials  = errorRule{codes.Internal, ReasonEsignCredentialsRejected, "e签宝 refused this service's credentials; an operator must fix its configuration"}
+	ruleUnexpected   = errorRule{codes.Internal, ReasonEsignUnexpectedAnswer, "e签宝 answered in a way this service does not understand"}
+	ruleFieldsNeeded = errorRule{codes.InvalidArgument, ReasonInvalidRequest, "the request lacks fields the configured e签宝 API revision requires"}
+)
+
+// upstreamStatus maps an error from the upstream client to the caller's status. ctx is
+// the call's context: when the caller's own deadline or cancellation ended the call,
+// that is reported as such.
+func upstreamStatus(ctx context.Context, err error) *status.Status {
+	meta := map[string]string{}
+	var (
+		rule errorRule
+		msg  string
+	)
+	var (
+		ire *upstream.InvalidRequestError
+		se  *upstream.SendError
+		uo  *upstream.UnknownOutcomeError
+		ae  *upstream.AuthError
+		be  *upstream.BusinessError
+		me  *upstream.MalformedResponseError
+		ste *upstream.StatusError
+	)
+	switch {
+	case errors.As(err, &ire):
+		rule = ruleFieldsNeeded
+		st := withDetails(status.New(rule.code, rule.msg), errorInfo(rule.reason, meta), badRequest(fieldViolations(ire)))
+		return st
+	case errors.As(err, &se):
+		rule = ruleUnreachable
+		if c := ctxCode(ctx); c != codes.OK {
+			rule.code = c
+			rule.msg = "the call ended before anything was sent to e签宝; a retry is safe"
+		}
+	case errors.As(err, &uo):
+		rule = ruleUnknown
+		switch {
+		case uo.Status != 0:
+			meta["cause"] = "http_" + strconv.Itoa(uo.Status)
+		case errors.Is(uo.Err, context.DeadlineExceeded):
+			meta["cause"] = "timeout"
+		default:
+			meta["cause"] = "connection_lost"
+		}
+		if c := ctxCode(ctx); c != codes.OK {
+			rule.code = c
+		}
+	case errors.As(err, &me):
+		rule = ruleUnknown
+		meta["cause"] = "malformed_response"
+	case errors.As(err, &ae):
+		rule = ruleCredentials
+		meta["esign_http_status"] = strconv.Itoa(ae.Status)
+		if ae.Reason != "" {
+			meta["esign_reason"] = ae.Reason
+		}
+	case errors.As(err, &be):
+		rule = ruleBusiness
+		if be.IsParameterError() {
+			rule = ruleParameter
+		}
+		meta["esign_code"] = strconv.Itoa(be.Code)
+		// The message is already masked of the request's personal values upstream.
+		if be.Message != "" {
+			msg = rule.msg + ": " + be.Message
+		}
+	case errors.As(err, &ste):
+		rule = ruleUnexpected
+		if ste.Status == 429 {
+			rule = ruleRateLimited
+		}
+		meta["esign_http_status"] = strconv.Itoa(ste.Status)
+	default:
+		rule = ruleUnexpected
+	}
+	var ue upstream.Error
+	if errors.As(err, &ue) {
+		if t := ue.TraceID(); t != "" {
+			meta["esign_trace_id"] = t
+		}
+		meta["retry_safe"] = strconv.FormatBool(ue.RetrySafe())
+	}
+	if msg == "" {
+		msg = rule.msg
+	}
+	return withDetails(status.New(rule.code, msg), errorInfo(rule.reason, meta))
+}
+
+// ctxCode reports Canceled or DeadlineExceeded when the caller's context has ended.
+func ctxCode(ctx context.Context) codes.Code {
+	switch ctx.Err() {
+	case context.Canceled:
+		return codes.Canceled
+	case context.DeadlineExceeded:
+		return codes.DeadlineExceeded
+	}
+	return codes.OK
+}
+
+func fieldViolations(ire *upstream.InvalidRequestError) []validation.FieldViolation {
+	out := make([]validation.FieldViolation, 0, len(ire.Fields))
+	for _, f := range ire.Fields {
+		out = append(out, validation.FieldViolation{Field: f, Rule: "revision.required", Description: ire.Reason})
+	}
+	return out
+}
+
+// validationStatus is the InvalidArgument status for a request that breaks the contract.
+func validationStatus(verr *validation.Error) *status.Status {
+	return withDetails(status.New(codes.InvalidArgument, verr.Error()),
+		errorInfo(ReasonInvalidRequest, nil), badRequest(verr.Violations))
+}
+
+func errorInfo(reason string, meta map[string]string) *errdetails.ErrorInfo {
+	if len(meta) == 0 {
+		meta = nil
+	}
+	return &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: meta}
+}
+
+func badRequest(vs []validation.FieldViolation) *errdetails.BadRequest {
+	br := &errdetails.BadRequest{}
+	for _, v := range vs {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
+			Field:       v.Field,
+			Description: v.Description,
+			Reason:      v.Rule,
+		})
+	}
+	return br
+}
+
+// withDetails attaches details to st. Attaching fails only for an OK status, which is
+// never built here.
+func withDetails(st *status.Status, details ...protoadapt.MessageV1) *status.Status {
+	withD, err := st.WithDetails(details...)
+	if err != nil {
+		return st
+	}
+	return withD
+}

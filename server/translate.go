@@ -1,0 +1,100 @@
+package server
+
+import (
+	"time"
+
+	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
+	"github.com/esign-evidence/esign-evidence/upstream"
+)
+
+// toUpstream translates a validated contract request into e签宝's wire type, field by
+// field. It is the only place where the two meet.
+//
+// Defaults are applied here: an omitted realNameMethod follows from the block that is
+// set, an omitted cardType is the mainland resident ID card. The certAgreementRead*
+// fields go to e签宝 only under the 2025 revision; the seed revision has no such fields,
+// so a caller that already sends them is not refused for it.
+func toUpstream(req *evidencev1.CreatePersonalEvidencePointRequest, rev upstream.Revision) *upstream.PsnEvidencePoint {
+	p := &upstream.PsnEvidencePoint{
+		EviName:            req.GetEviName(),
+		CustomBizID:        req.GetCustomBizId(),
+		RealNameMethod:     realNameMethod(req),
+		TimeStamp:          time.UnixMilli(req.GetTimeStamp()),
+		Name:               req.GetName(),
+		CardNo:             req.GetCardNo(),
+		CardType:           cardType(req.GetCardType()),
+		CardPortrait:       req.GetCardPortrait(),
+		CardNationalEmblem: req.GetCardNationalEmblem(),
+		Mark:               req.GetMark(),
+	}
+	switch b := req.GetVerification().(type) {
+	case *evidencev1.CreatePersonalEvidencePointRequest_ThreeElements:
+		p.ThreeElements = &upstream.ThreeElements{
+			InfoVerifySupplier: b.ThreeElements.GetInfoVerifySupplier(),
+			VerifyTime:         b.ThreeElements.GetVerifyTime(),
+			VerifySerialNumber: b.ThreeElements.GetVerifySerialNumber(),
+			Mobile:             b.ThreeElements.GetMobile(),
+			SMSCode:            b.ThreeElements.GetSmsCode(),
+			SMSSupplier:        b.ThreeElements.GetSmsSupplier(),
+		}
+	case *evidencev1.CreatePersonalEvidencePointRequest_BankCardFour:
+		p.BankCardFour = &upstream.BankCardFour{
+			InfoVerifySupplier: b.BankCardFour.GetInfoVerifySupplier(),
+			VerifyTime:         b.BankCardFour.GetVerifyTime(),
+			VerifySerialNumber: b.BankCardFour.GetVerifySerialNumber(),
+			OpeningBank:        b.BankCardFour.GetOpeningBank(),
+			BankCard:           b.BankCardFour.GetBankCard(),
+			Mobile:             b.BankCardFour.GetMobile(),
+			SMSCode:            b.BankCardFour.GetSmsCode(),
+			SMSSupplier:        b.BankCardFour.GetSmsSupplier(),
+		}
+	case *evidencev1.CreatePersonalEvidencePointRequest_Face:
+		p.Face = &upstream.Face{
+			InfoVerifySupplier:    b.Face.GetInfoVerifySupplier(),
+			VerifyTime:            b.Face.GetVerifyTime(),
+			VerifySerialNumber:    b.Face.GetVerifySerialNumber(),
+			FaceImage:             b.Face.GetFaceImage(),
+			FaceImageSimilarScore: b.Face.GetFaceImageSimilarScore(),
+			FaceLiveDetectScore:   b.Face.GetFaceLiveDetectScore(),
+		}
+	}
+	if rev == upstream.Revision2025 && hasCertAgreement(req) {
+		p.CertAgreementRead = &upstream.CertAgreementRead{
+			Title:   req.GetCertAgreementReadTitle(),
+			Version: req.GetCertAgreementReadVersion(),
+			Hash:    req.GetCertAgreementReadHash(),
+			Time:    req.GetCertAgreementReadTime(),
+			Type:    req.GetCertAgreementReadType(),
+			IP:      req.GetCertAgreementReadIp(),
+		}
+	}
+	return p
+}
+
+func hasCertAgreement(req *evidencev1.CreatePersonalEvidencePointRequest) bool {
+	return req.GetCertAgreementReadTitle() != "" || req.GetCertAgreementReadVersion() != "" ||
+		req.GetCertAgreementReadHash() != "" || req.GetCertAgreementReadTime() != "" ||
+		req.GetCertAgreementReadType() != "" || req.GetCertAgreementReadIp() != ""
+}
+
+// realNameMethod is the request's method, or the one its block implies when omitted.
+func realNameMethod(req *evidencev1.CreatePersonalEvidencePointRequest) string {
+	switch req.GetVerification().(type) {
+	case *evidencev1.CreatePersonalEvidencePointRequest_ThreeElements:
+		return upstream.MethodThreeElements
+	case *evidencev1.CreatePersonalEvidencePointRequest_BankCardFour:
+		return upstream.MethodBankCardFour
+	case *evidencev1.CreatePersonalEvidencePointRequest_Face:
+		return upstream.MethodFace
+	}
+	// Unreachable for a validated request (a block is required); send what was given.
+	return req.GetRealNameMethod().String()
+}
+
+// cardType is e签宝's spelling of t; the enum's value names are e签宝's own.
+func cardType(t evidencev1.CardType) string {
+	if t == evidencev1.CardType_CARD_TYPE_UNSPECIFIED {
+		return upstream.CardTypeMainlandID
+	}
+	return t.String()
+}
