@@ -3,6 +3,8 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
+GRPCURL_VERSION := v1.9.4
+
 # buf lives in its own module (tools/go.mod): it pins a pre-release protobuf runtime that
 # must not leak into the generated code's headers.
 BUF := go tool -modfile=tools/go.mod buf
@@ -35,6 +37,26 @@ gen-check: generate ## Fail if gen/ differs from what generation produces.
 	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
 	  echo "gen/ is not what 'make generate' produces:"; git status --porcelain -- gen; git diff --stat -- gen; exit 1; fi
 
+.PHONY: tools
+tools: bin/.grpcurl-$(GRPCURL_VERSION) ## Install grpcurl into bin/ (the README's examples and tests use it).
+
+bin/.grpcurl-$(GRPCURL_VERSION):
+	@mkdir -p bin
+	GOBIN=$(CURDIR)/bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+	@touch $@
+
+.PHONY: build
+build: ## Build bin/esign-evidence.
+	go build -o bin/esign-evidence ./cmd/esign-evidence
+
+.PHONY: run
+run: tools build ## Run the service in demo mode (offline e签宝 simulator): gRPC :9090, REST :8080.
+	bin/esign-evidence -simulate
+
 .PHONY: test
-test: ## Run every test.
-	go test -race -count=1 ./...
+test: tools ## Run every test (the test command CI runs).
+	GRPCURL=$(CURDIR)/bin/grpcurl go test -race -count=1 ./...
+
+.PHONY: readme-check
+readme-check: tools build ## Run the README's grpcurl and curl examples against the demo.
+	scripts/readme-examples.sh

@@ -1,0 +1,114 @@
+// Command esign-evidence serves the esign.evidence.v1 API over gRPC and REST and creates
+// e签宝 personal real-name evidence points. `esign-evidence -h` lists the settings;
+// `esign-evidence -simulate` runs the demo against an in-process offline e签宝.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	esignevidence "github.com/esign-evidence/esign-evidence"
+	"github.com/esign-evidence/esign-evidence/internal/config"
+	"github.com/esign-evidence/esign-evidence/server"
+	"github.com/esign-evidence/esign-evidence/upstream"
+	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "esign-evidence:", err)
+		os.Exit(1)
+	}
+}
+
+// run wires configuration, the upstream client, the server and its listeners, and serves
+// until ctx is done.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.Load(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+
+	if cfg.Simulate {
+		stopSim, err := startSimulator(cfg, log)
+		if err != nil {
+			return err
+		}
+		defer stopSim()
+	}
+
+	client, err := upstream.New(upstream.Config{
+		BaseURL:   cfg.BaseURL,
+		AppID:     cfg.AppID,
+		AppSecret: cfg.AppSecret,
+		Revision:  cfg.Revision,
+		Timeout:   cfg.UpstreamTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Options{
+		Upstream:        client,
+		Logger:          log,
+		MaxRequestBytes: cfg.MaxRequestBytes,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		OpenAPI:         esignevidence.OpenAPIv2,
+	})
+	if err != nil {
+		return err
+	}
+	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("GRPC_ADDR: %w", err)
+	}
+	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		_ = grpcLis.Close()
+		return fmt.Errorf("HTTP_ADDR: %w", err)
+	}
+	log.Info("esign-evidence starting", "esign_base_url", cfg.BaseURL, "esign_app_id", cfg.AppID,
+		"esign_api_revision", string(cfg.Revision), "demo_mode", cfg.Simulate)
+	return srv.Serve(ctx, grpcLis, httpLis)
+}
+
+// startSimulator serves the offline e签宝 on a loopback port with a fresh secret and
+// points cfg at it. The service then signs and sends real HTTP requests, exactly as it
+// would to e签宝.
+func startSimulator(cfg *config.Config, log *slog.Logger) (stop func(), err error) {
+	secret := make([]byte, 24)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	cfg.AppID = "demo-app"
+	cfg.AppSecret = upstream.Secret(hex.EncodeToString(secret))
+	sim := esignsim.New(esignsim.Config{AppID: cfg.AppID, AppSecret: string(cfg.AppSecret), Revision: cfg.Revision})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("demo mode: starting the simulator: %w", err)
+	}
+	cfg.BaseURL = "http://" + lis.Addr().String()
+	hs := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(lis) }()
+	log.Warn("DEMO MODE: NOT TALKING TO e签宝. Requests go to an in-process offline simulator; "+
+		"the eviPointIds it returns are not real and cannot be used to open signing accounts.",
+		"simulator_url", cfg.BaseURL)
+	return func() { _ = hs.Close() }, nil
+}

@@ -1,0 +1,212 @@
+// Package config reads the service's configuration from flags and the environment into
+// one struct and validates it at start-up. A flag wins over its environment variable.
+// Errors name the setting at fault; the app secret is never printed.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/esign-evidence/esign-evidence/server"
+	"github.com/esign-evidence/esign-evidence/upstream"
+)
+
+// Defaults of the listeners.
+const (
+	DefaultGRPCAddr = ":9090"
+	DefaultHTTPAddr = ":8080"
+)
+
+// Config is the whole configuration of one esign-evidence process.
+type Config struct {
+	GRPCAddr string
+	HTTPAddr string
+	// Simulate runs the offline e签宝 simulator in-process and points the service at it
+	// (demo mode). Nothing else ever selects the simulator.
+	Simulate bool
+	// BaseURL is e签宝's base URL, from ESIGN_BASE_URL or ESIGN_ENV.
+	BaseURL   string
+	AppID     string
+	AppSecret upstream.Secret
+	Revision  upstream.Revision
+	// UpstreamTimeout bounds one e签宝 call.
+	UpstreamTimeout time.Duration
+	// MaxRequestBytes caps request size on gRPC and REST.
+	MaxRequestBytes int
+	// ShutdownTimeout bounds the graceful drain.
+	ShutdownTimeout time.Duration
+	LogLevel        slog.Level
+}
+
+// setting describes one configuration item: its flag, its environment variable, and its
+// help text; Usage lists them all.
+type setting struct {
+	flag, env, def, help string
+}
+
+var settings = []setting{
+	{"grpc-addr", "GRPC_ADDR", DefaultGRPCAddr, "gRPC listen address"},
+	{"http-addr", "HTTP_ADDR", DefaultHTTPAddr, "REST (grpc-gateway) listen address"},
+	{"simulate", "SIMULATE", "false", "demo mode: serve against the in-process offline e签宝 simulator, not e签宝"},
+	{"esign-env", "ESIGN_ENV", "", "e签宝 environment: sandbox or production (or set ESIGN_BASE_URL)"},
+	{"esign-base-url", "ESIGN_BASE_URL", "", "e签宝 base URL; overrides ESIGN_ENV (a proxy, a simulator)"},
+	{"esign-app-id", "ESIGN_APP_ID", "", "e签宝 app ID"},
+	{"esign-app-secret-file", "ESIGN_APP_SECRET_FILE", "", "file holding the e签宝 app secret (or set ESIGN_APP_SECRET; no flag takes the secret itself, so it never shows in a process list)"},
+	{"esign-api-revision", "ESIGN_API_REVISION", string(upstream.RevisionSeed), "e签宝 evidence API revision: seed or 2025"},
+	{"esign-timeout", "ESIGN_TIMEOUT", upstream.DefaultTimeout.String(), "timeout of one e签宝 call"},
+	{"max-request-bytes", "MAX_REQUEST_BYTES", strconv.Itoa(server.DefaultMaxRequestBytes), "maximum request size on gRPC and REST"},
+	{"shutdown-timeout", "SHUTDOWN_TIMEOUT", server.DefaultShutdownTimeout.String(), "how long in-flight calls may take to finish at shutdown"},
+	{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error"},
+}
+
+// Load parses args (without the program name) and the environment.
+func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet("esign-evidence", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	fs.Usage = func() { Usage(usageOut) }
+	vals := map[string]*string{}
+	for _, s := range settings {
+		def := s.def
+		if v := getenv(s.env); v != "" {
+			def = v
+		}
+		if s.flag == "simulate" {
+			continue
+		}
+		vals[s.flag] = fs.String(s.flag, def, s.help+" ("+s.env+")")
+	}
+	simDefault := false
+	if v := getenv("SIMULATE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("SIMULATE: %q is not true or false", v)
+		}
+		simDefault = b
+	}
+	simulate := fs.Bool("simulate", simDefault, "demo mode: serve against the in-process offline e签宝 simulator, not e签宝 (SIMULATE)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+
+	c := &Config{
+		GRPCAddr: *vals["grpc-addr"],
+		HTTPAddr: *vals["http-addr"],
+		Simulate: *simulate,
+	}
+	var errs []error
+	bad := func(flagName, env, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s (-%s): %s", env, flagName, fmt.Sprintf(format, a...)))
+	}
+	for _, a := range []struct{ flag, env, v string }{
+		{"grpc-addr", "GRPC_ADDR", c.GRPCAddr},
+		{"http-addr", "HTTP_ADDR", c.HTTPAddr},
+	} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			bad(a.flag, a.env, "%q is not a host:port address", a.v)
+		}
+	}
+
+	rev, err := upstream.ParseRevision(*vals["esign-api-revision"])
+	if err != nil {
+		bad("esign-api-revision", "ESIGN_API_REVISION", "%v", err)
+	}
+	c.Revision = rev
+
+	durations := []struct {
+		flag, env string
+		dst       *time.Duration
+	}{
+		{"esign-timeout", "ESIGN_TIMEOUT", &c.UpstreamTimeout},
+		{"shutdown-timeout", "SHUTDOWN_TIMEOUT", &c.ShutdownTimeout},
+	}
+	for _, d := range durations {
+		v, err := time.ParseDuration(*vals[d.flag])
+		if err != nil || v <= 0 {
+			bad(d.flag, d.env, "%q is not a positive duration such as 15s", *vals[d.flag])
+			continue
+		}
+		*d.dst = v
+	}
+	n, err := strconv.Atoi(*vals["max-request-bytes"])
+	if err != nil || n < 1024 || n > 64<<20 {
+		bad("max-request-bytes", "MAX_REQUEST_BYTES", "%q is not a number of bytes from 1024 to 67108864", *vals["max-request-bytes"])
+	}
+	c.MaxRequestBytes = n
+	if err := c.LogLevel.UnmarshalText([]byte(*vals["log-level"])); err != nil {
+		bad("log-level", "LOG_LEVEL", "%q is not debug, info, warn or error", *vals["log-level"])
+	}
+
+	if c.Simulate {
+		// Demo mode brings its own simulator, app ID and secret; e签宝 settings given as
+		// well are a mistake worth stopping for: the operator may think they are used.
+		for _, s := range []struct{ flag, env string }{
+			{"esign-env", "ESIGN_ENV"}, {"esign-base-url", "ESIGN_BASE_URL"}, {"esign-app-id", "ESIGN_APP_ID"},
+		} {
+			if *vals[s.flag] != "" {
+				bad(s.flag, s.env, "must not be set in demo mode (-simulate): the simulator is used instead of e签宝")
+			}
+		}
+		if getenv("ESIGN_APP_SECRET") != "" || *vals["esign-app-secret-file"] != "" {
+			bad("esign-app-secret-file", "ESIGN_APP_SECRET", "must not be set in demo mode (-simulate)")
+		}
+		return c, errors.Join(errs...)
+	}
+
+	switch base, env := *vals["esign-base-url"], *vals["esign-env"]; {
+	case base != "":
+		c.BaseURL = base
+	case env == "sandbox":
+		c.BaseURL = upstream.SandboxBaseURL
+	case env == "production":
+		c.BaseURL = upstream.ProductionBaseURL
+	case env == "":
+		bad("esign-env", "ESIGN_ENV", "set ESIGN_ENV to sandbox or production, or ESIGN_BASE_URL; or run the demo with -simulate")
+	default:
+		bad("esign-env", "ESIGN_ENV", "%q is not sandbox or production", env)
+	}
+	c.AppID = strings.TrimSpace(*vals["esign-app-id"])
+	if c.AppID == "" {
+		bad("esign-app-id", "ESIGN_APP_ID", "is required")
+	}
+	secret, file := getenv("ESIGN_APP_SECRET"), *vals["esign-app-secret-file"]
+	switch {
+	case secret != "" && file != "":
+		bad("esign-app-secret-file", "ESIGN_APP_SECRET_FILE", "set either ESIGN_APP_SECRET or ESIGN_APP_SECRET_FILE, not both")
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			bad("esign-app-secret-file", "ESIGN_APP_SECRET_FILE", "cannot read %q", file)
+		} else if strings.TrimSpace(string(b)) == "" {
+			bad("esign-app-secret-file", "ESIGN_APP_SECRET_FILE", "%q is empty", file)
+		}
+		c.AppSecret = upstream.Secret(strings.TrimSpace(string(b)))
+	case secret != "":
+		c.AppSecret = upstream.Secret(secret)
+	default:
+		bad("esign-app-secret-file", "ESIGN_APP_SECRET", "the app secret is required (ESIGN_APP_SECRET or ESIGN_APP_SECRET_FILE)")
+	}
+	return c, errors.Join(errs...)
+}
+
+// Usage writes every setting with its flag, environment variable and default.
+func Usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: esign-evidence [flags]\n\nEvery flag can also be set by its environment variable; a flag wins.")
+	for _, s := range settings {
+		def := s.def
+		if def == "" {
+			def = "(none)"
+		}
+		fmt.Fprintf(w, "  -%-22s %-22s default %-10s %s\n", s.flag, s.env, def, s.help)
+	}
+}
