@@ -76,6 +76,7 @@ func WithNow(now func() *timestamppb.Timestamp) Option {
 // requestTypes are the messages the service validates; their rules are compiled eagerly.
 var requestTypes = []proto.Message{
 	&evidencev1.CreatePersonalEvidencePointRequest{},
+	&evidencev1.GetSubmissionRequest{},
 }
 
 // New builds a Validator with every request type's rules compiled.

@@ -11,6 +11,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -166,6 +167,67 @@ func (x CardType) Number() protoreflect.EnumNumber {
 // Deprecated: Use CardType.Descriptor instead.
 func (CardType) EnumDescriptor() ([]byte, []int) {
 	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{1}
+}
+
+// Where a submission stands.
+type SubmissionState int32
+
+const (
+	// Not used.
+	SubmissionState_SUBMISSION_STATE_UNSPECIFIED SubmissionState = 0
+	// A call is sending it to e签宝 now.
+	SubmissionState_SUBMISSION_STATE_IN_PROGRESS SubmissionState = 1
+	// e签宝 created the evidence point; `eviPointId` is set.
+	SubmissionState_SUBMISSION_STATE_SUCCEEDED SubmissionState = 2
+	// e签宝 refused it, or it never reached e签宝: no evidence point exists.
+	SubmissionState_SUBMISSION_STATE_FAILED SubmissionState = 3
+	// It was sent but no definite answer came back: the evidence point may exist.
+	SubmissionState_SUBMISSION_STATE_OUTCOME_UNKNOWN SubmissionState = 4
+)
+
+// Enum value maps for SubmissionState.
+var (
+	SubmissionState_name = map[int32]string{
+		0: "SUBMISSION_STATE_UNSPECIFIED",
+		1: "SUBMISSION_STATE_IN_PROGRESS",
+		2: "SUBMISSION_STATE_SUCCEEDED",
+		3: "SUBMISSION_STATE_FAILED",
+		4: "SUBMISSION_STATE_OUTCOME_UNKNOWN",
+	}
+	SubmissionState_value = map[string]int32{
+		"SUBMISSION_STATE_UNSPECIFIED":     0,
+		"SUBMISSION_STATE_IN_PROGRESS":     1,
+		"SUBMISSION_STATE_SUCCEEDED":       2,
+		"SUBMISSION_STATE_FAILED":          3,
+		"SUBMISSION_STATE_OUTCOME_UNKNOWN": 4,
+	}
+)
+
+func (x SubmissionState) Enum() *SubmissionState {
+	p := new(SubmissionState)
+	*p = x
+	return p
+}
+
+func (x SubmissionState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SubmissionState) Descriptor() protoreflect.EnumDescriptor {
+	return file_esign_evidence_v1_evidence_proto_enumTypes[2].Descriptor()
+}
+
+func (SubmissionState) Type() protoreflect.EnumType {
+	return &file_esign_evidence_v1_evidence_proto_enumTypes[2]
+}
+
+func (x SubmissionState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SubmissionState.Descriptor instead.
+func (SubmissionState) EnumDescriptor() ([]byte, []int) {
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{2}
 }
 
 // The request to create a personal real-name evidence point.
@@ -744,7 +806,10 @@ type CreatePersonalEvidencePointResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The evidence-point ID (证据点ID, `eviPointId`), starting with `P` or `H`. Pass it to
 	// e签宝's account-creation call as `realnameEvidencePointId`.
-	EviPointId    string `protobuf:"bytes,1,opt,name=evi_point_id,json=eviPointId,proto3" json:"evi_point_id,omitempty"`
+	EviPointId string `protobuf:"bytes,1,opt,name=evi_point_id,json=eviPointId,proto3" json:"evi_point_id,omitempty"`
+	// True when this is the stored result of an earlier call with the same `customBizId`
+	// and the same request: nothing was sent to e签宝 this time.
+	Replayed      bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -786,11 +851,164 @@ func (x *CreatePersonalEvidencePointResponse) GetEviPointId() string {
 	return ""
 }
 
+func (x *CreatePersonalEvidencePointResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+// The request to look up a submission.
+type GetSubmissionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The `customBizId` the submission was made with.
+	CustomBizId   string `protobuf:"bytes,1,opt,name=custom_biz_id,json=customBizId,proto3" json:"custom_biz_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSubmissionRequest) Reset() {
+	*x = GetSubmissionRequest{}
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSubmissionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSubmissionRequest) ProtoMessage() {}
+
+func (x *GetSubmissionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSubmissionRequest.ProtoReflect.Descriptor instead.
+func (*GetSubmissionRequest) Descriptor() ([]byte, []int) {
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetSubmissionRequest) GetCustomBizId() string {
+	if x != nil {
+		return x.CustomBizId
+	}
+	return ""
+}
+
+// A submission as stored. It holds no personal data.
+type GetSubmissionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's business number.
+	CustomBizId string `protobuf:"bytes,1,opt,name=custom_biz_id,json=customBizId,proto3" json:"custom_biz_id,omitempty"`
+	// Where the submission stands.
+	State SubmissionState `protobuf:"varint,2,opt,name=state,proto3,enum=esign.evidence.v1.SubmissionState" json:"state,omitempty"`
+	// The evidence-point ID, once e签宝 returned one.
+	EviPointId string `protobuf:"bytes,3,opt,name=evi_point_id,json=eviPointId,proto3" json:"evi_point_id,omitempty"`
+	// e签宝's business code of the last answer (0 on success; unset when none came back).
+	EsignCode int32 `protobuf:"varint,4,opt,name=esign_code,json=esignCode,proto3" json:"esign_code,omitempty"`
+	// How many times the request was sent (or about to be sent) to e签宝.
+	Attempts int32 `protobuf:"varint,5,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// When the submission was first made.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When it last changed.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSubmissionResponse) Reset() {
+	*x = GetSubmissionResponse{}
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSubmissionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSubmissionResponse) ProtoMessage() {}
+
+func (x *GetSubmissionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSubmissionResponse.ProtoReflect.Descriptor instead.
+func (*GetSubmissionResponse) Descriptor() ([]byte, []int) {
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetSubmissionResponse) GetCustomBizId() string {
+	if x != nil {
+		return x.CustomBizId
+	}
+	return ""
+}
+
+func (x *GetSubmissionResponse) GetState() SubmissionState {
+	if x != nil {
+		return x.State
+	}
+	return SubmissionState_SUBMISSION_STATE_UNSPECIFIED
+}
+
+func (x *GetSubmissionResponse) GetEviPointId() string {
+	if x != nil {
+		return x.EviPointId
+	}
+	return ""
+}
+
+func (x *GetSubmissionResponse) GetEsignCode() int32 {
+	if x != nil {
+		return x.EsignCode
+	}
+	return 0
+}
+
+func (x *GetSubmissionResponse) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *GetSubmissionResponse) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *GetSubmissionResponse) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
 var File_esign_evidence_v1_evidence_proto protoreflect.FileDescriptor
 
 const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\n" +
-	" esign/evidence/v1/evidence.proto\x12\x11esign.evidence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1design/evidence/v1/rules.proto\x1a\x1cgoogle/api/annotations.proto\"\xa2%\n" +
+	" esign/evidence/v1/evidence.proto\x12\x11esign.evidence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1design/evidence/v1/rules.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2%\n" +
 	"\"CreatePersonalEvidencePointRequest\x12)\n" +
 	"\bevi_name\x18\x01 \x01(\tB\x0e\xbaH\v\xc8\x01\x01r\x06ȭY\x01\x18@R\aeviName\x12+\n" +
 	"\rcustom_biz_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18$R\vcustomBizId\x12U\n" +
@@ -855,10 +1073,26 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\n" +
 	"face_image\x18\x04 \x01(\tB\f\xbaH\t\xc8\x01\x01r\x04ȭY\x01R\tfaceImage\x12V\n" +
 	"\x18face_image_similar_score\x18\x05 \x01(\tB\x1d\xbaH\x1a\xc8\x01\x01r\x152\x13^[0-9]+(\\.[0-9]+)?$R\x15faceImageSimilarScore\x12R\n" +
-	"\x16face_live_detect_score\x18\x06 \x01(\tB\x1d\xbaH\x1a\xc8\x01\x01r\x152\x13^[0-9]+(\\.[0-9]+)?$R\x13faceLiveDetectScore\"G\n" +
+	"\x16face_live_detect_score\x18\x06 \x01(\tB\x1d\xbaH\x1a\xc8\x01\x01r\x152\x13^[0-9]+(\\.[0-9]+)?$R\x13faceLiveDetectScore\"c\n" +
 	"#CreatePersonalEvidencePointResponse\x12 \n" +
 	"\fevi_point_id\x18\x01 \x01(\tR\n" +
-	"eviPointId*a\n" +
+	"eviPointId\x12\x1a\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"F\n" +
+	"\x14GetSubmissionRequest\x12.\n" +
+	"\rcustom_biz_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\a\xc8\x01\x01r\x02\x18$R\vcustomBizId\"\xcc\x02\n" +
+	"\x15GetSubmissionResponse\x12\"\n" +
+	"\rcustom_biz_id\x18\x01 \x01(\tR\vcustomBizId\x128\n" +
+	"\x05state\x18\x02 \x01(\x0e2\".esign.evidence.v1.SubmissionStateR\x05state\x12 \n" +
+	"\fevi_point_id\x18\x03 \x01(\tR\n" +
+	"eviPointId\x12\x1d\n" +
+	"\n" +
+	"esign_code\x18\x04 \x01(\x05R\tesignCode\x12\x1a\n" +
+	"\battempts\x18\x05 \x01(\x05R\battempts\x12;\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime*a\n" +
 	"\x0eRealNameMethod\x12 \n" +
 	"\x1cREAL_NAME_METHOD_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rTHREEELEMENTS\x10\x01\x12\x10\n" +
@@ -872,9 +1106,16 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x12CRED_PSN_CH_TWCARD\x10\x04\x12\x15\n" +
 	"\x11CRED_PSN_PASSPORT\x10\x05\x12\x14\n" +
 	"\x10CRED_PSN_FOREIGN\x10\x06\x12\x12\n" +
-	"\x0eCRED_PSN_OTHER\x10\a2\xd0\x01\n" +
+	"\x0eCRED_PSN_OTHER\x10\a*\xb8\x01\n" +
+	"\x0fSubmissionState\x12 \n" +
+	"\x1cSUBMISSION_STATE_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cSUBMISSION_STATE_IN_PROGRESS\x10\x01\x12\x1e\n" +
+	"\x1aSUBMISSION_STATE_SUCCEEDED\x10\x02\x12\x1b\n" +
+	"\x17SUBMISSION_STATE_FAILED\x10\x03\x12$\n" +
+	" SUBMISSION_STATE_OUTCOME_UNKNOWN\x10\x042\xde\x02\n" +
 	"\x0fEvidenceService\x12\xbc\x01\n" +
-	"\x1bCreatePersonalEvidencePoint\x125.esign.evidence.v1.CreatePersonalEvidencePointRequest\x1a6.esign.evidence.v1.CreatePersonalEvidencePointResponse\".\x82\xd3\xe4\x93\x02(:\x01*\"#/v3/evidence/evi-point/psn-realnameBNZLgithub.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1;evidencev1b\x06proto3"
+	"\x1bCreatePersonalEvidencePoint\x125.esign.evidence.v1.CreatePersonalEvidencePointRequest\x1a6.esign.evidence.v1.CreatePersonalEvidencePointResponse\".\x82\xd3\xe4\x93\x02(:\x01*\"#/v3/evidence/evi-point/psn-realname\x12\x8b\x01\n" +
+	"\rGetSubmission\x12'.esign.evidence.v1.GetSubmissionRequest\x1a(.esign.evidence.v1.GetSubmissionResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/submissions/{custom_biz_id}BNZLgithub.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1;evidencev1b\x06proto3"
 
 var (
 	file_esign_evidence_v1_evidence_proto_rawDescOnce sync.Once
@@ -888,30 +1129,39 @@ func file_esign_evidence_v1_evidence_proto_rawDescGZIP() []byte {
 	return file_esign_evidence_v1_evidence_proto_rawDescData
 }
 
-var file_esign_evidence_v1_evidence_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_esign_evidence_v1_evidence_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_esign_evidence_v1_evidence_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_esign_evidence_v1_evidence_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_esign_evidence_v1_evidence_proto_goTypes = []any{
-	(RealNameMethod)(0), // 0: esign.evidence.v1.RealNameMethod
-	(CardType)(0),       // 1: esign.evidence.v1.CardType
-	(*CreatePersonalEvidencePointRequest)(nil),  // 2: esign.evidence.v1.CreatePersonalEvidencePointRequest
-	(*ThreeElements)(nil),                       // 3: esign.evidence.v1.ThreeElements
-	(*BankCardFour)(nil),                        // 4: esign.evidence.v1.BankCardFour
-	(*Face)(nil),                                // 5: esign.evidence.v1.Face
-	(*CreatePersonalEvidencePointResponse)(nil), // 6: esign.evidence.v1.CreatePersonalEvidencePointResponse
+	(RealNameMethod)(0),                         // 0: esign.evidence.v1.RealNameMethod
+	(CardType)(0),                               // 1: esign.evidence.v1.CardType
+	(SubmissionState)(0),                        // 2: esign.evidence.v1.SubmissionState
+	(*CreatePersonalEvidencePointRequest)(nil),  // 3: esign.evidence.v1.CreatePersonalEvidencePointRequest
+	(*ThreeElements)(nil),                       // 4: esign.evidence.v1.ThreeElements
+	(*BankCardFour)(nil),                        // 5: esign.evidence.v1.BankCardFour
+	(*Face)(nil),                                // 6: esign.evidence.v1.Face
+	(*CreatePersonalEvidencePointResponse)(nil), // 7: esign.evidence.v1.CreatePersonalEvidencePointResponse
+	(*GetSubmissionRequest)(nil),                // 8: esign.evidence.v1.GetSubmissionRequest
+	(*GetSubmissionResponse)(nil),               // 9: esign.evidence.v1.GetSubmissionResponse
+	(*timestamppb.Timestamp)(nil),               // 10: google.protobuf.Timestamp
 }
 var file_esign_evidence_v1_evidence_proto_depIdxs = []int32{
-	0, // 0: esign.evidence.v1.CreatePersonalEvidencePointRequest.real_name_method:type_name -> esign.evidence.v1.RealNameMethod
-	1, // 1: esign.evidence.v1.CreatePersonalEvidencePointRequest.card_type:type_name -> esign.evidence.v1.CardType
-	3, // 2: esign.evidence.v1.CreatePersonalEvidencePointRequest.three_elements:type_name -> esign.evidence.v1.ThreeElements
-	4, // 3: esign.evidence.v1.CreatePersonalEvidencePointRequest.bank_card_four:type_name -> esign.evidence.v1.BankCardFour
-	5, // 4: esign.evidence.v1.CreatePersonalEvidencePointRequest.face:type_name -> esign.evidence.v1.Face
-	2, // 5: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:input_type -> esign.evidence.v1.CreatePersonalEvidencePointRequest
-	6, // 6: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:output_type -> esign.evidence.v1.CreatePersonalEvidencePointResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	0,  // 0: esign.evidence.v1.CreatePersonalEvidencePointRequest.real_name_method:type_name -> esign.evidence.v1.RealNameMethod
+	1,  // 1: esign.evidence.v1.CreatePersonalEvidencePointRequest.card_type:type_name -> esign.evidence.v1.CardType
+	4,  // 2: esign.evidence.v1.CreatePersonalEvidencePointRequest.three_elements:type_name -> esign.evidence.v1.ThreeElements
+	5,  // 3: esign.evidence.v1.CreatePersonalEvidencePointRequest.bank_card_four:type_name -> esign.evidence.v1.BankCardFour
+	6,  // 4: esign.evidence.v1.CreatePersonalEvidencePointRequest.face:type_name -> esign.evidence.v1.Face
+	2,  // 5: esign.evidence.v1.GetSubmissionResponse.state:type_name -> esign.evidence.v1.SubmissionState
+	10, // 6: esign.evidence.v1.GetSubmissionResponse.create_time:type_name -> google.protobuf.Timestamp
+	10, // 7: esign.evidence.v1.GetSubmissionResponse.update_time:type_name -> google.protobuf.Timestamp
+	3,  // 8: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:input_type -> esign.evidence.v1.CreatePersonalEvidencePointRequest
+	8,  // 9: esign.evidence.v1.EvidenceService.GetSubmission:input_type -> esign.evidence.v1.GetSubmissionRequest
+	7,  // 10: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:output_type -> esign.evidence.v1.CreatePersonalEvidencePointResponse
+	9,  // 11: esign.evidence.v1.EvidenceService.GetSubmission:output_type -> esign.evidence.v1.GetSubmissionResponse
+	10, // [10:12] is the sub-list for method output_type
+	8,  // [8:10] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_esign_evidence_v1_evidence_proto_init() }
@@ -930,8 +1180,8 @@ func file_esign_evidence_v1_evidence_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_esign_evidence_v1_evidence_proto_rawDesc), len(file_esign_evidence_v1_evidence_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   5,
+			NumEnums:      3,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

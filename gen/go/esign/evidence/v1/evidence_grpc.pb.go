@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	EvidenceService_CreatePersonalEvidencePoint_FullMethodName = "/esign.evidence.v1.EvidenceService/CreatePersonalEvidencePoint"
+	EvidenceService_GetSubmission_FullMethodName               = "/esign.evidence.v1.EvidenceService/GetSubmission"
 )
 
 // EvidenceServiceClient is the client API for EvidenceService service.
@@ -38,6 +39,10 @@ type EvidenceServiceClient interface {
 	// Wraps e签宝's `POST /v3/evidence/evi-point/psn-realname`. The REST mapping uses the
 	// same path and accepts e签宝's own JSON request body unchanged.
 	CreatePersonalEvidencePoint(ctx context.Context, in *CreatePersonalEvidencePointRequest, opts ...grpc.CallOption) (*CreatePersonalEvidencePointResponse, error)
+	// Looks up a submission by the caller's `customBizId`: its state, the `eviPointId` once
+	// e签宝 returned one, and when it was first and last attempted. It returns no personal
+	// data: none is stored.
+	GetSubmission(ctx context.Context, in *GetSubmissionRequest, opts ...grpc.CallOption) (*GetSubmissionResponse, error)
 }
 
 type evidenceServiceClient struct {
@@ -52,6 +57,16 @@ func (c *evidenceServiceClient) CreatePersonalEvidencePoint(ctx context.Context,
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreatePersonalEvidencePointResponse)
 	err := c.cc.Invoke(ctx, EvidenceService_CreatePersonalEvidencePoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *evidenceServiceClient) GetSubmission(ctx context.Context, in *GetSubmissionRequest, opts ...grpc.CallOption) (*GetSubmissionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSubmissionResponse)
+	err := c.cc.Invoke(ctx, EvidenceService_GetSubmission_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +89,10 @@ type EvidenceServiceServer interface {
 	// Wraps e签宝's `POST /v3/evidence/evi-point/psn-realname`. The REST mapping uses the
 	// same path and accepts e签宝's own JSON request body unchanged.
 	CreatePersonalEvidencePoint(context.Context, *CreatePersonalEvidencePointRequest) (*CreatePersonalEvidencePointResponse, error)
+	// Looks up a submission by the caller's `customBizId`: its state, the `eviPointId` once
+	// e签宝 returned one, and when it was first and last attempted. It returns no personal
+	// data: none is stored.
+	GetSubmission(context.Context, *GetSubmissionRequest) (*GetSubmissionResponse, error)
 	mustEmbedUnimplementedEvidenceServiceServer()
 }
 
@@ -86,6 +105,9 @@ type UnimplementedEvidenceServiceServer struct{}
 
 func (UnimplementedEvidenceServiceServer) CreatePersonalEvidencePoint(context.Context, *CreatePersonalEvidencePointRequest) (*CreatePersonalEvidencePointResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreatePersonalEvidencePoint not implemented")
+}
+func (UnimplementedEvidenceServiceServer) GetSubmission(context.Context, *GetSubmissionRequest) (*GetSubmissionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSubmission not implemented")
 }
 func (UnimplementedEvidenceServiceServer) mustEmbedUnimplementedEvidenceServiceServer() {}
 func (UnimplementedEvidenceServiceServer) testEmbeddedByValue()                         {}
@@ -126,6 +148,24 @@ func _EvidenceService_CreatePersonalEvidencePoint_Handler(srv interface{}, ctx c
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EvidenceService_GetSubmission_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSubmissionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EvidenceServiceServer).GetSubmission(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EvidenceService_GetSubmission_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EvidenceServiceServer).GetSubmission(ctx, req.(*GetSubmissionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EvidenceService_ServiceDesc is the grpc.ServiceDesc for EvidenceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -136,6 +176,10 @@ var EvidenceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreatePersonalEvidencePoint",
 			Handler:    _EvidenceService_CreatePersonalEvidencePoint_Handler,
+		},
+		{
+			MethodName: "GetSubmission",
+			Handler:    _EvidenceService_GetSubmission_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
