@@ -1,0 +1,183 @@
+// Package pgtest gives tests a real PostgreSQL server.
+//
+// With ESIGN_TEST_DATABASE_URL set, tests use that server. Otherwise Main starts a
+// throwaway server from the machine's PostgreSQL binaries (Debian's
+// /usr/lib/postgresql/*/bin) in a temporary directory and stops it when the tests end.
+// initdb refuses to run as root, so as root the server runs as the postgres user.
+// Where there is neither, DSN skips with a visible message, except under CI (CI set)
+// or with ESIGN_TEST_REQUIRE_POSTGRES set, where it fails.
+package pgtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+var (
+	dsn      string
+	startErr error
+)
+
+// Main starts PostgreSQL if needed, runs the tests, stops it and exits. Call it from
+// TestMain.
+func Main(m *testing.M) {
+	os.Exit(Run(m))
+}
+
+// Run is Main without the exit, for a TestMain with its own clean-up.
+func Run(m *testing.M) int {
+	stop := start()
+	defer stop()
+	return m.Run()
+}
+
+// DSN returns a connection string for a fresh database on the test server, or skips
+// (fails under CI) when there is no server.
+func DSN(t testing.TB) string {
+	t.Helper()
+	if dsn == "" {
+		msg := "PostgreSQL tests skipped: no ESIGN_TEST_DATABASE_URL and no PostgreSQL binaries"
+		if startErr != nil {
+			msg = "PostgreSQL tests skipped: " + startErr.Error()
+		}
+		if os.Getenv("CI") != "" || os.Getenv("ESIGN_TEST_REQUIRE_POSTGRES") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	// One database per test, so tests cannot see each other's rows.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connecting to the test PostgreSQL: %v", err)
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("t_%d_%d", time.Now().UnixNano(), os.Getpid())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("creating a test database: %v", err)
+	}
+	cfg, _ := pgx.ParseConfig(dsn)
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
+}
+
+func start() (stop func()) {
+	if v := os.Getenv("ESIGN_TEST_DATABASE_URL"); v != "" {
+		dsn = v
+		return func() {}
+	}
+	bin := findBinaries()
+	if bin == "" {
+		return func() {}
+	}
+	dir, err := os.MkdirTemp("", "esign-evidence-pg-")
+	if err != nil {
+		startErr = err
+		return func() {}
+	}
+	var asUser []string
+	if u, _ := user.Current(); u != nil && u.Uid == "0" {
+		pg, err := user.Lookup("postgres")
+		if err != nil {
+			startErr = fmt.Errorf("running as root and there is no postgres user to run PostgreSQL as")
+			return func() { _ = os.RemoveAll(dir) }
+		}
+		uid, _ := strconv.Atoi(pg.Uid)
+		gid, _ := strconv.Atoi(pg.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			startErr = err
+			return func() { _ = os.RemoveAll(dir) }
+		}
+		asUser = []string{"runuser", "-u", "postgres", "--"}
+	}
+	command := func(name string, args ...string) *exec.Cmd {
+		all := append(append([]string{}, asUser...), append([]string{filepath.Join(bin, name)}, args...)...)
+		return exec.Command(all[0], all[1:]...)
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := command("initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8").CombinedOutput(); err != nil {
+		startErr = fmt.Errorf("initdb failed: %v: %s", err, out)
+		return func() { _ = os.RemoveAll(dir) }
+	}
+	port, err := freePort()
+	if err != nil {
+		startErr = err
+		return func() { _ = os.RemoveAll(dir) }
+	}
+	srv := command("postgres", "-D", data, "-k", dir, "-p", strconv.Itoa(port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off", "-c", "max_connections=200")
+	logFile, _ := os.Create(filepath.Join(os.TempDir(), fmt.Sprintf("esign-evidence-pg-%d.log", port)))
+	srv.Stdout, srv.Stderr = logFile, logFile
+	if err := srv.Start(); err != nil {
+		startErr = fmt.Errorf("starting postgres: %v", err)
+		return func() { _ = os.RemoveAll(dir) }
+	}
+	stop = func() {
+		_ = srv.Process.Signal(os.Interrupt) // fast shutdown
+		done := make(chan struct{})
+		go func() { _ = srv.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = srv.Process.Kill()
+		}
+		_ = os.RemoveAll(dir)
+		if logFile != nil {
+			_ = logFile.Close()
+			_ = os.Remove(logFile.Name())
+		}
+	}
+	candidate := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		conn, err := pgx.Connect(ctx, candidate)
+		cancel()
+		if err == nil {
+			_ = conn.Close(context.Background())
+			dsn = candidate
+			return stop
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	startErr = fmt.Errorf("postgres did not accept connections within 30s")
+	return stop
+}
+
+// findBinaries returns the newest /usr/lib/postgresql/N/bin holding initdb, or "".
+func findBinaries() string {
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	sort.Slice(matches, func(i, j int) bool {
+		vi, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(matches[i]))))
+		vj, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(matches[j]))))
+		return vi > vj
+	})
+	if len(matches) == 0 {
+		if p, err := exec.LookPath("initdb"); err == nil {
+			return filepath.Dir(p)
+		}
+		return ""
+	}
+	return filepath.Dir(matches[0])
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

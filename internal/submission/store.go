@@ -1,0 +1,66 @@
+package submission
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// State is where a submission stands.
+type State string
+
+// The states of a submission.
+const (
+	// StateInProgress: an attempt holds the key and is sending (or about to send) the
+	// request. Its lease says until when; a lease that ran out means the replica died.
+	StateInProgress State = "in_progress"
+	// StateSucceeded: e签宝 created the evidence point; EviPointID is set.
+	StateSucceeded State = "succeeded"
+	// StateFailed: e签宝 definitely did not create it (it refused, or never got it).
+	StateFailed State = "failed"
+	// StateOutcomeUnknown: sent, but no definite answer came back.
+	StateOutcomeUnknown State = "outcome_unknown"
+)
+
+// Key identifies a submission: the caller's namespace (its identity, once callers have
+// one) and its customBizId.
+type Key struct {
+	Namespace   string
+	CustomBizID string
+}
+
+// Record is a stored submission. It holds no personal data: the payload is kept only as
+// a keyed hash.
+type Record struct {
+	Key Key
+	// Fingerprint is the HMAC-SHA256 of the normalised request, under the service's
+	// fingerprint key.
+	Fingerprint []byte
+	State       State
+	EviPointID  string
+	// EsignCode is e签宝's business code of the last answer, when one came back.
+	EsignCode int
+	// Attempts counts the times the request was handed to e签宝 (or about to be).
+	Attempts int
+	// AttemptID names the attempt holding the lease ("" when none holds it).
+	AttemptID  string
+	LeaseUntil time.Time
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Store keeps submissions. Every implementation gives the same guarantee: Mutate runs
+// one read-modify-write of one key at a time, across every process sharing the store.
+type Store interface {
+	// Mutate calls fn with the key's current record (nil if none) while holding the key,
+	// and stores the record fn returns (nothing when it returns nil). fn may be called
+	// more than once; it must decide from its argument alone.
+	Mutate(ctx context.Context, key Key, fn func(cur *Record) (*Record, error)) error
+	// Get returns the key's record, or nil if there is none.
+	Get(ctx context.Context, key Key) (*Record, error)
+	// Close releases the store.
+	Close() error
+}
+
+// ErrStoreUnavailable wraps failures of the store itself.
+var ErrStoreUnavailable = errors.New("submission store unavailable")

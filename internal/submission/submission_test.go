@@ -1,0 +1,412 @@
+package submission_test
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/esign-evidence/esign-evidence/internal/pgtest"
+	"github.com/esign-evidence/esign-evidence/internal/submission"
+	"github.com/esign-evidence/esign-evidence/upstream"
+	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// storeKinds opens a fresh store of each kind; the same semantics must hold for both.
+var storeKinds = map[string]func(t *testing.T) submission.Store{
+	"bolt": func(t *testing.T) submission.Store {
+		s, err := submission.OpenBolt(filepath.Join(t.TempDir(), "sub.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	},
+	"postgres": func(t *testing.T) submission.Store {
+		s, err := submission.OpenPostgres(context.Background(), pgtest.DSN(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	},
+}
+
+func eachStore(t *testing.T, f func(t *testing.T, open func(t *testing.T) submission.Store)) {
+	for name, open := range storeKinds {
+		t.Run(name, func(t *testing.T) { f(t, open) })
+	}
+}
+
+// rig is a submitter in front of the real upstream client and the simulator.
+type rig struct {
+	sim    *esignsim.Simulator
+	client submission.Sender
+	store  submission.Store
+	sub    *submission.Submitter
+}
+
+var fpKey = []byte("0123456789abcdef-fingerprint-key")
+
+func newRig(t *testing.T, store submission.Store, policy submission.UnknownPolicy) *rig {
+	t.Helper()
+	sim := esignsim.New(esignsim.Config{AppID: "app", AppSecret: "secret"})
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	c, err := upstream.New(upstream.Config{BaseURL: srv.URL, AppID: "app", AppSecret: "secret", Timeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := submission.New(submission.Config{Store: store, FingerprintKey: fpKey, Unknown: policy, Lease: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Through the Guard, as the service does: it keeps a sent request going when the
+	// caller hangs up.
+	return &rig{sim: sim, client: submission.NewGuard(c, submission.GuardConfig{QPS: 1000}), store: store, sub: sub}
+}
+
+func point() *upstream.PsnEvidencePoint {
+	return &upstream.PsnEvidencePoint{
+		EviName: "证据", RealNameMethod: upstream.MethodThreeElements, TimeStamp: time.UnixMilli(1742809059000),
+		Name: "测试张三", CardNo: "130401199601018395", CardType: upstream.CardTypeMainlandID,
+		CardPortrait: "a", CardNationalEmblem: "b",
+		ThreeElements: &upstream.ThreeElements{InfoVerifySupplier: "s", VerifyTime: "t", VerifySerialNumber: "n", Mobile: "19800002222", SMSCode: "1", SMSSupplier: "x"},
+	}
+}
+
+func (r *rig) send(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
+	return r.client.CreatePsnEvidencePoint(ctx, point())
+}
+
+var key = submission.Key{Namespace: "", CustomBizID: "biz-0001"}
+
+func (r *rig) submit(ctx context.Context, payload string) (submission.Result, error) {
+	return r.sub.Submit(ctx, key, r.sub.Fingerprint([]byte(payload)), r.send)
+}
+
+func (r *rig) record(t *testing.T) *submission.Record {
+	t.Helper()
+	rec, err := r.store.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func TestFirstRequestRecordedBeforeSendingAndAfter(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
+		r := newRig(t, open(t), "")
+		var during *submission.Record
+		res, err := r.sub.Submit(context.Background(), key, r.sub.Fingerprint([]byte("p")), func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
+			during = r.record(t)
+			return r.send(ctx)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if during == nil || during.State != submission.StateInProgress || during.Attempts != 1 {
+			t.Fatalf("before sending: %+v", during)
+		}
+		after := r.record(t)
+		if after.State != submission.StateSucceeded || after.EviPointID != res.EviPointID || res.Replayed {
+			t.Fatalf("after: %+v, result %+v", after, res)
+		}
+		if string(after.Fingerprint) == "p" || len(after.Fingerprint) != 32 {
+			t.Error("the fingerprint is not a keyed hash")
+		}
+	})
+}
+
+func TestReplayAndConflict(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
+		r := newRig(t, open(t), "")
+		first, err := r.submit(context.Background(), "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := r.submit(context.Background(), "p")
+		if err != nil || !again.Replayed || again.EviPointID != first.EviPointID {
+			t.Fatalf("replay: %+v %v", again, err)
+		}
+		if _, err := r.submit(context.Background(), "other payload"); !errors.Is(err, submission.ErrConflict) {
+			t.Fatalf("different payload: %v", err)
+		}
+		if n := r.sim.Count(); n != 1 {
+			t.Errorf("e签宝 received %d requests, want 1", n)
+		}
+	})
+}
+
+func TestInFlightDuplicateWaitsAndReplays(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
+		r := newRig(t, open(t), "")
+		r.sim.Inject(esignsim.Fault{Latency: 400 * time.Millisecond, Times: 1})
+		firstDone := make(chan submission.Result, 1)
+		go func() {
+			res, err := r.submit(context.Background(), "p")
+			if err != nil {
+				t.Error(err)
+			}
+			firstDone <- res
+		}()
+		waitFor(t, func() bool { rec := r.record(t); return rec != nil && rec.State == submission.StateInProgress })
+		// A duplicate with too short a deadline gets the documented retryable answer.
+		short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_, err := r.submit(short, "p")
+		cancel()
+		if !errors.Is(err, submission.ErrInFlight) && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("short deadline: %v", err)
+		}
+		// One with time to wait gets the first call's result.
+		second, err := r.submit(context.Background(), "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := <-firstDone
+		if !second.Replayed || second.EviPointID != first.EviPointID {
+			t.Errorf("first %+v second %+v", first, second)
+		}
+		if n := r.sim.Count(); n != 1 {
+			t.Errorf("e签宝 received %d requests", n)
+		}
+	})
+}
+
+func TestDefiniteFailureThenRetry(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
+		r := newRig(t, open(t), "")
+		r.sim.Inject(esignsim.Fault{BusinessCode: 1435002, BusinessMessage: "参数错误", Times: 1})
+		_, err := r.submit(context.Background(), "p")
+		var be *upstream.BusinessError
+		if !errors.As(err, &be) {
+			t.Fatalf("got %v", err)
+		}
+		if rec := r.record(t); rec.State != submission.StateFailed || rec.EsignCode != 1435002 {
+			t.Fatalf("recorded %+v", rec)
+		}
+		// Nothing exists at e签宝: a retry (even with a corrected payload) is sent.
+		res, err := r.submit(context.Background(), "corrected payload")
+		if err != nil || res.Replayed || res.Attempts != 2 {
+			t.Fatalf("retry: %+v %v", res, err)
+		}
+		if n := r.sim.Count(); n != 2 {
+			t.Errorf("e签宝 received %d", n)
+		}
+	})
+}
+
+func TestOutcomeUnknownResendByDefault(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
+		r := newRig(t, open(t), "")
+		r.sim.Inject(esignsim.Fault{ResetAfterBody: true, Times: 1})
+		_, err := r.submit(context.Background(), "p")
+		var uo *upstream.UnknownOutcomeError
+		if !errors.As(err, &uo) {
+			t.Fatalf("got %v", err)
+		}
+		if rec := r.record(t); rec.State != submission.StateOutcomeUnknown || rec.Attempts != 1 {
+			t.Fatalf("recorded %+v", rec)
+		}
+		res, err := r.submit(context.Background(), "p")
+		if err != nil || res.Attempts != 2 || res.Replayed {
+			t.Fatalf("retry: %+v %v", res, err)
+		}
+		if rec := r.record(t); rec.State != submission.StateSucceeded || rec.Attempts != 2 {
+			t.Errorf("recorded %+v", rec)
+		}
+		if n := r.sim.Count(); n != 2 {
+			t.Errorf("e签宝 received %d", n)
+		}
+		// Different payload after an unknown outcome: refused (it may exist at e签宝).
+		r2 := newRig(t, open(t), "")
+		r2.sim.Inject(esignsim.Fault{ResetAfterBody: true, Times: 1})
+		_, _ = r2.submit(context.Background(), "p")
+		if _, err := r2.submit(context.Background(), "q"); !errors.Is(err, submission.ErrConflict) {
+			t.Errorf("different payload after unknown: %v", err)
+		}
+	})
+}
+
+func TestOutcomeUnknownRefusedBySetting(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
+		r := newRig(t, open(t), submission.RefuseUnknown)
+		r.sim.Inject(esignsim.Fault{ResetAfterBody: true, Times: 1})
+		_, _ = r.submit(context.Background(), "p")
+		if _, err := r.submit(context.Background(), "p"); !errors.Is(err, submission.ErrUnknownRefused) {
+			t.Fatalf("got %v", err)
+		}
+		if n := r.sim.Count(); n != 1 {
+			t.Errorf("e签宝 received %d", n)
+		}
+	})
+}
+
+// A replica that died mid-call leaves an in-progress record; once its lease runs out it
+// counts as outcome unknown.
+func TestExpiredLeaseIsOutcomeUnknown(t *testing.T) {
+	for _, policy := range []submission.UnknownPolicy{submission.ResendUnknown, submission.RefuseUnknown} {
+		t.Run(string(policy), func(t *testing.T) {
+			eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
+				r := newRig(t, open(t), policy)
+				fp := r.sub.Fingerprint([]byte("p"))
+				dead := func(lease time.Time) {
+					err := r.store.Mutate(context.Background(), key, func(*submission.Record) (*submission.Record, error) {
+						return &submission.Record{Key: key, Fingerprint: fp, State: submission.StateInProgress, Attempts: 1,
+							AttemptID: "dead-replica", LeaseUntil: lease, CreatedAt: time.Now(), UpdatedAt: time.Now()}, nil
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				// Lease still running: the duplicate waits, then gives up.
+				dead(time.Now().Add(time.Hour))
+				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				_, err := r.submit(ctx, "p")
+				cancel()
+				if !errors.Is(err, submission.ErrInFlight) && !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("live lease: %v", err)
+				}
+				dead(time.Now().Add(-time.Second))
+				res, err := r.submit(context.Background(), "p")
+				switch policy {
+				case submission.ResendUnknown:
+					if err != nil || res.Attempts != 2 {
+						t.Fatalf("expired lease: %+v %v", res, err)
+					}
+					if n := r.sim.Count(); n != 1 {
+						t.Errorf("e签宝 received %d", n)
+					}
+				case submission.RefuseUnknown:
+					if !errors.Is(err, submission.ErrUnknownRefused) {
+						t.Fatalf("expired lease: %v", err)
+					}
+					if rec := r.record(t); rec.State != submission.StateOutcomeUnknown {
+						t.Errorf("recorded %+v", rec)
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestConcurrentDuplicatesSendOnce(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
+		r := newRig(t, open(t), "")
+		r.sim.Inject(esignsim.Fault{Latency: 100 * time.Millisecond})
+		ids := concurrently(t, 50, func() (submission.Result, error) { return r.submit(context.Background(), "p") })
+		if len(ids) != 1 {
+			t.Errorf("%d different eviPointIds: %v", len(ids), ids)
+		}
+		if n := r.sim.Count(); n != 1 {
+			t.Errorf("e签宝 received %d requests for 50 duplicates", n)
+		}
+	})
+}
+
+// Two replicas (two pools, two submitters) on one PostgreSQL database.
+func TestTwoReplicasOnePostgresSendOnce(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	open := func() submission.Store {
+		s, err := submission.OpenPostgres(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a := newRig(t, open(), "")
+	b := newRig(t, open(), "")
+	b.client, b.sim = a.client, a.sim // both replicas talk to the same e签宝
+	a.sim.Inject(esignsim.Fault{Latency: 100 * time.Millisecond})
+	i := 0
+	var mu sync.Mutex
+	ids := concurrently(t, 40, func() (submission.Result, error) {
+		mu.Lock()
+		rg := a
+		if i%2 == 1 {
+			rg = b
+		}
+		i++
+		mu.Unlock()
+		return rg.submit(context.Background(), "p")
+	})
+	if len(ids) != 1 {
+		t.Errorf("%d different eviPointIds", len(ids))
+	}
+	if n := a.sim.Count(); n != 1 {
+		t.Errorf("e签宝 received %d requests", n)
+	}
+}
+
+func TestCallerHangsUpResultStillRecorded(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
+		r := newRig(t, open(t), "")
+		r.sim.Inject(esignsim.Fault{Latency: 300 * time.Millisecond, Times: 1})
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_, err := r.submit(ctx, "p")
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("got %v", err)
+		}
+		waitFor(t, func() bool { return r.record(t).State == submission.StateSucceeded })
+		res, err := r.submit(context.Background(), "p")
+		if err != nil || !res.Replayed || res.EviPointID == "" {
+			t.Fatalf("retry: %+v %v", res, err)
+		}
+		if n := r.sim.Count(); n != 1 {
+			t.Errorf("e签宝 received %d", n)
+		}
+	})
+}
+
+func TestNoCustomBizIDIsNotDeduplicated(t *testing.T) {
+	r := newRig(t, storeKinds["bolt"](t), "")
+	for range 2 {
+		if _, err := r.sub.Submit(context.Background(), submission.Key{}, nil, r.send); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := r.sim.Count(); n != 2 {
+		t.Errorf("e签宝 received %d", n)
+	}
+}
+
+func concurrently(t *testing.T, n int, f func() (submission.Result, error)) map[string]bool {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ids := map[string]bool{}
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := f()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			ids[res.EviPointID] = true
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return ids
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
