@@ -28,6 +28,8 @@ while IFS= read -r cmd; do
   case "$cmd" in
     *CreatePersonalEvidencePoint*|*"--data-binary @testdata/seed_request.json"*)
       grep -q '"eviPointId": *"P' <<<"$out" || { echo "readme-examples: no eviPointId from: $cmd" >&2; exit 1; } ;;
+    *v1/submissions/order-42*|*GetSubmission*)
+      grep -q 'SUBMISSION_STATE_SUCCEEDED' <<<"$out" || { echo "readme-examples: submission not found by: $cmd" >&2; exit 1; } ;;
     *'"FOO"'*)
       grep -q '"field": *"cardType"' <<<"$out" || { echo "readme-examples: cardType not named by: $cmd" >&2; exit 1; } ;;
   esac

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/upstream"
 	"github.com/esign-evidence/esign-evidence/validation"
 )
@@ -43,6 +46,27 @@ const (
 	ReasonEsignUnexpectedAnswer = "ESIGN_UNEXPECTED_ANSWER"
 	// ReasonInternal: a bug in this service (a recovered panic).
 	ReasonInternal = "INTERNAL"
+
+	// ReasonIdempotencyKeyReused: the customBizId was already used for a different
+	// request. Nothing was sent.
+	ReasonIdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED"
+	// ReasonSubmissionInProgress: another call with the same customBizId is still in
+	// flight and did not finish within this call's deadline. Retry later: the retry gets
+	// that call's result.
+	ReasonSubmissionInProgress = "SUBMISSION_IN_PROGRESS"
+	// ReasonUnknownRetryRefused: an earlier attempt's outcome is unknown and the service
+	// is configured (UNKNOWN_OUTCOME_RETRY=refuse) not to send again.
+	ReasonUnknownRetryRefused = "OUTCOME_UNKNOWN_RETRY_REFUSED"
+	// ReasonRateLimited: e签宝's per-app quota leaves no room within the call's deadline.
+	// Nothing was sent.
+	ReasonRateLimited = "RATE_LIMITED"
+	// ReasonEsignCircuitOpen: e签宝 kept failing, so calls fail fast for a while.
+	// Nothing was sent.
+	ReasonEsignCircuitOpen = "ESIGN_CIRCUIT_OPEN"
+	// ReasonStoreUnavailable: the submission store cannot be reached. Nothing was sent.
+	ReasonStoreUnavailable = "STORE_UNAVAILABLE"
+	// ReasonSubmissionNotFound: no submission with that customBizId.
+	ReasonSubmissionNotFound = "SUBMISSION_NOT_FOUND"
 )
 
 // errorRule is one row of the table from upstream failures to gRPC statuses.
@@ -68,6 +92,43 @@ var (
 	ruleUnexpected   = errorRule{codes.Internal, ReasonEsignUnexpectedAnswer, "e签宝 answered in a way this service does not understand"}
 	ruleFieldsNeeded = errorRule{codes.InvalidArgument, ReasonInvalidRequest, "the request lacks fields the configured e签宝 API revision requires"}
 )
+
+// submitStatus maps the outcome of a submission: the exactly-once layer's own answers,
+// then everything from upstream.
+func submitStatus(ctx context.Context, err error) *status.Status {
+	safe := map[string]string{"retry_safe": "true"}
+	switch {
+	case errors.Is(err, submission.ErrConflict):
+		return withDetails(status.New(codes.AlreadyExists, err.Error()), errorInfo(ReasonIdempotencyKeyReused, nil))
+	case errors.Is(err, submission.ErrInFlight):
+		return withDetails(status.New(codes.Aborted, err.Error()), errorInfo(ReasonSubmissionInProgress, safe),
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+	case errors.Is(err, submission.ErrUnknownRefused):
+		return withDetails(status.New(codes.FailedPrecondition, err.Error()), errorInfo(ReasonUnknownRetryRefused, nil))
+	case errors.Is(err, submission.ErrRateLimited):
+		return withDetails(status.New(codes.ResourceExhausted, "e签宝's request quota leaves no room within this call's deadline; nothing was sent"),
+			errorInfo(ReasonRateLimited, safe), &errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+	case errors.Is(err, submission.ErrCircuitOpen):
+		return withDetails(status.New(codes.Unavailable, "e签宝 keeps failing, so calls fail fast for a while; nothing was sent"),
+			errorInfo(ReasonEsignCircuitOpen, safe))
+	case errors.Is(err, submission.ErrStoreUnavailable):
+		return withDetails(status.New(codes.Unavailable, "the submission store is unavailable; nothing was sent"),
+			errorInfo(ReasonStoreUnavailable, safe))
+	}
+	var ue upstream.Error
+	if errors.As(err, &ue) {
+		return upstreamStatus(ctx, err)
+	}
+	// The caller's own context ended while waiting (for the store, the limiter, or the
+	// answer of a call that goes on and will be recorded).
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.New(codes.Canceled, "the call was cancelled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.New(codes.DeadlineExceeded, "the call's deadline passed")
+	}
+	return upstreamStatus(ctx, err)
+}
 
 // upstreamStatus maps an error from the upstream client to the caller's status. ctx is
 // the call's context: when the caller's own deadline or cancellation ended the call,

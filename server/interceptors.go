@@ -69,7 +69,7 @@ func logInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 			attrs = append(attrs, slog.String("custom_biz_id", r.GetCustomBizId()))
 		}
 		if r, ok := resp.(*evidencev1.CreatePersonalEvidencePointResponse); ok {
-			attrs = append(attrs, slog.String("evi_point_id", r.GetEviPointId()))
+			attrs = append(attrs, slog.String("evi_point_id", r.GetEviPointId()), slog.Bool("replayed", r.GetReplayed()))
 		}
 		for _, d := range st.Details() {
 			if ei, ok := d.(*errdetails.ErrorInfo); ok {

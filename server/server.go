@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
+	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/upstream"
 	"github.com/esign-evidence/esign-evidence/validation"
 )
@@ -50,6 +51,11 @@ const (
 type Options struct {
 	// Upstream is the e签宝 client. Required.
 	Upstream *upstream.Client
+	// Submitter makes submissions exactly-once per customBizId. Required.
+	Submitter *submission.Submitter
+	// Sender is what sends to e签宝: Upstream behind the upstream policy (rate limiter,
+	// circuit breaker). A Guard over Upstream with e签宝's default quota when nil.
+	Sender submission.Sender
 	// Logger receives the access log and errors; slog.Default() when nil.
 	Logger *slog.Logger
 	// MaxRequestBytes caps request size on gRPC and REST; DefaultMaxRequestBytes when 0.
@@ -74,6 +80,12 @@ func New(opts Options) (*Server, error) {
 	if opts.Upstream == nil {
 		return nil, errors.New("server: Options.Upstream is required")
 	}
+	if opts.Submitter == nil {
+		return nil, errors.New("server: Options.Submitter is required")
+	}
+	if opts.Sender == nil {
+		opts.Sender = submission.NewGuard(opts.Upstream, submission.GuardConfig{})
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -95,7 +107,11 @@ func New(opts Options) (*Server, error) {
 			validationInterceptor(v),
 		),
 	)
-	evidencev1.RegisterEvidenceServiceServer(g, &evidenceService{client: opts.Upstream})
+	evidencev1.RegisterEvidenceServiceServer(g, &evidenceService{
+		revision:  opts.Upstream.Revision(),
+		sender:    opts.Sender,
+		submitter: opts.Submitter,
+	})
 	hs := health.NewServer()
 	grpc_health_v1.RegisterHealthServer(g, hs)
 	hs.SetServingStatus(evidencev1.EvidenceService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)

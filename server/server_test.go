@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +28,7 @@ import (
 
 	esignevidence "github.com/esign-evidence/esign-evidence"
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
+	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/server"
 	"github.com/esign-evidence/esign-evidence/upstream"
 	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
@@ -68,6 +70,10 @@ func (s *syncBuffer) String() string {
 }
 
 type stackOpt struct {
+	// sim and store, when set, are shared with another stack (two replicas).
+	sim             *esignsim.Simulator
+	store           submission.Store
+	unknown         submission.UnknownPolicy
 	upstreamCfg     func(*upstream.Config)
 	maxRequestBytes int
 	revision        upstream.Revision
@@ -76,7 +82,10 @@ type stackOpt struct {
 func startStack(t *testing.T, o stackOpt) *stack {
 	t.Helper()
 	st := &stack{logs: &syncBuffer{}}
-	st.sim = esignsim.New(esignsim.Config{AppID: appID, AppSecret: secret, Revision: o.revision})
+	st.sim = o.sim
+	if st.sim == nil {
+		st.sim = esignsim.New(esignsim.Config{AppID: appID, AppSecret: secret, Revision: o.revision})
+	}
 	simSrv := httptest.NewServer(st.sim)
 	t.Cleanup(simSrv.Close)
 	st.simURL = simSrv.URL
@@ -89,8 +98,23 @@ func startStack(t *testing.T, o stackOpt) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	store := o.store
+	if store == nil {
+		bolt, err := submission.OpenBolt(filepath.Join(t.TempDir(), "submissions.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { bolt.Close() })
+		store = bolt
+	}
+	policy := o.unknown
+	sub, err := submission.New(submission.Config{Store: store, FingerprintKey: []byte("test-fingerprint-key-0123456789"), Unknown: policy})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv, err := server.New(server.Options{
 		Upstream:        uc,
+		Submitter:       sub,
 		Logger:          slog.New(slog.NewJSONHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MaxRequestBytes: o.maxRequestBytes,
 		ShutdownTimeout: 5 * time.Second,
@@ -382,7 +406,9 @@ func TestUpstreamOutcomesMapped(t *testing.T) {
 		code     codes.Code
 		http     int
 		reason   string
-		meta     map[string]string
+		// restReason is the reason of the REST call that follows, when it differs.
+		restReason string
+		meta       map[string]string
 	}{
 		{name: "e签宝 HTTP 503", fault: &esignsim.Fault{Status: 503}, code: codes.Unavailable, http: 503, reason: server.ReasonEsignOutcomeUnknown, meta: map[string]string{"cause": "http_503", "retry_safe": "false"}},
 		{name: "reset after the body", fault: &esignsim.Fault{ResetAfterBody: true}, code: codes.Unavailable, http: 503, reason: server.ReasonEsignOutcomeUnknown, meta: map[string]string{"cause": "connection_lost"}},
@@ -396,7 +422,9 @@ func TestUpstreamOutcomesMapped(t *testing.T) {
 		{name: "quota", qps: 1, code: codes.ResourceExhausted, http: 429, reason: server.ReasonEsignRateLimited},
 		{name: "our signature refused", cfg: func(c *upstream.Config) { c.AppSecret = "wrong" }, code: codes.Internal, http: 500, reason: server.ReasonEsignCredentialsRejected, meta: map[string]string{"esign_reason": "INVALID_SIGNATURE", "esign_http_status": "401"}},
 		{name: "our app refused", cfg: func(c *upstream.Config) { c.AppID = "123" }, code: codes.Internal, http: 500, reason: server.ReasonEsignCredentialsRejected, meta: map[string]string{"esign_reason": "无效的应用"}},
-		{name: "e签宝 unreachable", cfg: func(c *upstream.Config) { c.BaseURL = "http://127.0.0.1:1" }, code: codes.Unavailable, http: 503, reason: server.ReasonEsignUnreachable, meta: map[string]string{"retry_safe": "true"}},
+		// Each call tries three times (unsent attempts are retried); the REST call's
+		// second failure is the fifth in a row and opens the circuit breaker.
+		{name: "e签宝 unreachable", cfg: func(c *upstream.Config) { c.BaseURL = "http://127.0.0.1:1" }, code: codes.Unavailable, http: 503, reason: server.ReasonEsignUnreachable, restReason: server.ReasonEsignCircuitOpen, meta: map[string]string{"retry_safe": "true"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -461,7 +489,11 @@ func TestUpstreamOutcomesMapped(t *testing.T) {
 			if code != tc.http {
 				t.Errorf("REST status %d, want %d: %s", code, tc.http, b)
 			}
-			if r := decodeStatus(t, b).detail("ErrorInfo"); r == nil || r["reason"] != tc.reason {
+			wantRest := tc.reason
+			if tc.restReason != "" {
+				wantRest = tc.restReason
+			}
+			if r := decodeStatus(t, b).detail("ErrorInfo"); r == nil || r["reason"] != wantRest {
 				t.Errorf("REST ErrorInfo %s", b)
 			}
 			if bytes.Contains(b, []byte("130401199601018395")) || bytes.Contains(b, []byte(secret)) {

@@ -5,7 +5,9 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -16,11 +18,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	esignevidence "github.com/esign-evidence/esign-evidence"
 	"github.com/esign-evidence/esign-evidence/internal/config"
+	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/server"
 	"github.com/esign-evidence/esign-evidence/upstream"
 	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
@@ -65,8 +69,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	store, closeStore, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	sub, err := submission.New(submission.Config{
+		Store:          store,
+		FingerprintKey: fingerprintKey(cfg),
+		Unknown:        cfg.UnknownOutcome,
+		Lease:          cfg.SubmissionLease,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(server.Options{
 		Upstream:        client,
+		Submitter:       sub,
+		Sender:          submission.NewGuard(client, submission.GuardConfig{QPS: cfg.EsignQPS}),
 		Logger:          log,
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		ShutdownTimeout: cfg.ShutdownTimeout,
@@ -87,6 +108,47 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	log.Info("esign-evidence starting", "esign_base_url", cfg.BaseURL, "esign_app_id", cfg.AppID,
 		"esign_api_revision", string(cfg.Revision), "demo_mode", cfg.Simulate)
 	return srv.Serve(ctx, grpcLis, httpLis)
+}
+
+// openStore opens the PostgreSQL store when DATABASE_URL is set, else the embedded one
+// (in demo mode, in a temporary file removed at exit unless DB_PATH names one).
+func openStore(ctx context.Context, cfg *config.Config) (submission.Store, func(), error) {
+	if cfg.DatabaseURL != "" {
+		s, err := submission.OpenPostgres(ctx, string(cfg.DatabaseURL))
+		if err != nil {
+			return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
+		}
+		return s, func() { _ = s.Close() }, nil
+	}
+	path, temp := cfg.DBPath, false
+	if path == "" {
+		dir, err := os.MkdirTemp("", "esign-evidence-demo-")
+		if err != nil {
+			return nil, nil, err
+		}
+		path, temp = filepath.Join(dir, "submissions.db"), true
+	}
+	s, err := submission.OpenBolt(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("DB_PATH: %w", err)
+	}
+	return s, func() {
+		_ = s.Close()
+		if temp {
+			_ = os.RemoveAll(filepath.Dir(path))
+		}
+	}, nil
+}
+
+// fingerprintKey is FINGERPRINT_KEY, or a key derived from the app secret, so that
+// replicas sharing a store and an app agree without more configuration.
+func fingerprintKey(cfg *config.Config) []byte {
+	if cfg.FingerprintKey != "" {
+		return []byte(cfg.FingerprintKey)
+	}
+	m := hmac.New(sha256.New, []byte(cfg.AppSecret))
+	m.Write([]byte("esign-evidence request fingerprint v1"))
+	return m.Sum(nil)
 }
 
 // startSimulator serves the offline e签宝 on a loopback port with a fresh secret and

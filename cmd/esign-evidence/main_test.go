@@ -16,16 +16,28 @@ import (
 	"time"
 )
 
+var (
+	buildOnce sync.Once
+	binDir    string
+	binErr    error
+)
+
 // buildBinary compiles the real binary once per test run.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "esign-evidence")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("go build: %v", err)
+	buildOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "esign-evidence-bin-")
+		if binErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, "esign-evidence"), ".")
+		cmd.Stderr = os.Stderr
+		binErr = cmd.Run()
+	})
+	if binErr != nil {
+		t.Fatalf("go build: %v", binErr)
 	}
-	return bin
+	return filepath.Join(binDir, "esign-evidence")
 }
 
 // grpcurlPath finds grpcurl as installed by `make tools`. CI must have it.
@@ -78,7 +90,14 @@ func (l *lockedBuffer) String() string {
 // it serves on from its log.
 func startDemo(t *testing.T, bin string) *running {
 	t.Helper()
-	cmd := exec.Command(bin, "-simulate", "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0")
+	return startBinary(t, bin, nil, "-simulate")
+}
+
+// startBinary starts the binary with extra environment and arguments on loopback port 0.
+func startBinary(t *testing.T, bin string, env []string, args ...string) *running {
+	t.Helper()
+	cmd := exec.Command(bin, append(args, "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0")...)
+	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/server"
 	"github.com/esign-evidence/esign-evidence/upstream"
 )
@@ -44,6 +45,19 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful drain.
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
+
+	// DBPath is the embedded store's file; "" in demo mode means a temporary file.
+	DBPath string
+	// DatabaseURL selects the PostgreSQL store instead (several replicas).
+	DatabaseURL upstream.Secret
+	// UnknownOutcome says what a retry does after an outcome unknown.
+	UnknownOutcome submission.UnknownPolicy
+	// SubmissionLease is how long an in-progress submission holds its key.
+	SubmissionLease time.Duration
+	// EsignQPS is the app's e签宝 quota, enforced before sending.
+	EsignQPS float64
+	// FingerprintKey keys the hash of each request kept in the store.
+	FingerprintKey upstream.Secret
 }
 
 // setting describes one configuration item: its flag, its environment variable, and its
@@ -65,6 +79,11 @@ var settings = []setting{
 	{"max-request-bytes", "MAX_REQUEST_BYTES", strconv.Itoa(server.DefaultMaxRequestBytes), "maximum request size on gRPC and REST"},
 	{"shutdown-timeout", "SHUTDOWN_TIMEOUT", server.DefaultShutdownTimeout.String(), "how long in-flight calls may take to finish at shutdown"},
 	{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"db-path", "DB_PATH", "esign-evidence.db", "embedded submission store file (demo mode: a temporary file); ignored when DATABASE_URL is set"},
+	{"unknown-outcome-retry", "UNKNOWN_OUTCOME_RETRY", string(submission.ResendUnknown), "after an unknown outcome, a retry with the same customBizId: resend or refuse"},
+	{"submission-lease", "SUBMISSION_LEASE", submission.DefaultLease.String(), "how long an in-progress submission holds its customBizId (a replica that died frees it after this)"},
+	{"esign-qps", "ESIGN_QPS", strconv.Itoa(submission.DefaultQPS), "e签宝 requests per second allowed for the app (its quota)"},
+	{"fingerprint-key-file", "FINGERPRINT_KEY_FILE", "", "file holding the key of the request fingerprints (or set FINGERPRINT_KEY; default: derived from the app secret)"},
 }
 
 // Load parses args (without the program name) and the environment.
@@ -147,7 +166,46 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 		bad("log-level", "LOG_LEVEL", "%q is not debug, info, warn or error", *vals["log-level"])
 	}
 
+	c.UnknownOutcome = submission.UnknownPolicy(*vals["unknown-outcome-retry"])
+	if c.UnknownOutcome != submission.ResendUnknown && c.UnknownOutcome != submission.RefuseUnknown {
+		bad("unknown-outcome-retry", "UNKNOWN_OUTCOME_RETRY", "%q is not resend or refuse", *vals["unknown-outcome-retry"])
+	}
+	if v, err := time.ParseDuration(*vals["submission-lease"]); err != nil || v < time.Second {
+		bad("submission-lease", "SUBMISSION_LEASE", "%q is not a duration of at least 1s", *vals["submission-lease"])
+	} else {
+		c.SubmissionLease = v
+	}
+	if v, err := strconv.ParseFloat(*vals["esign-qps"], 64); err != nil || v <= 0 {
+		bad("esign-qps", "ESIGN_QPS", "%q is not a positive number", *vals["esign-qps"])
+	} else {
+		c.EsignQPS = v
+	}
+	c.DatabaseURL = upstream.Secret(getenv("DATABASE_URL"))
+	c.DBPath = *vals["db-path"]
+	if c.DBPath == "" && c.DatabaseURL == "" {
+		bad("db-path", "DB_PATH", "is empty; name a file, or set DATABASE_URL")
+	}
+	fpKey, fpFile := getenv("FINGERPRINT_KEY"), *vals["fingerprint-key-file"]
+	switch {
+	case fpKey != "" && fpFile != "":
+		bad("fingerprint-key-file", "FINGERPRINT_KEY_FILE", "set either FINGERPRINT_KEY or FINGERPRINT_KEY_FILE, not both")
+	case fpFile != "":
+		b, err := os.ReadFile(fpFile)
+		if err != nil || len(strings.TrimSpace(string(b))) < 16 {
+			bad("fingerprint-key-file", "FINGERPRINT_KEY_FILE", "cannot read at least 16 characters from %q", fpFile)
+		}
+		c.FingerprintKey = upstream.Secret(strings.TrimSpace(string(b)))
+	case fpKey != "":
+		if len(fpKey) < 16 {
+			bad("fingerprint-key-file", "FINGERPRINT_KEY", "must be at least 16 characters")
+		}
+		c.FingerprintKey = upstream.Secret(fpKey)
+	}
+
 	if c.Simulate {
+		if getenv("DB_PATH") == "" && !flagSet(fs, "db-path") {
+			c.DBPath = "" // a temporary file
+		}
 		// Demo mode brings its own simulator, app ID and secret; e签宝 settings given as
 		// well are a mistake worth stopping for: the operator may think they are used.
 		for _, s := range []struct{ flag, env string }{
@@ -197,6 +255,16 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 		bad("esign-app-secret-file", "ESIGN_APP_SECRET", "the app secret is required (ESIGN_APP_SECRET or ESIGN_APP_SECRET_FILE)")
 	}
 	return c, errors.Join(errs...)
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
 }
 
 // Usage writes every setting with its flag, environment variable and default.
