@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -44,6 +45,29 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, maxBody int64, openA
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
 		runtime.WithHealthzEndpoint(grpc_health_v1.NewHealthClient(conn)),
 		runtime.WithErrorHandler(errorHandler),
+		// Only X-Request-Id travels from a REST request into gRPC metadata (Authorization
+		// always does): a REST client cannot set any other metadata, in particular not
+		// the client-certificate identity the gateway itself adds below.
+		runtime.WithIncomingHeaderMatcher(func(h string) (string, bool) {
+			if strings.EqualFold(h, requestIDKey) {
+				return requestIDKey, true
+			}
+			return "", false
+		}),
+		runtime.WithOutgoingHeaderMatcher(func(h string) (string, bool) {
+			if h == requestIDKey {
+				return "X-Request-Id", true
+			}
+			return "", false
+		}),
+		runtime.WithMetadata(func(_ context.Context, r *http.Request) metadata.MD {
+			if r.TLS != nil {
+				if id := chainIdentity(r.TLS.VerifiedChains); id != "" {
+					return metadata.Pairs(certIdentityKey, id)
+				}
+			}
+			return nil
+		}),
 	)
 	if err := evidencev1.RegisterEvidenceServiceHandler(ctx, mux, conn); err != nil {
 		return nil, fmt.Errorf("registering the gateway: %w", err)

@@ -6,7 +6,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,7 +18,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/health/grpc_health_v1"
@@ -37,9 +44,14 @@ const (
 	// DefaultShutdownTimeout bounds the drain at shutdown. It exceeds the upstream call
 	// timeout (15 s), so a call in flight can finish.
 	DefaultShutdownTimeout = 20 * time.Second
-	// readHeaderTimeout bounds how long a client may take to send its headers
+	// DefaultReadHeaderTimeout bounds how long a client may take to send its headers
 	// (slowloris).
-	readHeaderTimeout = 10 * time.Second
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultMaxConcurrentStreams caps concurrent calls on one gRPC connection, so one
+	// client cannot take every goroutine; clients open more connections for more.
+	DefaultMaxConcurrentStreams = 1000
+	// maxHeaderBytes caps REST request headers.
+	maxHeaderBytes = 64 << 10
 	// idleTimeout closes idle keep-alive connections.
 	idleTimeout = 120 * time.Second
 	// memListenerSize is the buffer of the in-memory connection from the gateway to the
@@ -53,9 +65,26 @@ type Options struct {
 	Upstream *upstream.Client
 	// Submitter makes submissions exactly-once per customBizId. Required.
 	Submitter *submission.Submitter
-	// Sender is what sends to e签宝: Upstream behind the upstream policy (rate limiter,
-	// circuit breaker). A Guard over Upstream with e签宝's default quota when nil.
-	Sender submission.Sender
+	// EsignQPS is the app's e签宝 quota, enforced before sending; submission.DefaultQPS
+	// when 0.
+	EsignQPS float64
+	// Auth configures caller authentication. The zero value refuses every call but the
+	// public ones: authentication is off only when Auth.Disabled says so.
+	Auth Auth
+	// TLS, when set, serves both listeners over TLS with this configuration (its
+	// certificates may be reloaded through GetCertificate; client certificates are
+	// verified when it asks for them).
+	TLS *tls.Config
+	// Registry receives the service's metrics; a new registry when nil.
+	Registry *prometheus.Registry
+	// TracerProvider traces gRPC calls when set (OpenTelemetry); no tracing when nil.
+	TracerProvider trace.TracerProvider
+	// MaxConcurrentStreams caps concurrent calls per gRPC connection;
+	// DefaultMaxConcurrentStreams when 0.
+	MaxConcurrentStreams uint32
+	// ReadHeaderTimeout bounds how long a REST client may take to send its headers;
+	// DefaultReadHeaderTimeout when 0.
+	ReadHeaderTimeout time.Duration
 	// Logger receives the access log and errors; slog.Default() when nil.
 	Logger *slog.Logger
 	// MaxRequestBytes caps request size on gRPC and REST; DefaultMaxRequestBytes when 0.
@@ -68,11 +97,17 @@ type Options struct {
 
 // Server is one instance of the service. Build it with New, run it with Serve.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	grpc   *grpc.Server
-	health *health.Server
-	mem    *bufconn.Listener
+	opts    Options
+	log     *slog.Logger
+	grpc    *grpc.Server
+	health  *health.Server
+	mem     *bufconn.Listener
+	metrics *metrics
+}
+
+// Listeners are where a Server serves. Admin (metrics, profiling) is optional.
+type Listeners struct {
+	GRPC, HTTP, Admin net.Listener
 }
 
 // New builds the gRPC server, its interceptors and the validator (built once, here).
@@ -83,9 +118,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Submitter == nil {
 		return nil, errors.New("server: Options.Submitter is required")
 	}
-	if opts.Sender == nil {
-		opts.Sender = submission.NewGuard(opts.Upstream, submission.GuardConfig{})
-	}
+
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -95,42 +128,80 @@ func New(opts Options) (*Server, error) {
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if opts.MaxConcurrentStreams == 0 {
+		opts.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if opts.ReadHeaderTimeout <= 0 {
+		opts.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	m := newMetrics(opts.Registry)
 	v, err := validation.New()
 	if err != nil {
 		return nil, err
 	}
-	g := grpc.NewServer(
+	auth := opts.Auth
+	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes),
+		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
 		grpc.ChainUnaryInterceptor(
-			logInterceptor(opts.Logger),
+			observeInterceptor(opts.Logger, m),
 			recoverInterceptor(opts.Logger),
+			auth.unary(),
 			validationInterceptor(v),
 		),
-	)
+		grpc.ChainStreamInterceptor(auth.stream()),
+	}
+	if opts.TLS != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
+	}
+	if opts.TracerProvider != nil {
+		gopts = append(gopts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(opts.TracerProvider))))
+	}
+	g := grpc.NewServer(gopts...)
+	sender := submission.NewGuard(instrumented{next: opts.Upstream, m: m, log: opts.Logger}, m.guardConfig(opts.EsignQPS))
 	evidencev1.RegisterEvidenceServiceServer(g, &evidenceService{
 		revision:  opts.Upstream.Revision(),
-		sender:    opts.Sender,
+		sender:    sender,
 		submitter: opts.Submitter,
 	})
 	hs := health.NewServer()
 	grpc_health_v1.RegisterHealthServer(g, hs)
 	hs.SetServingStatus(evidencev1.EvidenceService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
 	reflection.Register(g) // v1 and v1alpha
-	return &Server{opts: opts, log: opts.Logger, grpc: g, health: hs, mem: bufconn.Listen(memListenerSize)}, nil
+	return &Server{opts: opts, log: opts.Logger, grpc: g, health: hs, mem: bufconn.Listen(memListenerSize), metrics: m}, nil
 }
 
 // GRPCServer exposes the gRPC server, so tests and embedders can register more services.
 func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
 
-// Serve serves gRPC on grpcLis and REST on httpLis until ctx is done, then shuts down
-// gracefully: health goes NOT_SERVING, in-flight REST calls complete, in-flight gRPC
-// calls complete, then everything stops. It returns nil after a clean shutdown.
-func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+// Serve serves gRPC, REST and (when given) the admin endpoints until ctx is done, then
+// shuts down gracefully: health goes NOT_SERVING, in-flight REST calls complete,
+// in-flight gRPC calls complete, then everything stops. It returns nil after a clean
+// shutdown.
+func (s *Server) Serve(ctx context.Context, ls Listeners) error {
+	grpcLis, httpLis := ls.GRPC, ls.HTTP
 	// The gateway reaches the gRPC server over an in-memory connection: the same server,
-	// the same interceptors, no network hop and nothing exposed.
+	// the same interceptors, no network hop and nothing exposed, so it needs no TLS of its
+	// own; a REST caller's TLS ends at the HTTP listener, and a verified client
+	// certificate's identity travels with the call.
+	creds := insecure.NewCredentials()
+	if s.opts.TLS != nil {
+		// The gRPC server speaks TLS on every listener, the in-memory one too. The gateway
+		// accepts exactly the certificate this server is serving, whatever its issuer.
+		creds = credentials.NewTLS(&tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			InsecureSkipVerify: true, //nolint:gosec // replaced by VerifyPeerCertificate below
+			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+				return s.isOwnCertificate(raw)
+			},
+		})
+	}
 	conn, err := grpc.NewClient("passthrough:///esign-evidence-inprocess",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.mem.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(s.opts.MaxRequestBytes),
 			grpc.MaxCallSendMsgSize(s.opts.MaxRequestBytes),
@@ -149,10 +220,16 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	}
 	httpSrv := &http.Server{
 		Handler:           gw,
-		ReadHeaderTimeout: readHeaderTimeout,
+		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
 		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
+		TLSConfig:         s.opts.TLS,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	if s.opts.TLS != nil {
+		httpLis = tls.NewListener(httpLis, s.opts.TLS)
+	}
+	adminSrv := &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: s.opts.ReadHeaderTimeout}
 
 	errc := make(chan error, 3)
 	var wg sync.WaitGroup
@@ -168,7 +245,13 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	serve("grpc", func() error { return s.grpc.Serve(grpcLis) })
 	serve("grpc (in-memory)", func() error { return s.grpc.Serve(s.mem) })
 	serve("http", func() error { return httpSrv.Serve(httpLis) })
-	s.log.Info("serving", "grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String())
+	adminAddr := ""
+	if ls.Admin != nil {
+		serve("admin", func() error { return adminSrv.Serve(ls.Admin) })
+		adminAddr = ls.Admin.Addr().String()
+	}
+	s.log.Info("serving", "grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String(),
+		"admin_addr", adminAddr, "tls", s.opts.TLS != nil, "auth", !s.opts.Auth.Disabled)
 
 	var serveErr error
 	select {
@@ -176,8 +259,29 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	case serveErr = <-errc:
 	}
 	s.shutdown(httpSrv)
+	_ = adminSrv.Close()
 	wg.Wait()
 	return serveErr
+}
+
+// isOwnCertificate accepts a TLS peer only if its leaf certificate is the one this
+// server serves.
+func (s *Server) isOwnCertificate(raw [][]byte) error {
+	var own *tls.Certificate
+	switch {
+	case s.opts.TLS.GetCertificate != nil:
+		c, err := s.opts.TLS.GetCertificate(&tls.ClientHelloInfo{})
+		if err != nil {
+			return err
+		}
+		own = c
+	case len(s.opts.TLS.Certificates) > 0:
+		own = &s.opts.TLS.Certificates[0]
+	}
+	if own == nil || len(own.Certificate) == 0 || len(raw) == 0 || !bytes.Equal(raw[0], own.Certificate[0]) {
+		return errors.New("the in-memory peer is not this server")
+	}
+	return nil
 }
 
 // shutdown drains REST first (its calls travel over the in-memory gRPC connection, which

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -46,8 +48,11 @@ type stack struct {
 	simURL  string
 	client  evidencev1.EvidenceServiceClient
 	conn    *grpc.ClientConn
-	restURL string
-	logs    *syncBuffer
+	restURL  string
+	grpcAddr string
+	adminURL string
+	http     *http.Client
+	logs     *syncBuffer
 	stop    func() // stops the server and waits for Serve to return
 	served  chan error
 }
@@ -70,6 +75,10 @@ func (s *syncBuffer) String() string {
 }
 
 type stackOpt struct {
+	// configure adjusts the server's options (auth, TLS, tracing, limits).
+	configure func(*server.Options)
+	// clientTLS makes the test's gRPC and REST clients use TLS.
+	clientTLS *tls.Config
 	// sim and store, when set, are shared with another stack (two replicas).
 	sim             *esignsim.Simulator
 	store           submission.Store
@@ -112,14 +121,19 @@ func startStack(t *testing.T, o stackOpt) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Options{
+	opts := server.Options{
 		Upstream:        uc,
 		Submitter:       sub,
 		Logger:          slog.New(slog.NewJSONHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MaxRequestBytes: o.maxRequestBytes,
+		Auth:            server.Auth{Disabled: true},
 		ShutdownTimeout: 5 * time.Second,
 		OpenAPI:         esignevidence.OpenAPIv2,
-	})
+	}
+	if o.configure != nil {
+		o.configure(&opts)
+	}
+	srv, err := server.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,9 +146,15 @@ func startStack(t *testing.T, o stackOpt) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	adminLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	st.served = make(chan error, 1)
-	go func() { st.served <- srv.Serve(ctx, grpcLis, httpLis) }()
+	go func() {
+		st.served <- srv.Serve(ctx, server.Listeners{GRPC: grpcLis, HTTP: httpLis, Admin: adminLis})
+	}()
 	var once sync.Once
 	st.stop = func() {
 		once.Do(func() {
@@ -151,13 +171,23 @@ func startStack(t *testing.T, o stackOpt) *stack {
 	}
 	t.Cleanup(st.stop)
 
-	st.conn, err = grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	scheme := "http://"
+	st.http = &http.Client{}
+	if o.clientTLS != nil {
+		creds = credentials.NewTLS(o.clientTLS)
+		scheme = "https://"
+		st.http = &http.Client{Transport: &http.Transport{TLSClientConfig: o.clientTLS}}
+	}
+	st.conn, err = grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.conn.Close() })
 	st.client = evidencev1.NewEvidenceServiceClient(st.conn)
-	st.restURL = "http://" + httpLis.Addr().String()
+	st.restURL = scheme + httpLis.Addr().String()
+	st.grpcAddr = grpcLis.Addr().String()
+	st.adminURL = "http://" + adminLis.Addr().String()
 	return st
 }
 
@@ -181,7 +211,7 @@ func seedRequest(t *testing.T) *evidencev1.CreatePersonalEvidencePointRequest {
 
 func (st *stack) post(t *testing.T, body []byte) (int, []byte) {
 	t.Helper()
-	resp, err := http.Post(st.restURL+"/v3/evidence/evi-point/psn-realname", "application/json", bytes.NewReader(body))
+	resp, err := st.http.Post(st.restURL+"/v3/evidence/evi-point/psn-realname", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

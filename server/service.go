@@ -68,9 +68,14 @@ var submissionStates = map[submission.State]evidencev1.SubmissionState{
 	submission.StateOutcomeUnknown: evidencev1.SubmissionState_SUBMISSION_STATE_OUTCOME_UNKNOWN,
 }
 
-// namespace is the caller's identity, which keeps callers' customBizIds apart. Until
-// callers authenticate, every caller shares the empty namespace.
-func namespace(context.Context) string { return "" }
+// namespace is the caller's identity, which keeps callers' customBizIds apart. With
+// authentication off, every caller shares the empty namespace.
+func namespace(ctx context.Context) string {
+	if c := Caller(ctx); c != anonymous {
+		return c
+	}
+	return ""
+}
 
 // canonical is the request with every default applied, in deterministic protobuf bytes:
 // two requests that mean the same thing (an omitted cardType and an explicit mainland

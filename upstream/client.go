@@ -85,6 +85,9 @@ type Config struct {
 	RootCAs *x509.CertPool
 	// Now is the clock for the signing timestamp; time.Now when nil.
 	Now func() time.Time
+	// WrapTransport, when set, wraps the tuned transport (for tracing). It must not
+	// re-send requests.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Client calls e签宝. It is safe for concurrent use.
@@ -145,8 +148,12 @@ func New(cfg Config) (*Client, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	var rt http.RoundTripper = newTransport(cfg.RootCAs)
+	if cfg.WrapTransport != nil {
+		rt = cfg.WrapTransport(rt)
+	}
 	c.http = &http.Client{
-		Transport: newTransport(cfg.RootCAs),
+		Transport: rt,
 		// Redirects would re-send the signed request somewhere else; e签宝 does not
 		// redirect API calls, so a redirect is answered as the status it is.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

@@ -45,7 +45,7 @@ func newCrashRig(t *testing.T, storeEnv []string) *crashRig {
 	seed = bytes.Replace(seed, []byte(`"eviName"`), []byte(`"customBizId": "crash-0001", "eviName"`), 1)
 	env := append([]string{
 		"ESIGN_BASE_URL=" + srv.URL, "ESIGN_APP_ID=crash-app", "ESIGN_APP_SECRET=crash-secret",
-		"SUBMISSION_LEASE=2s", "ESIGN_TIMEOUT=10s",
+		"SUBMISSION_LEASE=2s", "ESIGN_TIMEOUT=10s", "AUTH_DISABLED=true",
 	}, storeEnv...)
 	return &crashRig{t: t, bin: buildBinary(t), sim: sim, env: env, seed: seed}
 }

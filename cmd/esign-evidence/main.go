@@ -8,6 +8,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -22,9 +23,14 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
+
 	esignevidence "github.com/esign-evidence/esign-evidence"
 	"github.com/esign-evidence/esign-evidence/internal/config"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
+	"github.com/esign-evidence/esign-evidence/internal/telemetry"
+	"github.com/esign-evidence/esign-evidence/internal/tlsreload"
 	"github.com/esign-evidence/esign-evidence/server"
 	"github.com/esign-evidence/esign-evidence/upstream"
 	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
@@ -59,12 +65,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		defer stopSim()
 	}
 
+	tp, stopTracing, err := telemetry.Tracing(ctx)
+	if err != nil {
+		return fmt.Errorf("OTEL_*: %w", err)
+	}
+	defer stopTracing()
+	var wrap func(http.RoundTripper) http.RoundTripper
+	if tp != nil {
+		wrap = func(rt http.RoundTripper) http.RoundTripper {
+			return otelhttp.NewTransport(rt, otelhttp.WithTracerProvider(tp))
+		}
+	}
 	client, err := upstream.New(upstream.Config{
-		BaseURL:   cfg.BaseURL,
-		AppID:     cfg.AppID,
-		AppSecret: cfg.AppSecret,
-		Revision:  cfg.Revision,
-		Timeout:   cfg.UpstreamTimeout,
+		BaseURL:       cfg.BaseURL,
+		AppID:         cfg.AppID,
+		AppSecret:     cfg.AppSecret,
+		Revision:      cfg.Revision,
+		Timeout:       cfg.UpstreamTimeout,
+		WrapTransport: wrap,
 	})
 	if err != nil {
 		return err
@@ -84,10 +102,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	var tlsCfg *tls.Config
+	if cfg.TLSCertFile != "" {
+		reloader, err := tlsreload.New(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("TLS_CERT_FILE: %w", err)
+		}
+		go reloader.Watch(ctx, tlsReloadInterval, log)
+		if tlsCfg, err = tlsreload.ServerConfig(reloader, cfg.TLSClientCAFile); err != nil {
+			return fmt.Errorf("TLS_CLIENT_CA_FILE: %w", err)
+		}
+	}
+	if cfg.Auth.Disabled {
+		log.Warn("authentication is OFF: anyone who reaches the listeners can create evidence points")
+	}
+	var tracer trace.TracerProvider
+	if tp != nil {
+		tracer = tp
+	}
 	srv, err := server.New(server.Options{
-		Upstream:        client,
-		Submitter:       sub,
-		Sender:          submission.NewGuard(client, submission.GuardConfig{QPS: cfg.EsignQPS}),
+		Upstream:             client,
+		Submitter:            sub,
+		EsignQPS:             cfg.EsignQPS,
+		Auth:                 cfg.Auth,
+		TLS:                  tlsCfg,
+		TracerProvider:       tracer,
+		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
+		ReadHeaderTimeout:    cfg.ReadHeaderTimeout,
 		Logger:          log,
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		ShutdownTimeout: cfg.ShutdownTimeout,
@@ -105,10 +146,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		_ = grpcLis.Close()
 		return fmt.Errorf("HTTP_ADDR: %w", err)
 	}
+	ls := server.Listeners{GRPC: grpcLis, HTTP: httpLis}
+	if cfg.AdminAddr != "" {
+		if ls.Admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			_ = grpcLis.Close()
+			_ = httpLis.Close()
+			return fmt.Errorf("ADMIN_ADDR: %w", err)
+		}
+	}
 	log.Info("esign-evidence starting", "esign_base_url", cfg.BaseURL, "esign_app_id", cfg.AppID,
-		"esign_api_revision", string(cfg.Revision), "demo_mode", cfg.Simulate)
-	return srv.Serve(ctx, grpcLis, httpLis)
+		"esign_api_revision", string(cfg.Revision), "demo_mode", cfg.Simulate, "tracing", tp != nil)
+	return srv.Serve(ctx, ls)
 }
+
+// tlsReloadInterval is how often the certificate files are checked for a new version.
+const tlsReloadInterval = 30 * time.Second
 
 // openStore opens the PostgreSQL store when DATABASE_URL is set, else the embedded one
 // (in demo mode, in a temporary file removed at exit unless DB_PATH names one).

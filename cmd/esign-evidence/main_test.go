@@ -96,7 +96,7 @@ func startDemo(t *testing.T, bin string) *running {
 // startBinary starts the binary with extra environment and arguments on loopback port 0.
 func startBinary(t *testing.T, bin string, env []string, args ...string) *running {
 	t.Helper()
-	cmd := exec.Command(bin, append(args, "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0")...)
+	cmd := exec.Command(bin, append(args, "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")...)
 	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw

@@ -4,6 +4,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -58,32 +61,53 @@ type Config struct {
 	EsignQPS float64
 	// FingerprintKey keys the hash of each request kept in the store.
 	FingerprintKey upstream.Secret
+
+	AdminAddr string
+	// TLSCertFile and TLSKeyFile serve both listeners over TLS; TLSClientCAFile adds
+	// client-certificate authentication.
+	TLSCertFile, TLSKeyFile, TLSClientCAFile string
+	// Auth is caller authentication.
+	Auth                 server.Auth
+	MaxConcurrentStreams uint32
+	ReadHeaderTimeout    time.Duration
 }
 
 // setting describes one configuration item: its flag, its environment variable, and its
 // help text; Usage lists them all.
 type setting struct {
 	flag, env, def, help string
+	// boolean settings are flags that need no value (-simulate).
+	boolean bool
 }
 
 var settings = []setting{
-	{"grpc-addr", "GRPC_ADDR", DefaultGRPCAddr, "gRPC listen address"},
-	{"http-addr", "HTTP_ADDR", DefaultHTTPAddr, "REST (grpc-gateway) listen address"},
-	{"simulate", "SIMULATE", "false", "demo mode: serve against the in-process offline e签宝 simulator, not e签宝"},
-	{"esign-env", "ESIGN_ENV", "", "e签宝 environment: sandbox or production (or set ESIGN_BASE_URL)"},
-	{"esign-base-url", "ESIGN_BASE_URL", "", "e签宝 base URL; overrides ESIGN_ENV (a proxy, a simulator)"},
-	{"esign-app-id", "ESIGN_APP_ID", "", "e签宝 app ID"},
-	{"esign-app-secret-file", "ESIGN_APP_SECRET_FILE", "", "file holding the e签宝 app secret (or set ESIGN_APP_SECRET; no flag takes the secret itself, so it never shows in a process list)"},
-	{"esign-api-revision", "ESIGN_API_REVISION", string(upstream.RevisionSeed), "e签宝 evidence API revision: seed or 2025"},
-	{"esign-timeout", "ESIGN_TIMEOUT", upstream.DefaultTimeout.String(), "timeout of one e签宝 call"},
-	{"max-request-bytes", "MAX_REQUEST_BYTES", strconv.Itoa(server.DefaultMaxRequestBytes), "maximum request size on gRPC and REST"},
-	{"shutdown-timeout", "SHUTDOWN_TIMEOUT", server.DefaultShutdownTimeout.String(), "how long in-flight calls may take to finish at shutdown"},
-	{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error"},
-	{"db-path", "DB_PATH", "esign-evidence.db", "embedded submission store file (demo mode: a temporary file); ignored when DATABASE_URL is set"},
-	{"unknown-outcome-retry", "UNKNOWN_OUTCOME_RETRY", string(submission.ResendUnknown), "after an unknown outcome, a retry with the same customBizId: resend or refuse"},
-	{"submission-lease", "SUBMISSION_LEASE", submission.DefaultLease.String(), "how long an in-progress submission holds its customBizId (a replica that died frees it after this)"},
-	{"esign-qps", "ESIGN_QPS", strconv.Itoa(submission.DefaultQPS), "e签宝 requests per second allowed for the app (its quota)"},
-	{"fingerprint-key-file", "FINGERPRINT_KEY_FILE", "", "file holding the key of the request fingerprints (or set FINGERPRINT_KEY; default: derived from the app secret)"},
+	{"grpc-addr", "GRPC_ADDR", DefaultGRPCAddr, "gRPC listen address", false},
+	{"http-addr", "HTTP_ADDR", DefaultHTTPAddr, "REST (grpc-gateway) listen address", false},
+	{"simulate", "SIMULATE", "false", "demo mode: serve against the in-process offline e签宝 simulator, not e签宝", true},
+	{"esign-env", "ESIGN_ENV", "", "e签宝 environment: sandbox or production (or set ESIGN_BASE_URL)", false},
+	{"esign-base-url", "ESIGN_BASE_URL", "", "e签宝 base URL; overrides ESIGN_ENV (a proxy, a simulator)", false},
+	{"esign-app-id", "ESIGN_APP_ID", "", "e签宝 app ID", false},
+	{"esign-app-secret-file", "ESIGN_APP_SECRET_FILE", "", "file holding the e签宝 app secret (or set ESIGN_APP_SECRET; no flag takes the secret itself, so it never shows in a process list)", false},
+	{"esign-api-revision", "ESIGN_API_REVISION", string(upstream.RevisionSeed), "e签宝 evidence API revision: seed or 2025", false},
+	{"esign-timeout", "ESIGN_TIMEOUT", upstream.DefaultTimeout.String(), "timeout of one e签宝 call", false},
+	{"max-request-bytes", "MAX_REQUEST_BYTES", strconv.Itoa(server.DefaultMaxRequestBytes), "maximum request size on gRPC and REST", false},
+	{"shutdown-timeout", "SHUTDOWN_TIMEOUT", server.DefaultShutdownTimeout.String(), "how long in-flight calls may take to finish at shutdown", false},
+	{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error", false},
+	{"db-path", "DB_PATH", "esign-evidence.db", "embedded submission store file (demo mode: a temporary file); ignored when DATABASE_URL is set", false},
+	{"unknown-outcome-retry", "UNKNOWN_OUTCOME_RETRY", string(submission.ResendUnknown), "after an unknown outcome, a retry with the same customBizId: resend or refuse", false},
+	{"submission-lease", "SUBMISSION_LEASE", submission.DefaultLease.String(), "how long an in-progress submission holds its customBizId (a replica that died frees it after this)", false},
+	{"esign-qps", "ESIGN_QPS", strconv.Itoa(submission.DefaultQPS), "e签宝 requests per second allowed for the app (its quota)", false},
+	{"fingerprint-key-file", "FINGERPRINT_KEY_FILE", "", "file holding the key of the request fingerprints (or set FINGERPRINT_KEY; default: derived from the app secret)", false},
+	{"admin-addr", "ADMIN_ADDR", ":9091", "admin listen address: /metrics and /debug/pprof (empty: none)", false},
+	{"tls-cert-file", "TLS_CERT_FILE", "", "serve gRPC and REST over TLS with this certificate (PEM; reloaded when the file changes)", false},
+	{"tls-key-file", "TLS_KEY_FILE", "", "the TLS certificate's private key (PEM)", false},
+	{"tls-client-ca-file", "TLS_CLIENT_CA_FILE", "", "accept callers with a client certificate signed by this CA (mTLS); the certificate's CN is the caller", false},
+	{"auth-tokens-file", "AUTH_TOKENS_FILE", "", "bearer tokens, one caller per line: <caller> <token> (or set AUTH_TOKEN_HASHES)", false},
+	{"auth-disabled", "AUTH_DISABLED", "false", "serve without authenticating callers (demo mode does unless tokens or a client CA are set)", true},
+	{"auth-public-health", "AUTH_PUBLIC_HEALTH", "true", "health checks need no credentials", true},
+	{"auth-public-reflection", "AUTH_PUBLIC_REFLECTION", "true", "server reflection needs no credentials", true},
+	{"max-concurrent-streams", "MAX_CONCURRENT_STREAMS", strconv.Itoa(server.DefaultMaxConcurrentStreams), "concurrent calls per gRPC connection", false},
+	{"read-header-timeout", "READ_HEADER_TIMEOUT", server.DefaultReadHeaderTimeout.String(), "how long a REST client may take to send its headers", false},
 }
 
 // Load parses args (without the program name) and the environment.
@@ -92,25 +116,23 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 	fs.SetOutput(usageOut)
 	fs.Usage = func() { Usage(usageOut) }
 	vals := map[string]*string{}
+	bools := map[string]*bool{}
 	for _, s := range settings {
 		def := s.def
 		if v := getenv(s.env); v != "" {
 			def = v
 		}
-		if s.flag == "simulate" {
+		if s.boolean {
+			b, err := strconv.ParseBool(def)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %q is not true or false", s.env, def)
+			}
+			bools[s.flag] = fs.Bool(s.flag, b, s.help+" ("+s.env+")")
 			continue
 		}
 		vals[s.flag] = fs.String(s.flag, def, s.help+" ("+s.env+")")
 	}
-	simDefault := false
-	if v := getenv("SIMULATE"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return nil, fmt.Errorf("SIMULATE: %q is not true or false", v)
-		}
-		simDefault = b
-	}
-	simulate := fs.Bool("simulate", simDefault, "demo mode: serve against the in-process offline e签宝 simulator, not e签宝 (SIMULATE)")
+	simulate := bools["simulate"]
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -202,6 +224,48 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 		c.FingerprintKey = upstream.Secret(fpKey)
 	}
 
+	c.AdminAddr = *vals["admin-addr"]
+	if c.AdminAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			bad("admin-addr", "ADMIN_ADDR", "%q is not a host:port address", c.AdminAddr)
+		}
+	}
+	if n, err := strconv.ParseUint(*vals["max-concurrent-streams"], 10, 32); err != nil || n == 0 {
+		bad("max-concurrent-streams", "MAX_CONCURRENT_STREAMS", "%q is not a positive number", *vals["max-concurrent-streams"])
+	} else {
+		c.MaxConcurrentStreams = uint32(n)
+	}
+	if v, err := time.ParseDuration(*vals["read-header-timeout"]); err != nil || v <= 0 {
+		bad("read-header-timeout", "READ_HEADER_TIMEOUT", "%q is not a positive duration", *vals["read-header-timeout"])
+	} else {
+		c.ReadHeaderTimeout = v
+	}
+	c.TLSCertFile, c.TLSKeyFile, c.TLSClientCAFile = *vals["tls-cert-file"], *vals["tls-key-file"], *vals["tls-client-ca-file"]
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("tls-key-file", "TLS_CERT_FILE and TLS_KEY_FILE", "set both or neither")
+	}
+	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
+		bad("tls-client-ca-file", "TLS_CLIENT_CA_FILE", "client certificates need TLS: set TLS_CERT_FILE and TLS_KEY_FILE")
+	}
+	c.Auth = server.Auth{
+		Disabled:         *bools["auth-disabled"],
+		ClientCerts:      c.TLSClientCAFile != "",
+		PublicHealth:     *bools["auth-public-health"],
+		PublicReflection: *bools["auth-public-reflection"],
+	}
+	tokens, err := loadTokens(*vals["auth-tokens-file"], getenv("AUTH_TOKEN_HASHES"))
+	if err != nil {
+		bad("auth-tokens-file", "AUTH_TOKENS_FILE / AUTH_TOKEN_HASHES", "%v", err)
+	}
+	c.Auth.Tokens = tokens
+	authConfigured := len(tokens) > 0 || c.Auth.ClientCerts
+	if c.Simulate && !authConfigured {
+		c.Auth.Disabled = true // demo mode: anyone on this machine may call the simulator
+	}
+	if !c.Auth.Disabled && !authConfigured {
+		bad("auth-tokens-file", "AUTH_TOKENS_FILE", "callers must authenticate: set AUTH_TOKENS_FILE, AUTH_TOKEN_HASHES or TLS_CLIENT_CA_FILE, or AUTH_DISABLED=true to serve anyone")
+	}
+
 	if c.Simulate {
 		if getenv("DB_PATH") == "" && !flagSet(fs, "db-path") {
 			c.DBPath = "" // a temporary file
@@ -256,6 +320,62 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 	}
 	return c, errors.Join(errs...)
 }
+
+// loadTokens reads bearer tokens from a file of "<caller> <token>" lines (blank lines and
+// # comments allowed) and from hashes given as "<caller>:<sha256 hex>,...". Only the
+// SHA-256 of each token is kept. Errors never quote a token.
+func loadTokens(file, hashes string) ([]server.Token, error) {
+	var out []server.Token
+	seen := map[[32]byte]bool{}
+	add := func(id string, sum [32]byte) error {
+		if !validIdentity.MatchString(id) {
+			return fmt.Errorf("caller name %q must be 1 to 64 letters, digits, '.', '_' or '-'", id)
+		}
+		if seen[sum] {
+			return fmt.Errorf("a token is given twice (caller %s)", id)
+		}
+		seen[sum] = true
+		out = append(out, server.Token{Identity: id, SHA256: sum})
+		return nil
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read %q", file)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			id, tok, ok := strings.Cut(line, " ")
+			tok = strings.TrimSpace(tok)
+			if !ok || len(tok) < 16 {
+				return nil, fmt.Errorf("%s line %d: want \"<caller> <token>\" with a token of at least 16 characters", file, i+1)
+			}
+			if err := add(id, sha256.Sum256([]byte(tok))); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, entry := range strings.Split(hashes, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		id, hx, _ := strings.Cut(entry, ":")
+		raw, err := hex.DecodeString(hx)
+		if err != nil || len(raw) != 32 {
+			return nil, fmt.Errorf("AUTH_TOKEN_HASHES: want <caller>:<64 hex digits of SHA-256> for caller %q", id)
+		}
+		if err := add(id, [32]byte(raw)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+var validIdentity = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"crypto/sha256"
 	"io"
 	"os"
 	"path/filepath"
@@ -22,6 +23,10 @@ func TestValidConfigurations(t *testing.T) {
 	if err := os.WriteFile(secretFile, []byte("file-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	tokenFile := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokenFile, []byte("# callers\nbilling tok-0123456789abcdef\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name  string
 		args  []string
@@ -38,18 +43,30 @@ func TestValidConfigurations(t *testing.T) {
 				t.Error("not simulating")
 			}
 		}},
-		{"sandbox", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s"}, func(t *testing.T, c *config.Config) {
-			if c.BaseURL != upstream.SandboxBaseURL || c.AppSecret != "s" || c.UpstreamTimeout != 15*time.Second {
+		{"sandbox", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s", "AUTH_DISABLED": "true"}, func(t *testing.T, c *config.Config) {
+			if c.BaseURL != upstream.SandboxBaseURL || c.AppSecret != "s" || c.UpstreamTimeout != 15*time.Second || !c.Auth.Disabled {
 				t.Errorf("%+v", c)
 			}
 		}},
-		{"production with a secret file", nil, map[string]string{"ESIGN_ENV": "production", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET_FILE": secretFile}, func(t *testing.T, c *config.Config) {
+		{"token hashes", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s",
+			"AUTH_TOKEN_HASHES": "billing:" + strings.Repeat("ab", 32) + ", crm:" + strings.Repeat("cd", 32)}, func(t *testing.T, c *config.Config) {
+			if c.Auth.Disabled || len(c.Auth.Tokens) != 2 || c.Auth.Tokens[1].Identity != "crm" || !c.Auth.PublicHealth || !c.Auth.PublicReflection {
+				t.Errorf("%+v", c.Auth)
+			}
+		}},
+		{"token file", []string{"-auth-public-reflection=false"}, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s",
+			"AUTH_TOKENS_FILE": tokenFile}, func(t *testing.T, c *config.Config) {
+			if len(c.Auth.Tokens) != 1 || c.Auth.Tokens[0].Identity != "billing" || c.Auth.Tokens[0].SHA256 != sha256.Sum256([]byte("tok-0123456789abcdef")) || c.Auth.PublicReflection {
+				t.Errorf("%+v", c.Auth)
+			}
+		}},
+		{"production with a secret file", nil, map[string]string{"ESIGN_ENV": "production", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET_FILE": secretFile, "AUTH_DISABLED": "1"}, func(t *testing.T, c *config.Config) {
 			if c.BaseURL != upstream.ProductionBaseURL || c.AppSecret != "file-secret" {
 				t.Errorf("%+v", c)
 			}
 		}},
 		{"base URL wins over env; flags win over environment", []string{"-grpc-addr", "127.0.0.1:1", "-esign-api-revision", "2025"},
-			map[string]string{"GRPC_ADDR": ":2", "ESIGN_ENV": "sandbox", "ESIGN_BASE_URL": "http://proxy:1", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s"},
+			map[string]string{"GRPC_ADDR": ":2", "ESIGN_ENV": "sandbox", "ESIGN_BASE_URL": "http://proxy:1", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s", "AUTH_DISABLED": "true"},
 			func(t *testing.T, c *config.Config) {
 				if c.GRPCAddr != "127.0.0.1:1" || c.BaseURL != "http://proxy:1" || c.Revision != upstream.Revision2025 {
 					t.Errorf("%+v", c)
@@ -86,6 +103,11 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"bad log level", nil, map[string]string{"SIMULATE": "1", "LOG_LEVEL": "loud"}, []string{"LOG_LEVEL"}},
 		{"bad SIMULATE", nil, map[string]string{"SIMULATE": "maybe"}, []string{"SIMULATE"}},
 		{"demo mode with e签宝 credentials", []string{"-simulate"}, map[string]string{"ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": secret}, []string{"ESIGN_APP_ID", "ESIGN_APP_SECRET"}},
+		{"no authentication configured", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": secret}, []string{"AUTH_TOKENS_FILE", "AUTH_DISABLED"}},
+		{"bad token hash", nil, map[string]string{"SIMULATE": "1", "AUTH_TOKEN_HASHES": "billing:" + secret}, []string{"AUTH_TOKEN_HASHES"}},
+		{"short token in file", nil, map[string]string{"SIMULATE": "1", "AUTH_TOKENS_FILE": shortTokenFile(t)}, []string{"AUTH_TOKENS_FILE"}},
+		{"TLS key without certificate", nil, map[string]string{"SIMULATE": "1", "TLS_KEY_FILE": "/k"}, []string{"TLS_CERT_FILE"}},
+		{"client CA without TLS", nil, map[string]string{"SIMULATE": "1", "TLS_CLIENT_CA_FILE": "/ca"}, []string{"TLS_CLIENT_CA_FILE"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -103,4 +125,13 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 			}
 		})
 	}
+}
+
+// shortTokenFile holds a token too short to accept; its text must not be echoed.
+func shortTokenFile(t *testing.T) string {
+	p := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(p, []byte("billing very-secret-v\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
