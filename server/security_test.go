@@ -520,4 +520,3 @@ func TestLimits(t *testing.T) {
 		}
 	})
 }
-

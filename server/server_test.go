@@ -44,17 +44,17 @@ const (
 // stack is a running service against a simulator: real listeners on loopback port 0,
 // the real gateway, a real gRPC client.
 type stack struct {
-	sim     *esignsim.Simulator
-	simURL  string
-	client  evidencev1.EvidenceServiceClient
-	conn    *grpc.ClientConn
+	sim      *esignsim.Simulator
+	simURL   string
+	client   evidencev1.EvidenceServiceClient
+	conn     *grpc.ClientConn
 	restURL  string
 	grpcAddr string
 	adminURL string
 	http     *http.Client
 	logs     *syncBuffer
-	stop    func() // stops the server and waits for Serve to return
-	served  chan error
+	stop     func() // stops the server and waits for Serve to return
+	served   chan error
 }
 
 type syncBuffer struct {

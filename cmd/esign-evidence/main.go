@@ -129,10 +129,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		TracerProvider:       tracer,
 		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
 		ReadHeaderTimeout:    cfg.ReadHeaderTimeout,
-		Logger:          log,
-		MaxRequestBytes: cfg.MaxRequestBytes,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		OpenAPI:         esignevidence.OpenAPIv2,
+		Logger:               log,
+		MaxRequestBytes:      cfg.MaxRequestBytes,
+		ShutdownTimeout:      cfg.ShutdownTimeout,
+		OpenAPI:              esignevidence.OpenAPIv2,
 	})
 	if err != nil {
 		return err
