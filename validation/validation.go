@@ -77,6 +77,7 @@ func WithNow(now func() *timestamppb.Timestamp) Option {
 var requestTypes = []proto.Message{
 	&evidencev1.CreatePersonalEvidencePointRequest{},
 	&evidencev1.GetSubmissionRequest{},
+	&evidencev1.UploadFileRequest{},
 }
 
 // New builds a Validator with every request type's rules compiled.

@@ -858,6 +858,215 @@ func (x *CreatePersonalEvidencePointResponse) GetReplayed() bool {
 	return false
 }
 
+// One message of a file upload: the file's description first, then its bytes.
+type UploadFileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Which part of the upload this message is.
+	//
+	// Types that are valid to be assigned to Part:
+	//
+	//	*UploadFileRequest_Info
+	//	*UploadFileRequest_Chunk
+	Part          isUploadFileRequest_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadFileRequest) Reset() {
+	*x = UploadFileRequest{}
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadFileRequest) ProtoMessage() {}
+
+func (x *UploadFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadFileRequest.ProtoReflect.Descriptor instead.
+func (*UploadFileRequest) Descriptor() ([]byte, []int) {
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UploadFileRequest) GetPart() isUploadFileRequest_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *UploadFileRequest) GetInfo() *FileInfo {
+	if x != nil {
+		if x, ok := x.Part.(*UploadFileRequest_Info); ok {
+			return x.Info
+		}
+	}
+	return nil
+}
+
+func (x *UploadFileRequest) GetChunk() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*UploadFileRequest_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+type isUploadFileRequest_Part interface {
+	isUploadFileRequest_Part()
+}
+
+type UploadFileRequest_Info struct {
+	// The file's description: the first message, and only the first.
+	Info *FileInfo `protobuf:"bytes,1,opt,name=info,proto3,oneof"`
+}
+
+type UploadFileRequest_Chunk struct {
+	// The next chunk of the file's bytes.
+	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
+}
+
+func (*UploadFileRequest_Info) isUploadFileRequest_Part() {}
+
+func (*UploadFileRequest_Chunk) isUploadFileRequest_Part() {}
+
+// A file to upload.
+type FileInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The file's name with its extension (e签宝's `fileName`), e.g. `id-front.jpg`. It must
+	// not contain / \ : * " < > | ? or emoji, as e签宝 requires.
+	FileName string `protobuf:"bytes,1,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"`
+	// The content type declared to e签宝 (e签宝's `contentType`): `application/pdf` or
+	// `application/octet-stream`. Optional: a name ending in `.pdf` means PDF, anything
+	// else octet-stream.
+	ContentType   string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileInfo) Reset() {
+	*x = FileInfo{}
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileInfo) ProtoMessage() {}
+
+func (x *FileInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
+func (*FileInfo) Descriptor() ([]byte, []int) {
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *FileInfo) GetFileName() string {
+	if x != nil {
+		return x.FileName
+	}
+	return ""
+}
+
+func (x *FileInfo) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+// The uploaded file.
+type UploadFileResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// e签宝's file ID, for `cardPortrait`, `cardNationalEmblem` or `faceImage`.
+	FileId string `protobuf:"bytes,1,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	// The file's size in bytes.
+	Size int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// Base64 of the file's MD5, as declared to e签宝.
+	ContentMd5    string `protobuf:"bytes,3,opt,name=content_md5,json=contentMd5,proto3" json:"content_md5,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadFileResponse) Reset() {
+	*x = UploadFileResponse{}
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadFileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadFileResponse) ProtoMessage() {}
+
+func (x *UploadFileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadFileResponse.ProtoReflect.Descriptor instead.
+func (*UploadFileResponse) Descriptor() ([]byte, []int) {
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *UploadFileResponse) GetFileId() string {
+	if x != nil {
+		return x.FileId
+	}
+	return ""
+}
+
+func (x *UploadFileResponse) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *UploadFileResponse) GetContentMd5() string {
+	if x != nil {
+		return x.ContentMd5
+	}
+	return ""
+}
+
 // The request to look up a submission.
 type GetSubmissionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -869,7 +1078,7 @@ type GetSubmissionRequest struct {
 
 func (x *GetSubmissionRequest) Reset() {
 	*x = GetSubmissionRequest{}
-	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[5]
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1090,7 @@ func (x *GetSubmissionRequest) String() string {
 func (*GetSubmissionRequest) ProtoMessage() {}
 
 func (x *GetSubmissionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[5]
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1103,7 @@ func (x *GetSubmissionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSubmissionRequest.ProtoReflect.Descriptor instead.
 func (*GetSubmissionRequest) Descriptor() ([]byte, []int) {
-	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{5}
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetSubmissionRequest) GetCustomBizId() string {
@@ -927,7 +1136,7 @@ type GetSubmissionResponse struct {
 
 func (x *GetSubmissionResponse) Reset() {
 	*x = GetSubmissionResponse{}
-	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[6]
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1148,7 @@ func (x *GetSubmissionResponse) String() string {
 func (*GetSubmissionResponse) ProtoMessage() {}
 
 func (x *GetSubmissionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[6]
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1161,7 @@ func (x *GetSubmissionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSubmissionResponse.ProtoReflect.Descriptor instead.
 func (*GetSubmissionResponse) Descriptor() ([]byte, []int) {
-	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{6}
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetSubmissionResponse) GetCustomBizId() string {
@@ -1077,7 +1286,21 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"#CreatePersonalEvidencePointResponse\x12 \n" +
 	"\fevi_point_id\x18\x01 \x01(\tR\n" +
 	"eviPointId\x12\x1a\n" +
-	"\breplayed\x18\x02 \x01(\bR\breplayed\"F\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"m\n" +
+	"\x11UploadFileRequest\x121\n" +
+	"\x04info\x18\x01 \x01(\v2\x1b.esign.evidence.v1.FileInfoH\x00R\x04info\x12\x16\n" +
+	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\r\n" +
+	"\x04part\x12\x05\xbaH\x02\b\x01\"\xaa\x03\n" +
+	"\bFileInfo\x12\xc6\x02\n" +
+	"\tfile_name\x18\x01 \x01(\tB\xa8\x02\xbaH\xa4\x02\xba\x01t\n" +
+	"\x13file_name.extension\x123must end in an extension such as .jpg, .png or .pdf\x1a(this.matches('^.+[.][A-Za-z0-9]{1,10}$')\xba\x01\xa1\x01\n" +
+	"\x1efile_name.forbidden_characters\x12+must not contain / \\ : * \" < > | ? or emoji\x1aR!this.matches(r'[/\\\\:*\"<>|?\\x{1F000}-\\x{1FAFF}\\x{2600}-\\x{27BF}\\x{FE0F}\\x{200D}]')\xc8\x01\x01r\x03\x18\xc8\x01R\bfileName\x12U\n" +
+	"\fcontent_type\x18\x02 \x01(\tB2\xbaH/r-R\x00R\x0fapplication/pdfR\x18application/octet-streamR\vcontentType\"b\n" +
+	"\x12UploadFileResponse\x12\x17\n" +
+	"\afile_id\x18\x01 \x01(\tR\x06fileId\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
+	"\vcontent_md5\x18\x03 \x01(\tR\n" +
+	"contentMd5\"F\n" +
 	"\x14GetSubmissionRequest\x12.\n" +
 	"\rcustom_biz_id\x18\x01 \x01(\tB\n" +
 	"\xbaH\a\xc8\x01\x01r\x02\x18$R\vcustomBizId\"\xcc\x02\n" +
@@ -1112,10 +1335,12 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x1cSUBMISSION_STATE_IN_PROGRESS\x10\x01\x12\x1e\n" +
 	"\x1aSUBMISSION_STATE_SUCCEEDED\x10\x02\x12\x1b\n" +
 	"\x17SUBMISSION_STATE_FAILED\x10\x03\x12$\n" +
-	" SUBMISSION_STATE_OUTCOME_UNKNOWN\x10\x042\xde\x02\n" +
+	" SUBMISSION_STATE_OUTCOME_UNKNOWN\x10\x042\xbb\x03\n" +
 	"\x0fEvidenceService\x12\xbc\x01\n" +
 	"\x1bCreatePersonalEvidencePoint\x125.esign.evidence.v1.CreatePersonalEvidencePointRequest\x1a6.esign.evidence.v1.CreatePersonalEvidencePointResponse\".\x82\xd3\xe4\x93\x02(:\x01*\"#/v3/evidence/evi-point/psn-realname\x12\x8b\x01\n" +
-	"\rGetSubmission\x12'.esign.evidence.v1.GetSubmissionRequest\x1a(.esign.evidence.v1.GetSubmissionResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/submissions/{custom_biz_id}BNZLgithub.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1;evidencev1b\x06proto3"
+	"\rGetSubmission\x12'.esign.evidence.v1.GetSubmissionRequest\x1a(.esign.evidence.v1.GetSubmissionResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/submissions/{custom_biz_id}\x12[\n" +
+	"\n" +
+	"UploadFile\x12$.esign.evidence.v1.UploadFileRequest\x1a%.esign.evidence.v1.UploadFileResponse(\x01BNZLgithub.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1;evidencev1b\x06proto3"
 
 var (
 	file_esign_evidence_v1_evidence_proto_rawDescOnce sync.Once
@@ -1130,7 +1355,7 @@ func file_esign_evidence_v1_evidence_proto_rawDescGZIP() []byte {
 }
 
 var file_esign_evidence_v1_evidence_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_esign_evidence_v1_evidence_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_esign_evidence_v1_evidence_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_esign_evidence_v1_evidence_proto_goTypes = []any{
 	(RealNameMethod)(0),                         // 0: esign.evidence.v1.RealNameMethod
 	(CardType)(0),                               // 1: esign.evidence.v1.CardType
@@ -1140,9 +1365,12 @@ var file_esign_evidence_v1_evidence_proto_goTypes = []any{
 	(*BankCardFour)(nil),                        // 5: esign.evidence.v1.BankCardFour
 	(*Face)(nil),                                // 6: esign.evidence.v1.Face
 	(*CreatePersonalEvidencePointResponse)(nil), // 7: esign.evidence.v1.CreatePersonalEvidencePointResponse
-	(*GetSubmissionRequest)(nil),                // 8: esign.evidence.v1.GetSubmissionRequest
-	(*GetSubmissionResponse)(nil),               // 9: esign.evidence.v1.GetSubmissionResponse
-	(*timestamppb.Timestamp)(nil),               // 10: google.protobuf.Timestamp
+	(*UploadFileRequest)(nil),                   // 8: esign.evidence.v1.UploadFileRequest
+	(*FileInfo)(nil),                            // 9: esign.evidence.v1.FileInfo
+	(*UploadFileResponse)(nil),                  // 10: esign.evidence.v1.UploadFileResponse
+	(*GetSubmissionRequest)(nil),                // 11: esign.evidence.v1.GetSubmissionRequest
+	(*GetSubmissionResponse)(nil),               // 12: esign.evidence.v1.GetSubmissionResponse
+	(*timestamppb.Timestamp)(nil),               // 13: google.protobuf.Timestamp
 }
 var file_esign_evidence_v1_evidence_proto_depIdxs = []int32{
 	0,  // 0: esign.evidence.v1.CreatePersonalEvidencePointRequest.real_name_method:type_name -> esign.evidence.v1.RealNameMethod
@@ -1150,18 +1378,21 @@ var file_esign_evidence_v1_evidence_proto_depIdxs = []int32{
 	4,  // 2: esign.evidence.v1.CreatePersonalEvidencePointRequest.three_elements:type_name -> esign.evidence.v1.ThreeElements
 	5,  // 3: esign.evidence.v1.CreatePersonalEvidencePointRequest.bank_card_four:type_name -> esign.evidence.v1.BankCardFour
 	6,  // 4: esign.evidence.v1.CreatePersonalEvidencePointRequest.face:type_name -> esign.evidence.v1.Face
-	2,  // 5: esign.evidence.v1.GetSubmissionResponse.state:type_name -> esign.evidence.v1.SubmissionState
-	10, // 6: esign.evidence.v1.GetSubmissionResponse.create_time:type_name -> google.protobuf.Timestamp
-	10, // 7: esign.evidence.v1.GetSubmissionResponse.update_time:type_name -> google.protobuf.Timestamp
-	3,  // 8: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:input_type -> esign.evidence.v1.CreatePersonalEvidencePointRequest
-	8,  // 9: esign.evidence.v1.EvidenceService.GetSubmission:input_type -> esign.evidence.v1.GetSubmissionRequest
-	7,  // 10: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:output_type -> esign.evidence.v1.CreatePersonalEvidencePointResponse
-	9,  // 11: esign.evidence.v1.EvidenceService.GetSubmission:output_type -> esign.evidence.v1.GetSubmissionResponse
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	9,  // 5: esign.evidence.v1.UploadFileRequest.info:type_name -> esign.evidence.v1.FileInfo
+	2,  // 6: esign.evidence.v1.GetSubmissionResponse.state:type_name -> esign.evidence.v1.SubmissionState
+	13, // 7: esign.evidence.v1.GetSubmissionResponse.create_time:type_name -> google.protobuf.Timestamp
+	13, // 8: esign.evidence.v1.GetSubmissionResponse.update_time:type_name -> google.protobuf.Timestamp
+	3,  // 9: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:input_type -> esign.evidence.v1.CreatePersonalEvidencePointRequest
+	11, // 10: esign.evidence.v1.EvidenceService.GetSubmission:input_type -> esign.evidence.v1.GetSubmissionRequest
+	8,  // 11: esign.evidence.v1.EvidenceService.UploadFile:input_type -> esign.evidence.v1.UploadFileRequest
+	7,  // 12: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:output_type -> esign.evidence.v1.CreatePersonalEvidencePointResponse
+	12, // 13: esign.evidence.v1.EvidenceService.GetSubmission:output_type -> esign.evidence.v1.GetSubmissionResponse
+	10, // 14: esign.evidence.v1.EvidenceService.UploadFile:output_type -> esign.evidence.v1.UploadFileResponse
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_esign_evidence_v1_evidence_proto_init() }
@@ -1175,13 +1406,17 @@ func file_esign_evidence_v1_evidence_proto_init() {
 		(*CreatePersonalEvidencePointRequest_BankCardFour)(nil),
 		(*CreatePersonalEvidencePointRequest_Face)(nil),
 	}
+	file_esign_evidence_v1_evidence_proto_msgTypes[5].OneofWrappers = []any{
+		(*UploadFileRequest_Info)(nil),
+		(*UploadFileRequest_Chunk)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_esign_evidence_v1_evidence_proto_rawDesc), len(file_esign_evidence_v1_evidence_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   7,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	EvidenceService_CreatePersonalEvidencePoint_FullMethodName = "/esign.evidence.v1.EvidenceService/CreatePersonalEvidencePoint"
 	EvidenceService_GetSubmission_FullMethodName               = "/esign.evidence.v1.EvidenceService/GetSubmission"
+	EvidenceService_UploadFile_FullMethodName                  = "/esign.evidence.v1.EvidenceService/UploadFile"
 )
 
 // EvidenceServiceClient is the client API for EvidenceService service.
@@ -43,6 +44,16 @@ type EvidenceServiceClient interface {
 	// e签宝 returned one, and when it was first and last attempted. It returns no personal
 	// data: none is stored.
 	GetSubmission(ctx context.Context, in *GetSubmissionRequest, opts ...grpc.CallOption) (*GetSubmissionResponse, error)
+	// Uploads one file (an ID-card side, a face photo: an image or a PDF) to e签宝 and
+	// returns its file ID, for `cardPortrait`, `cardNationalEmblem` and `faceImage`.
+	//
+	// The first message carries the file's name, the following ones its bytes in chunks of
+	// any size. The service performs e签宝's two steps (ask for an upload URL, then PUT the
+	// bytes with their MD5) itself. Client streaming keeps the service's memory bounded
+	// whatever the file size: chunks are spooled to a temporary file while the MD5 e签宝
+	// needs before the upload is computed. Over REST, `POST /v1/files?fileName=<name>` takes
+	// the raw bytes as the body.
+	UploadFile(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadFileRequest, UploadFileResponse], error)
 }
 
 type evidenceServiceClient struct {
@@ -73,6 +84,19 @@ func (c *evidenceServiceClient) GetSubmission(ctx context.Context, in *GetSubmis
 	return out, nil
 }
 
+func (c *evidenceServiceClient) UploadFile(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadFileRequest, UploadFileResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &EvidenceService_ServiceDesc.Streams[0], EvidenceService_UploadFile_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[UploadFileRequest, UploadFileResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EvidenceService_UploadFileClient = grpc.ClientStreamingClient[UploadFileRequest, UploadFileResponse]
+
 // EvidenceServiceServer is the server API for EvidenceService service.
 // All implementations must embed UnimplementedEvidenceServiceServer
 // for forward compatibility.
@@ -93,6 +117,16 @@ type EvidenceServiceServer interface {
 	// e签宝 returned one, and when it was first and last attempted. It returns no personal
 	// data: none is stored.
 	GetSubmission(context.Context, *GetSubmissionRequest) (*GetSubmissionResponse, error)
+	// Uploads one file (an ID-card side, a face photo: an image or a PDF) to e签宝 and
+	// returns its file ID, for `cardPortrait`, `cardNationalEmblem` and `faceImage`.
+	//
+	// The first message carries the file's name, the following ones its bytes in chunks of
+	// any size. The service performs e签宝's two steps (ask for an upload URL, then PUT the
+	// bytes with their MD5) itself. Client streaming keeps the service's memory bounded
+	// whatever the file size: chunks are spooled to a temporary file while the MD5 e签宝
+	// needs before the upload is computed. Over REST, `POST /v1/files?fileName=<name>` takes
+	// the raw bytes as the body.
+	UploadFile(grpc.ClientStreamingServer[UploadFileRequest, UploadFileResponse]) error
 	mustEmbedUnimplementedEvidenceServiceServer()
 }
 
@@ -108,6 +142,9 @@ func (UnimplementedEvidenceServiceServer) CreatePersonalEvidencePoint(context.Co
 }
 func (UnimplementedEvidenceServiceServer) GetSubmission(context.Context, *GetSubmissionRequest) (*GetSubmissionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSubmission not implemented")
+}
+func (UnimplementedEvidenceServiceServer) UploadFile(grpc.ClientStreamingServer[UploadFileRequest, UploadFileResponse]) error {
+	return status.Error(codes.Unimplemented, "method UploadFile not implemented")
 }
 func (UnimplementedEvidenceServiceServer) mustEmbedUnimplementedEvidenceServiceServer() {}
 func (UnimplementedEvidenceServiceServer) testEmbeddedByValue()                         {}
@@ -166,6 +203,13 @@ func _EvidenceService_GetSubmission_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EvidenceService_UploadFile_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EvidenceServiceServer).UploadFile(&grpc.GenericServerStream[UploadFileRequest, UploadFileResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EvidenceService_UploadFileServer = grpc.ClientStreamingServer[UploadFileRequest, UploadFileResponse]
+
 // EvidenceService_ServiceDesc is the grpc.ServiceDesc for EvidenceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -182,6 +226,12 @@ var EvidenceService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _EvidenceService_GetSubmission_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "UploadFile",
+			Handler:       _EvidenceService_UploadFile_Handler,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "esign/evidence/v1/evidence.proto",
 }
