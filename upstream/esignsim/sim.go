@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,9 @@ type Config struct {
 	RecordLimit int
 	// Now is the simulator's clock; time.Now when nil.
 	Now func() time.Time
+	// StrictFileIDs makes the evidence call refuse cardPortrait, cardNationalEmblem and
+	// faceImage values that are not file IDs whose bytes were uploaded here.
+	StrictFileIDs bool
 }
 
 // Received is one request as the simulator saw it.
@@ -82,6 +86,8 @@ type Simulator struct {
 
 	seq     atomic.Uint64
 	idEpoch uint64
+
+	files fileStore
 }
 
 // New returns a Simulator for cfg.
@@ -108,6 +114,11 @@ func (s *Simulator) Revision() upstream.Revision { return s.cfg.Revision }
 
 // ServeHTTP answers one request the way e签宝 would.
 func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, ossPrefix) {
+		// The object storage behind upload URLs: no e签宝 gateway in front of it.
+		s.ossPut(w, r)
+		return
+	}
 	rec := Received{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone()}
 	f := s.takeFault()
 
@@ -163,6 +174,8 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == upstream.PathPsnRealname:
 		s.createPsnEvidencePoint(w, body, f, rec)
+	case r.Method == http.MethodPost && r.URL.Path == upstream.PathFileUploadURL:
+		s.fileUploadURL(w, r, body, rec)
 	default:
 		rec.Status, rec.Code = http.StatusNotFound, http.StatusNotFound
 		s.record(rec)
@@ -212,7 +225,11 @@ func (s *Simulator) authenticate(r *http.Request, body []byte) (int, string) {
 
 // createPsnEvidencePoint records the request, then answers it.
 func (s *Simulator) createPsnEvidencePoint(w http.ResponseWriter, body []byte, f *Fault, rec Received) {
-	if msg := checkPsnBody(body, s.cfg.Revision); msg != "" {
+	msg := checkPsnBody(body, s.cfg.Revision)
+	if msg == "" && s.cfg.StrictFileIDs {
+		msg = s.checkFileIDs(body)
+	}
+	if msg != "" {
 		rec.Status, rec.Code = http.StatusOK, upstream.CodeParameterError
 		s.record(rec)
 		writeJSON(w, http.StatusOK, map[string]any{"code": upstream.CodeParameterError, "message": "参数错误: " + msg, "data": nil})
