@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 log=$(mktemp)
 bin/esign-evidence -simulate >"$log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -f "$log"' EXIT
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -f "$log" "${outfile:-}"' EXIT
 for _ in $(seq 1 100); do
   curl -sf localhost:8080/healthz >/dev/null 2>&1 && break
   sleep 0.1
@@ -18,15 +18,27 @@ done
 examples=$(awk '/<!-- examples:start -->/{on=1;next} /<!-- examples:end -->/{on=0} on&&/^```sh/{inblock=1;next} inblock&&/^```/{inblock=0;next} on&&inblock' README.md)
 [ -n "$examples" ] || { echo "readme-examples: no examples found in README.md" >&2; exit 1; }
 
+# Each line runs in this shell (eval), so a variable one line sets is there for the next,
+# as in a reader's terminal.
 n=0
+outfile=$(mktemp)
 while IFS= read -r cmd; do
   [ -z "$cmd" ] && continue
   n=$((n+1))
   echo "\$ $cmd"
-  out=$(bash -c "$cmd") || { echo "readme-examples: failed: $cmd" >&2; exit 1; }
+  eval "$cmd" >"$outfile" || { echo "readme-examples: failed: $cmd" >&2; exit 1; }
+  out=$(cat "$outfile")
   echo "$out" | head -c 400; echo
   case "$cmd" in
     *CreatePersonalEvidencePoint*|*"--data-binary @testdata/seed_request.json"*)
+      grep -q '"eviPointId": *"P' <<<"$out" || { echo "readme-examples: no eviPointId from: $cmd" >&2; exit 1; } ;;
+    FRONT=*)
+      [ -n "$FRONT" ] || { echo "readme-examples: no fileId from: $cmd" >&2; exit 1; } ;;
+    BACK=*)
+      [ -n "$BACK" ] || { echo "readme-examples: no fileId from: $cmd" >&2; exit 1; } ;;
+    *UploadFile*)
+      grep -q '"fileId"' <<<"$out" || { echo "readme-examples: no fileId from: $cmd" >&2; exit 1; } ;;
+    *'sed -e'*)
       grep -q '"eviPointId": *"P' <<<"$out" || { echo "readme-examples: no eviPointId from: $cmd" >&2; exit 1; } ;;
     *v1/submissions/order-42*|*GetSubmission*)
       grep -q 'SUBMISSION_STATE_SUCCEEDED' <<<"$out" || { echo "readme-examples: submission not found by: $cmd" >&2; exit 1; } ;;

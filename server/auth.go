@@ -142,9 +142,11 @@ func (a *Auth) unary() grpc.UnaryServerInterceptor {
 
 func (a *Auth) stream() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if _, err := a.authenticate(ss.Context(), info.FullMethod); err != nil {
+		id, err := a.authenticate(ss.Context(), info.FullMethod)
+		if err != nil {
 			return err
 		}
-		return handler(srv, ss)
+		setCaller(ss.Context(), id)
+		return handler(srv, &ctxStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), callerKey{}, id)})
 	}
 }

@@ -67,6 +67,10 @@ const (
 	ReasonStoreUnavailable = "STORE_UNAVAILABLE"
 	// ReasonSubmissionNotFound: no submission with that customBizId.
 	ReasonSubmissionNotFound = "SUBMISSION_NOT_FOUND"
+	// ReasonEsignUploadRejected: e签宝's file storage refused an upload's bytes.
+	ReasonEsignUploadRejected = "ESIGN_UPLOAD_REJECTED"
+	// ReasonEsignUploadFailed: an upload's bytes did not reach e签宝's file storage.
+	ReasonEsignUploadFailed = "ESIGN_UPLOAD_FAILED"
 )
 
 // errorRule is one row of the table from upstream failures to gRPC statuses.
@@ -90,7 +94,12 @@ var (
 	ruleUnknown      = errorRule{codes.Unavailable, ReasonEsignOutcomeUnknown, "the request reached e签宝 but no definite answer came back; the evidence point may exist"}
 	ruleCredentials  = errorRule{codes.Internal, ReasonEsignCredentialsRejected, "e签宝 refused this service's credentials; an operator must fix its configuration"}
 	ruleUnexpected   = errorRule{codes.Internal, ReasonEsignUnexpectedAnswer, "e签宝 answered in a way this service does not understand"}
-	ruleFieldsNeeded = errorRule{codes.InvalidArgument, ReasonInvalidRequest, "the request lacks fields the configured e签宝 API revision requires"}
+	ruleFieldsNeeded = errorRule{codes.InvalidArgument, ReasonInvalidRequest, "the request cannot be sent to e签宝"}
+	// An upload whose bytes e签宝's storage refused (4xx: the declared MD5 or type did
+	// not match, the URL expired) is this service's failure; one that failed in transit
+	// may be tried again.
+	ruleUploadRejected = errorRule{codes.Internal, ReasonEsignUploadRejected, "e签宝's file storage refused the upload"}
+	ruleUploadFailed   = errorRule{codes.Unavailable, ReasonEsignUploadFailed, "the upload to e签宝's file storage failed; uploading again is safe"}
 )
 
 // submitStatus maps the outcome of a submission: the exactly-once layer's own answers,
@@ -147,12 +156,20 @@ func upstreamStatus(ctx context.Context, err error) *status.Status {
 		be  *upstream.BusinessError
 		me  *upstream.MalformedResponseError
 		ste *upstream.StatusError
+		upe *upstream.UploadError
 	)
 	switch {
 	case errors.As(err, &ire):
 		rule = ruleFieldsNeeded
-		st := withDetails(status.New(rule.code, rule.msg), errorInfo(rule.reason, meta), badRequest(fieldViolations(ire)))
-		return st
+		return withDetails(status.New(rule.code, ire.Error()), errorInfo(rule.reason, meta), badRequest(fieldViolations(ire)))
+	case errors.As(err, &upe):
+		rule = ruleUploadFailed
+		if upe.Status >= 400 && upe.Status < 500 {
+			rule = ruleUploadRejected
+		}
+		if upe.Status != 0 {
+			meta["esign_http_status"] = strconv.Itoa(upe.Status)
+		}
 	case errors.As(err, &se):
 		rule = ruleUnreachable
 		if c := ctxCode(ctx); c != codes.OK {
@@ -227,7 +244,7 @@ func ctxCode(ctx context.Context) codes.Code {
 func fieldViolations(ire *upstream.InvalidRequestError) []validation.FieldViolation {
 	out := make([]validation.FieldViolation, 0, len(ire.Fields))
 	for _, f := range ire.Fields {
-		out = append(out, validation.FieldViolation{Field: f, Rule: "revision.required", Description: ire.Reason})
+		out = append(out, validation.FieldViolation{Field: f, Rule: "esign.request", Description: ire.Reason})
 	}
 	return out
 }

@@ -39,7 +39,7 @@ func newMarshaler() *runtime.JSONPb {
 
 // newGateway builds the REST facade. It talks to the gRPC server through conn, so every
 // REST call runs the same interceptors as a gRPC call.
-func newGateway(ctx context.Context, conn *grpc.ClientConn, maxBody int64, openAPI []byte) (http.Handler, error) {
+func newGateway(ctx context.Context, conn *grpc.ClientConn, maxBody, maxFile int64, openAPI []byte) (http.Handler, error) {
 	marshaler := newMarshaler()
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
@@ -79,6 +79,7 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, maxBody int64, openA
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPI)
 	})
+	top.Handle("POST "+UploadPath, uploadHandler(mux, evidencev1.NewEvidenceServiceClient(conn), maxFile))
 	top.Handle("/", strictBodies(mux, bodies, maxBody))
 	return top, nil
 }
@@ -179,4 +180,89 @@ func writeStatus(w http.ResponseWriter, httpStatus int, st *status.Status) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(httpStatus)
 	_, _ = w.Write(b)
+}
+
+// UploadPath is the REST route of UploadFile: POST the raw bytes, name the file with the
+// fileName query parameter.
+const UploadPath = "/v1/files"
+
+// uploadChunk is the size of the chunks a REST upload is streamed in.
+const uploadChunk = 64 << 10
+
+// uploadHandler turns a raw-body REST upload into an UploadFile stream over the
+// in-memory connection, so it runs the same interceptors (authentication, logging,
+// validation) as a gRPC upload.
+func uploadHandler(mux *runtime.ServeMux, client evidencev1.EvidenceServiceClient, maxFile int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fail := func(err error) { runtime.HTTPError(r.Context(), mux, errorMarshaler, w, r, err) }
+		md := metadata.MD{}
+		if v := r.Header.Get("Authorization"); v != "" {
+			md.Set("authorization", v)
+		}
+		if v := r.Header.Get("X-Request-Id"); v != "" {
+			md.Set(requestIDKey, v)
+		}
+		if r.TLS != nil {
+			if id := chainIdentity(r.TLS.VerifiedChains); id != "" {
+				md.Set(certIdentityKey, id)
+			}
+		}
+		ctx, cancel := context.WithCancel(metadata.NewOutgoingContext(r.Context(), md))
+		defer cancel()
+		stream, err := client.UploadFile(ctx)
+		if err != nil {
+			fail(err)
+			return
+		}
+		info := &evidencev1.FileInfo{FileName: r.URL.Query().Get("fileName"), ContentType: r.URL.Query().Get("contentType")}
+		if err := stream.Send(&evidencev1.UploadFileRequest{Part: &evidencev1.UploadFileRequest_Info{Info: info}}); err != nil {
+			_, err = stream.CloseAndRecv()
+			fail(err)
+			return
+		}
+		body := http.MaxBytesReader(w, r.Body, maxFile)
+		buf := make([]byte, uploadChunk)
+		for {
+			n, rerr := io.ReadFull(body, buf)
+			if n > 0 {
+				chunk := append([]byte(nil), buf[:n]...)
+				if err := stream.Send(&evidencev1.UploadFileRequest{Part: &evidencev1.UploadFileRequest_Chunk{Chunk: chunk}}); err != nil {
+					_, err = stream.CloseAndRecv() // the server's reason
+					fail(err)
+					return
+				}
+			}
+			if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+				break
+			}
+			if rerr != nil {
+				cancel()
+				var tooBig *http.MaxBytesError
+				if errors.As(rerr, &tooBig) {
+					writeStatus(w, http.StatusRequestEntityTooLarge,
+						status.New(codes.ResourceExhausted, fmt.Sprintf("the file is larger than %d bytes", maxFile)))
+					return
+				}
+				writeStatus(w, http.StatusBadRequest, status.New(codes.InvalidArgument, "the request body could not be read"))
+				return
+			}
+		}
+		resp, err := stream.CloseAndRecv()
+		if hdr, herr := stream.Header(); herr == nil {
+			if v := hdr.Get(requestIDKey); len(v) > 0 {
+				w.Header().Set("X-Request-Id", v[0])
+			}
+		}
+		if err != nil {
+			fail(err)
+			return
+		}
+		b, err := newMarshaler().Marshal(resp)
+		if err != nil {
+			fail(err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(b)
+	})
 }

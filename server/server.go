@@ -85,6 +85,8 @@ type Options struct {
 	// ReadHeaderTimeout bounds how long a REST client may take to send its headers;
 	// DefaultReadHeaderTimeout when 0.
 	ReadHeaderTimeout time.Duration
+	// MaxFileBytes caps one uploaded file; DefaultMaxFileBytes when 0.
+	MaxFileBytes int64
 	// Logger receives the access log and errors; slog.Default() when nil.
 	Logger *slog.Logger
 	// MaxRequestBytes caps request size on gRPC and REST; DefaultMaxRequestBytes when 0.
@@ -134,6 +136,9 @@ func New(opts Options) (*Server, error) {
 	if opts.ReadHeaderTimeout <= 0 {
 		opts.ReadHeaderTimeout = DefaultReadHeaderTimeout
 	}
+	if opts.MaxFileBytes <= 0 {
+		opts.MaxFileBytes = DefaultMaxFileBytes
+	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
@@ -152,7 +157,12 @@ func New(opts Options) (*Server, error) {
 			auth.unary(),
 			validationInterceptor(v),
 		),
-		grpc.ChainStreamInterceptor(auth.stream()),
+		grpc.ChainStreamInterceptor(
+			observeStreamInterceptor(opts.Logger, m),
+			recoverStreamInterceptor(opts.Logger),
+			auth.stream(),
+			validationStreamInterceptor(v),
+		),
 	}
 	if opts.TLS != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
@@ -163,9 +173,12 @@ func New(opts Options) (*Server, error) {
 	g := grpc.NewServer(gopts...)
 	sender := submission.NewGuard(instrumented{next: opts.Upstream, m: m, log: opts.Logger}, m.guardConfig(opts.EsignQPS))
 	evidencev1.RegisterEvidenceServiceServer(g, &evidenceService{
-		revision:  opts.Upstream.Revision(),
-		sender:    sender,
-		submitter: opts.Submitter,
+		revision:     opts.Upstream.Revision(),
+		sender:       sender,
+		submitter:    opts.Submitter,
+		files:        opts.Upstream,
+		limiter:      sender,
+		maxFileBytes: opts.MaxFileBytes,
 	})
 	hs := health.NewServer()
 	grpc_health_v1.RegisterHealthServer(g, hs)
@@ -214,7 +227,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 
 	gwCtx, cancelGW := context.WithCancel(context.Background())
 	defer cancelGW()
-	gw, err := newGateway(gwCtx, conn, int64(s.opts.MaxRequestBytes), s.opts.OpenAPI)
+	gw, err := newGateway(gwCtx, conn, int64(s.opts.MaxRequestBytes), s.opts.MaxFileBytes, s.opts.OpenAPI)
 	if err != nil {
 		return err
 	}

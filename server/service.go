@@ -20,6 +20,10 @@ type evidenceService struct {
 	revision  upstream.Revision
 	sender    submission.Sender
 	submitter *submission.Submitter
+	// files uploads images; limiter is the e签宝 quota it shares with evidence calls.
+	files        *upstream.Client
+	limiter      *submission.Guard
+	maxFileBytes int64
 }
 
 // CreatePersonalEvidencePoint translates the request and submits it exactly once per

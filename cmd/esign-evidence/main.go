@@ -129,6 +129,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		TracerProvider:       tracer,
 		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
 		ReadHeaderTimeout:    cfg.ReadHeaderTimeout,
+		MaxFileBytes:         cfg.MaxFileBytes,
 		Logger:               log,
 		MaxRequestBytes:      cfg.MaxRequestBytes,
 		ShutdownTimeout:      cfg.ShutdownTimeout,

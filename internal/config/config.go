@@ -70,6 +70,7 @@ type Config struct {
 	Auth                 server.Auth
 	MaxConcurrentStreams uint32
 	ReadHeaderTimeout    time.Duration
+	MaxFileBytes         int64
 }
 
 // setting describes one configuration item: its flag, its environment variable, and its
@@ -108,6 +109,7 @@ var settings = []setting{
 	{"auth-public-reflection", "AUTH_PUBLIC_REFLECTION", "true", "server reflection needs no credentials", true},
 	{"max-concurrent-streams", "MAX_CONCURRENT_STREAMS", strconv.Itoa(server.DefaultMaxConcurrentStreams), "concurrent calls per gRPC connection", false},
 	{"read-header-timeout", "READ_HEADER_TIMEOUT", server.DefaultReadHeaderTimeout.String(), "how long a REST client may take to send its headers", false},
+	{"max-file-bytes", "MAX_FILE_BYTES", strconv.Itoa(server.DefaultMaxFileBytes), "largest file UploadFile accepts", false},
 }
 
 // Load parses args (without the program name) and the environment.
@@ -239,6 +241,11 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 		bad("read-header-timeout", "READ_HEADER_TIMEOUT", "%q is not a positive duration", *vals["read-header-timeout"])
 	} else {
 		c.ReadHeaderTimeout = v
+	}
+	if n, err := strconv.ParseInt(*vals["max-file-bytes"], 10, 64); err != nil || n < 1024 || n > 1<<30 {
+		bad("max-file-bytes", "MAX_FILE_BYTES", "%q is not a number of bytes from 1024 to 1073741824", *vals["max-file-bytes"])
+	} else {
+		c.MaxFileBytes = n
 	}
 	c.TLSCertFile, c.TLSKeyFile, c.TLSClientCAFile = *vals["tls-cert-file"], *vals["tls-key-file"], *vals["tls-client-ca-file"]
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {

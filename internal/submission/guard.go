@@ -138,6 +138,10 @@ func (g *Guard) CreatePsnEvidencePoint(ctx context.Context, p *upstream.PsnEvide
 	}
 }
 
+// Wait takes a token of the e签宝 quota for a call the guard does not make itself (a
+// file upload), on the same terms: ErrRateLimited if none is free within ctx's deadline.
+func (g *Guard) Wait(ctx context.Context) error { return g.wait(ctx) }
+
 // wait takes a token, waiting only as long as the caller's deadline (or maxLimiterWait)
 // allows; rate.Limiter refuses at once when the wait would overrun it.
 func (g *Guard) wait(ctx context.Context) error {
