@@ -11,7 +11,7 @@ pv_version=v1.2.2            # buf/validate/validate.proto matching protovalidat
 gpf_version=6.0.1            # npm google-proto-files: google/api/{annotations,http}.proto
 gpf_sha256=711763f77ea15bbc7436aac53db013b421d2c7b86ae27f4013723970ce54a96e
 
-stamp="$out/.stamp-$pv_version-$gpf_version"
+stamp="$out/.stamp-$pv_version-$gpf_version-rpc"
 if [ -f "$stamp" ]; then exit 0; fi
 rm -rf "$out"
 mkdir -p "$out/protovalidate/buf/validate" "$out/googleapis/google/api"
@@ -29,6 +29,11 @@ trap 'rm -rf "$tmp"' EXIT
 (cd "$tmp" && npm pack --silent "google-proto-files@$gpf_version" >/dev/null)
 echo "$gpf_sha256  $tmp/google-proto-files-$gpf_version.tgz" | sha256sum -c --quiet -
 tar -xzf "$tmp/google-proto-files-$gpf_version.tgz" -C "$tmp" \
-  package/google/api/annotations.proto package/google/api/http.proto
+  package/google/api/annotations.proto package/google/api/http.proto \
+  package/google/rpc/status.proto package/google/rpc/error_details.proto
 install -m 0644 "$tmp/package/google/api/annotations.proto" "$tmp/package/google/api/http.proto" "$out/googleapis/google/api/"
+# google.rpc's Status and error details: not imported by the contract, but the clients in
+# examples/ generate them to read BadRequest and ErrorInfo details.
+mkdir -p "$out/googleapis/google/rpc"
+install -m 0644 "$tmp/package/google/rpc/status.proto" "$tmp/package/google/rpc/error_details.proto" "$out/googleapis/google/rpc/"
 touch "$stamp"
