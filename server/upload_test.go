@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -146,10 +147,13 @@ func toJSONString(v any) string {
 // for a file of 16 MiB and one of 64 MiB (each at the configured limit); it is buffers
 // and garbage between collections, the same for both, never a copy of the file.
 func TestUploadMemoryStaysBounded(t *testing.T) {
+	// Collect garbage eagerly while measuring, so the heap shows what is live rather
+	// than what the collector has not reached yet.
+	defer debug.SetGCPercent(debug.SetGCPercent(10))
 	small := heapGrowthForUpload(t, 16<<20)
 	large := heapGrowthForUpload(t, 64<<20)
 	t.Logf("heap growth: %.1f MiB for 16 MiB, %.1f MiB for 64 MiB", float64(small)/(1<<20), float64(large)/(1<<20))
-	if large > small+16<<20 || large > 48<<20 {
+	if large > small+12<<20 || large > 32<<20 {
 		t.Errorf("heap growth scales with the file: %d bytes for 16 MiB, %d for 64 MiB", small, large)
 	}
 }
