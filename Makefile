@@ -57,6 +57,10 @@ run: tools build ## Run the service in demo mode (offline e签宝 simulator): gR
 test: tools ## Run every test (the test command CI runs).
 	GRPCURL=$(CURDIR)/bin/grpcurl go test -race -count=1 ./...
 
+.PHONY: examples
+examples: tools ## Generate Node.js and Python stubs and run the examples and grpcurl against the demo.
+	examples/run.sh
+
 .PHONY: readme-check
 readme-check: tools build ## Run the README's grpcurl and curl examples against the demo.
 	scripts/readme-examples.sh
