@@ -57,6 +57,14 @@ run: tools build ## Run the service in demo mode (offline e签宝 simulator): gR
 test: tools ## Run every test (the test command CI runs).
 	GRPCURL=$(CURDIR)/bin/grpcurl go test -race -count=1 ./...
 
+FUZZTIME ?= 10s
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (10s; CI's smoke run).
+	go test -run='^$$' -fuzz=FuzzRESTBody -fuzztime=$(FUZZTIME) ./server/
+	go test -run='^$$' -fuzz=FuzzTranslate -fuzztime=$(FUZZTIME) ./server/
+	go test -run='^$$' -fuzz=FuzzDecodeResponse -fuzztime=$(FUZZTIME) ./upstream/
+
 .PHONY: examples
 examples: tools ## Generate Node.js and Python stubs and run the examples and grpcurl against the demo.
 	examples/run.sh

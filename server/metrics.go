@@ -54,9 +54,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-func (m *metrics) guardConfig(qps float64) submission.GuardConfig {
+func (m *metrics) guardConfig(qps float64, openFor time.Duration) submission.GuardConfig {
 	return submission.GuardConfig{
-		QPS: qps,
+		QPS:            qps,
+		BreakerOpenFor: openFor,
 		OnLimiter: func(waited time.Duration, refused bool) {
 			m.limiterWait.Observe(waited.Seconds())
 			if refused {

@@ -87,6 +87,9 @@ type Options struct {
 	ReadHeaderTimeout time.Duration
 	// MaxFileBytes caps one uploaded file; DefaultMaxFileBytes when 0.
 	MaxFileBytes int64
+	// BreakerOpenFor is how long the e签宝 circuit breaker fails fast once open; 10 s
+	// when 0.
+	BreakerOpenFor time.Duration
 	// Logger receives the access log and errors; slog.Default() when nil.
 	Logger *slog.Logger
 	// MaxRequestBytes caps request size on gRPC and REST; DefaultMaxRequestBytes when 0.
@@ -171,7 +174,7 @@ func New(opts Options) (*Server, error) {
 		gopts = append(gopts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(opts.TracerProvider))))
 	}
 	g := grpc.NewServer(gopts...)
-	sender := submission.NewGuard(instrumented{next: opts.Upstream, m: m, log: opts.Logger}, m.guardConfig(opts.EsignQPS))
+	sender := submission.NewGuard(instrumented{next: opts.Upstream, m: m, log: opts.Logger}, m.guardConfig(opts.EsignQPS, opts.BreakerOpenFor))
 	evidencev1.RegisterEvidenceServiceServer(g, &evidenceService{
 		revision:     opts.Upstream.Revision(),
 		sender:       sender,

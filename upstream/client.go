@@ -285,35 +285,40 @@ func (c *Client) post(ctx context.Context, path string, body []byte, personal []
 		return trace, &MalformedResponseError{Status: resp.StatusCode, Reason: fmt.Sprintf("body larger than %d bytes", c.maxResp), Trace: trace}
 	}
 
+	return trace, decodeResponse(resp.StatusCode, raw, trace, personal, out)
+}
+
+// decodeResponse turns a whole e签宝 answer (status and body) into nil, with data decoded
+// into out, or one of the package's errors.
+func decodeResponse(status int, raw []byte, trace string, personal []string, out any) error {
 	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		var g gatewayBody
 		_ = json.Unmarshal(raw, &g) // may be empty or not JSON: the status says enough
-		return trace, &AuthError{Status: resp.StatusCode, Reason: mask(g.Message, personal), Trace: trace}
-	case resp.StatusCode >= 500:
-		return trace, &UnknownOutcomeError{Status: resp.StatusCode, Trace: trace}
-	case resp.StatusCode != http.StatusOK:
-		return trace, &StatusError{Status: resp.StatusCode, Trace: trace}
+		return &AuthError{Status: status, Reason: mask(g.Message, personal), Trace: trace}
+	case status >= 500:
+		return &UnknownOutcomeError{Status: status, Trace: trace}
+	case status != http.StatusOK:
+		return &StatusError{Status: status, Trace: trace}
 	}
-
 	var env envelope
 	if err := json.Unmarshal(raw, &env); err != nil || env.Code == nil {
-		return trace, &MalformedResponseError{Status: resp.StatusCode, Reason: "not e签宝's {code, message, data} JSON", Trace: trace}
+		return &MalformedResponseError{Status: status, Reason: "not e签宝's {code, message, data} JSON", Trace: trace}
 	}
 	if *env.Code != 0 {
 		msg := ""
 		if env.Message != nil {
 			msg = mask(*env.Message, personal)
 		}
-		return trace, &BusinessError{Code: *env.Code, Message: msg, Trace: trace}
+		return &BusinessError{Code: *env.Code, Message: msg, Trace: trace}
 	}
 	if len(env.Data) == 0 || string(env.Data) == "null" {
-		return trace, &MalformedResponseError{Status: resp.StatusCode, Reason: "success without data", Trace: trace}
+		return &MalformedResponseError{Status: status, Reason: "success without data", Trace: trace}
 	}
 	if err := json.Unmarshal(env.Data, out); err != nil {
-		return trace, &MalformedResponseError{Status: resp.StatusCode, Reason: "data has an unexpected shape", Trace: trace}
+		return &MalformedResponseError{Status: status, Reason: "data has an unexpected shape", Trace: trace}
 	}
-	return trace, nil
+	return nil
 }
 
 // transportCause reports the context's error when the context ended (go-github,

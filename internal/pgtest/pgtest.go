@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +26,8 @@ import (
 )
 
 var (
+	once     sync.Once
+	stopFn   = func() {}
 	dsn      string
 	startErr error
 )
@@ -35,10 +38,11 @@ func Main(m *testing.M) {
 	os.Exit(Run(m))
 }
 
-// Run is Main without the exit, for a TestMain with its own clean-up.
+// Run is Main without the exit, for a TestMain with its own clean-up. The server starts
+// on the first DSN call (so fuzzing workers and runs that need no database start none)
+// and stops when the tests end.
 func Run(m *testing.M) int {
-	stop := start()
-	defer stop()
+	defer func() { stopFn() }()
 	return m.Run()
 }
 
@@ -46,6 +50,7 @@ func Run(m *testing.M) int {
 // (fails under CI) when there is no server.
 func DSN(t testing.TB) string {
 	t.Helper()
+	once.Do(func() { stopFn = start() })
 	if dsn == "" {
 		msg := "PostgreSQL tests skipped: no ESIGN_TEST_DATABASE_URL and no PostgreSQL binaries"
 		if startErr != nil {

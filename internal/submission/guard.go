@@ -47,6 +47,8 @@ type GuardConfig struct {
 	// OnLimiter, when set, is told how long each call waited for the limiter and whether
 	// it was refused.
 	OnLimiter func(waited time.Duration, refused bool)
+	// BreakerOpenFor is how long the open breaker fails fast; 10 s when zero.
+	BreakerOpenFor time.Duration
 }
 
 // Guard applies the upstream policy around a Sender: a rate limiter matching e签宝's
@@ -65,10 +67,13 @@ func NewGuard(next Sender, cfg GuardConfig) *Guard {
 	if cfg.QPS <= 0 {
 		cfg.QPS = DefaultQPS
 	}
+	if cfg.BreakerOpenFor <= 0 {
+		cfg.BreakerOpenFor = breakerOpenFor
+	}
 	g := &Guard{next: next, cfg: cfg, limiter: rate.NewLimiter(rate.Limit(cfg.QPS), max(1, int(cfg.QPS)))}
 	g.breaker = gobreaker.NewCircuitBreaker[*upstream.PsnEvidencePointResult](gobreaker.Settings{
 		Name:    "esign",
-		Timeout: breakerOpenFor,
+		Timeout: cfg.BreakerOpenFor,
 		ReadyToTrip: func(c gobreaker.Counts) bool {
 			return c.ConsecutiveFailures >= breakerFailures
 		},
