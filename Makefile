@@ -65,6 +65,30 @@ fuzz: ## Run each fuzz target for FUZZTIME (10s; CI's smoke run).
 	go test -run='^$$' -fuzz=FuzzTranslate -fuzztime=$(FUZZTIME) ./server/
 	go test -run='^$$' -fuzz=FuzzDecodeResponse -fuzztime=$(FUZZTIME) ./upstream/
 
+GHZ_VERSION := v0.120.0
+HEY_VERSION := v0.1.5
+
+bin/.ghz-$(GHZ_VERSION):
+	@mkdir -p bin
+	GOBIN=$(CURDIR)/bin go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+	@touch $@
+
+bin/.hey-$(HEY_VERSION):
+	@mkdir -p bin
+	GOBIN=$(CURDIR)/bin go install github.com/rakyll/hey@$(HEY_VERSION)
+	@touch $@
+
+BENCH_DURATION ?= 10s
+BENCH_SOAK ?= 60s
+
+.PHONY: bench
+bench: bin/.ghz-$(GHZ_VERSION) bin/.hey-$(HEY_VERSION) ## Load-test gRPC and REST against a baseline; print the table (see BENCHMARKS.md).
+	go build -o bin/esign-evidence ./cmd/esign-evidence
+	go build -o bin/esign-sim ./cmd/esign-sim
+	go build -o bin/baseline ./bench/baseline
+	go test -run='^$$' -bench=. -benchmem ./validation/ ./server/
+	go run ./bench/run -d $(BENCH_DURATION) -soak $(BENCH_SOAK)
+
 .PHONY: examples
 examples: tools ## Generate Node.js and Python stubs and run the examples and grpcurl against the demo.
 	examples/run.sh

@@ -57,7 +57,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 				}()
 			}
 			warm.Wait()
-			settle()
+			settle(st)
 			goroutines := runtime.NumGoroutine()
 			var before runtime.MemStats
 			runtime.ReadMemStats(&before)
@@ -119,7 +119,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 				time.Sleep(200 * time.Millisecond) // the breaker's open period ends
 			}
 
-			settle()
+			settle(st)
 			if n := runtime.NumGoroutine(); n > goroutines+8 {
 				t.Errorf("goroutines: %d before, %d after", goroutines, n)
 			}
@@ -132,9 +132,11 @@ func TestFaultsUnderLoad(t *testing.T) {
 	}
 }
 
-// settle waits for finished calls' goroutines to exit and collects garbage.
-func settle() {
+// settle closes idle pooled connections to e签宝 (kept for reuse, not leaked), waits for
+// finished calls' goroutines to exit and collects garbage.
+func settle(st *stack) {
 	for range 3 {
+		st.upstream.CloseIdleConnections()
 		time.Sleep(100 * time.Millisecond)
 		runtime.GC()
 		debug.FreeOSMemory()

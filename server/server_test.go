@@ -50,6 +50,7 @@ type stack struct {
 	conn     *grpc.ClientConn
 	restURL  string
 	grpcAddr string
+	upstream *upstream.Client
 	adminURL string
 	http     *http.Client
 	logs     *syncBuffer
@@ -88,7 +89,7 @@ type stackOpt struct {
 	revision        upstream.Revision
 }
 
-func startStack(t *testing.T, o stackOpt) *stack {
+func startStack(t testing.TB, o stackOpt) *stack {
 	t.Helper()
 	st := &stack{logs: &syncBuffer{}}
 	st.sim = o.sim
@@ -107,6 +108,7 @@ func startStack(t *testing.T, o stackOpt) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	st.upstream = uc
 	store := o.store
 	if store == nil {
 		bolt, err := submission.OpenBolt(filepath.Join(t.TempDir(), "submissions.db"))
@@ -191,7 +193,7 @@ func startStack(t *testing.T, o stackOpt) *stack {
 	return st
 }
 
-func seedJSON(t *testing.T) []byte {
+func seedJSON(t testing.TB) []byte {
 	t.Helper()
 	b, err := os.ReadFile("../testdata/seed_request.json")
 	if err != nil {
@@ -200,7 +202,7 @@ func seedJSON(t *testing.T) []byte {
 	return b
 }
 
-func seedRequest(t *testing.T) *evidencev1.CreatePersonalEvidencePointRequest {
+func seedRequest(t testing.TB) *evidencev1.CreatePersonalEvidencePointRequest {
 	t.Helper()
 	r := &evidencev1.CreatePersonalEvidencePointRequest{}
 	if err := protojson.Unmarshal(seedJSON(t), r); err != nil {
@@ -682,4 +684,24 @@ func TestRevision2025NeedsCertAgreement(t *testing.T) {
 	if st.sim.Count() != 1 {
 		t.Errorf("simulator saw %d requests", st.sim.Count())
 	}
+}
+
+// BenchmarkCreateEvidenceGRPC is one whole call in process: gRPC client → interceptors →
+// validation → translation → signed HTTP to the simulator on loopback → answer.
+func BenchmarkCreateEvidenceGRPC(b *testing.B) {
+	st := startStack(b, stackOpt{configure: func(o *server.Options) {
+		o.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+		o.EsignQPS = 1e9
+	}})
+	req := seedRequest(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := st.client.CreatePersonalEvidencePoint(context.Background(), req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -15,7 +15,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-func loadSeed(t *testing.T) *evidencev1.CreatePersonalEvidencePointRequest {
+func loadSeed(t testing.TB) *evidencev1.CreatePersonalEvidencePointRequest {
 	t.Helper()
 	b, err := os.ReadFile("../testdata/seed_request.json")
 	if err != nil {

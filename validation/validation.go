@@ -114,10 +114,20 @@ func (v *Validator) Validate(msg proto.Message) error {
 	return &Error{Violations: violations}
 }
 
+// NotBlankPattern is the contract's pattern for "not blank": at least one character that
+// is neither white space nor a Unicode separator (\p{Z} includes the ideographic space
+// U+3000, which RE2's \s does not). It is a plain string.pattern, which protovalidate
+// evaluates natively, several times faster than the same test in CEL; its violations
+// are reported as rule "string.not_blank".
+const NotBlankPattern = `[^\s\p{Z}]`
+
 // convert turns a protovalidate violation into a FieldViolation with a JSON field path.
 func convert(root protoreflect.MessageDescriptor, pv *protovalidate.Violation) FieldViolation {
 	p := pv.Proto
 	fv := FieldViolation{Rule: p.GetRuleId(), Description: p.GetMessage()}
+	if fv.Rule == "string.pattern" && pv.RuleValue.IsValid() && pv.RuleValue.String() == NotBlankPattern {
+		fv.Rule, fv.Description = "string.not_blank", "must not be blank"
+	}
 	elems := p.GetField().GetElements()
 	if len(elems) == 0 {
 		// A message-level rule of the root message. Its id is written "<field>.<rule>"

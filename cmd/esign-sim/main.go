@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -34,6 +35,7 @@ func run() error {
 	secret := flag.String("app-secret", os.Getenv("SIM_APP_SECRET"), "the app secret it accepts (SIM_APP_SECRET)")
 	secretFile := flag.String("app-secret-file", os.Getenv("SIM_APP_SECRET_FILE"), "file holding the app secret (SIM_APP_SECRET_FILE)")
 	rev := flag.String("revision", envOr("SIM_REVISION", string(upstream.RevisionSeed)), "API revision to enforce: seed or 2025 (SIM_REVISION)")
+	latency := flag.Duration("latency", 0, "added latency of every answer, as e签宝's own would be (benchmarks)")
 	flag.Parse()
 
 	if *secretFile != "" {
@@ -50,15 +52,22 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("-revision: %w", err)
 	}
-	sim := esignsim.New(esignsim.Config{AppID: *appID, AppSecret: *secret, Revision: revision})
+	sim := esignsim.New(esignsim.Config{AppID: *appID, AppSecret: *secret, Revision: revision, RecordLimit: 64})
+	if *latency > 0 {
+		sim.Inject(esignsim.Fault{Latency: *latency})
+	}
 	srv := &http.Server{Addr: *addr, Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() { errc <- srv.Serve(ln) }()
 	slog.Warn("e签宝 SIMULATOR: this is not e签宝; evidence points it issues are not real",
-		"addr", *addr, "app_id", *appID, "revision", string(revision))
+		"addr", ln.Addr().String(), "app_id", *appID, "revision", string(revision), "latency", latency.String())
 	select {
 	case err := <-errc:
 		return err

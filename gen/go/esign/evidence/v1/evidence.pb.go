@@ -239,10 +239,11 @@ func (SubmissionState) EnumDescriptor() ([]byte, []int) {
 // `<field>.<rule>`; the server reports them at that field path, and a client using
 // protovalidate directly can do the same by taking the id up to its first `.`.
 //
-// A required string must also not be blank: rule `string.not_blank` refuses a value of
-// white space only, counting every Unicode separator (\p{Z}) as white space, since
+// A required string must also not be blank: the pattern `[^\s\p{Z}]` refuses a value
+// of white space only, counting every Unicode separator (\p{Z}) as white space, since
 // protovalidate's `required` accepts spaces and RE2's \s misses the ideographic space
-// U+3000 that Chinese input methods type.
+// U+3000 that Chinese input methods type. The server reports it as rule
+// `string.not_blank`, "must not be blank".
 //
 // Rules protovalidate's CEL cannot express portably are enforced by the server in Go and
 // reported exactly like the others:
@@ -1222,90 +1223,90 @@ var File_esign_evidence_v1_evidence_proto protoreflect.FileDescriptor
 
 const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\n" +
-	" esign/evidence/v1/evidence.proto\x12\x11esign.evidence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2)\n" +
-	"\"CreatePersonalEvidencePointRequest\x12x\n" +
-	"\bevi_name\x18\x01 \x01(\tB]\xbaHZ\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01r\x02\x18@R\aeviName\x12+\n" +
+	" esign/evidence/v1/evidence.proto\x12\x11esign.evidence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde&\n" +
+	"\"CreatePersonalEvidencePointRequest\x121\n" +
+	"\bevi_name\x18\x01 \x01(\tB\x16\xbaH\x13\xc8\x01\x01r\x0e\x18@2\n" +
+	"[^\\s\\p{Z}]R\aeviName\x12+\n" +
 	"\rcustom_biz_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18$R\vcustomBizId\x12U\n" +
 	"\x10real_name_method\x18\x03 \x01(\x0e2!.esign.evidence.v1.RealNameMethodB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0erealNameMethod\x12\x84\x02\n" +
 	"\n" +
 	"time_stamp\x18\x04 \x01(\x03B\xe4\x01\xbaH\xe0\x01\xba\x01o\n" +
 	"\x17time_stamp.epoch_millis\x12>must be Unix epoch milliseconds after 2000-01-01 (not seconds)\x1a\x14this >= 946684800000\xba\x01h\n" +
-	"\x15time_stamp.not_future\x12-must not be more than 5 minutes in the future\x1a this <= int(now) * 1000 + 300000\xc8\x01\x01R\ttimeStamp\x12m\n" +
-	"\x04name\x18\x05 \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\x04name\x12r\n" +
-	"\acard_no\x18\x06 \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\x06cardNo\x12B\n" +
-	"\tcard_type\x18\a \x01(\x0e2\x1b.esign.evidence.v1.CardTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\bcardType\x12~\n" +
-	"\rcard_portrait\x18\b \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\fcardPortrait\x12\x8b\x01\n" +
-	"\x14card_national_emblem\x18\t \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\x12cardNationalEmblem\x12\x12\n" +
+	"\x15time_stamp.not_future\x12-must not be more than 5 minutes in the future\x1a this <= int(now) * 1000 + 300000\xc8\x01\x01R\ttimeStamp\x12(\n" +
+	"\x04name\x18\x05 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x04name\x12-\n" +
+	"\acard_no\x18\x06 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x06cardNo\x12B\n" +
+	"\tcard_type\x18\a \x01(\x0e2\x1b.esign.evidence.v1.CardTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\bcardType\x129\n" +
+	"\rcard_portrait\x18\b \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\fcardPortrait\x12F\n" +
+	"\x14card_national_emblem\x18\t \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x12cardNationalEmblem\x12\x12\n" +
 	"\x04mark\x18\n" +
 	" \x01(\tR\x04mark\x12I\n" +
 	"\x0ethree_elements\x18\v \x01(\v2 .esign.evidence.v1.ThreeElementsH\x00R\rthreeElements\x12G\n" +
 	"\x0ebank_card_four\x18\f \x01(\v2\x1f.esign.evidence.v1.BankCardFourH\x00R\fbankCardFour\x12-\n" +
-	"\x04face\x18\r \x01(\v2\x17.esign.evidence.v1.FaceH\x00R\x04face\x12\x94\x01\n" +
-	"\x19cert_agreement_read_title\x18\x0e \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xd8\x01\x01R\x16certAgreementReadTitle\x12\x98\x01\n" +
-	"\x1bcert_agreement_read_version\x18\x0f \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xd8\x01\x01R\x18certAgreementReadVersion\x12T\n" +
+	"\x04face\x18\r \x01(\v2\x17.esign.evidence.v1.FaceH\x00R\x04face\x12O\n" +
+	"\x19cert_agreement_read_title\x18\x0e \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x16certAgreementReadTitle\x12S\n" +
+	"\x1bcert_agreement_read_version\x18\x0f \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x18certAgreementReadVersion\x12T\n" +
 	"\x18cert_agreement_read_hash\x18\x10 \x01(\tB\x1b\xbaH\x18\xd8\x01\x01r\x132\x11^[0-9a-fA-F]{64}$R\x15certAgreementReadHash\x12\x9f\x01\n" +
 	"\x18cert_agreement_read_time\x18\x11 \x01(\tBf\xbaHc\xd8\x01\x01r^2\\^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]) ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$R\x15certAgreementReadTime\x12O\n" +
 	"\x18cert_agreement_read_type\x18\x12 \x01(\tB\x16\xbaH\x13\xd8\x01\x01r\x0eR\x05CHECKR\x05CLICKR\x15certAgreementReadType\x12?\n" +
 	"\x16cert_agreement_read_ip\x18\x13 \x01(\tB\n" +
-	"\xbaH\a\xd8\x01\x01r\x02p\x01R\x13certAgreementReadIP:\xb7\x19\xbaH\xb3\x19\x1a\xc9\x03\n" +
+	"\xbaH\a\xd8\x01\x01r\x02p\x01R\x13certAgreementReadIP:\xbb\x1a\xbaH\xb7\x1a\x1a\xc9\x03\n" +
 	"\x1crealNameMethod.matches_block\x12\x94\x01must agree with the verification block that is set (THREEELEMENTS with threeElements, BANKCARDFOUR with bankCardFour, FACE with face), or be omitted\x1a\x91\x02this.real_name_method == 0 || (this.real_name_method == 1 && has(this.three_elements)) || (this.real_name_method == 2 && has(this.bank_card_four)) || (this.real_name_method == 3 && has(this.face)) || !(has(this.three_elements) || has(this.bank_card_four) || has(this.face))\x1a\xee\x01\n" +
 	"\x14cardNo.idcard_format\x12Wmust be a mainland ID number: 17 digits and a check digit or X, or the legacy 15 digits\x1a}!(this.card_type == 0 || this.card_type == 1) || this.card_no == '' || this.card_no.matches('^([0-9]{17}[0-9Xx]|[0-9]{15})$')\x1a\xb3\x01\n" +
 	"\x16cardNo.hongkong_format\x128must be a Hong Kong permit number: H then 8 or 10 digits\x1a_this.card_type != 2 || this.card_no == '' || this.card_no.matches('^[Hh]([0-9]{8}|[0-9]{10})$')\x1a\xac\x01\n" +
 	"\x13cardNo.macao_format\x124must be a Macao permit number: M then 8 or 10 digits\x1a_this.card_type != 3 || this.card_no == '' || this.card_no.matches('^[Mm]([0-9]{8}|[0-9]{10})$')\x1a\xa3\x01\n" +
 	"\x14cardNo.taiwan_format\x12.must be a Taiwan permit number: 8 or 10 digits\x1a[this.card_type != 4 || this.card_no == '' || this.card_no.matches('^([0-9]{8}|[0-9]{10})$')\x1a\xa8\x01\n" +
-	"\x16cardNo.passport_format\x124must be a passport number: 1 to 25 letters or digits\x1aXthis.card_type != 5 || this.card_no == '' || this.card_no.matches('^[A-Za-z0-9]{1,25}$')\x1a\xb3\x02\n" +
-	"\"certAgreementReadTitle.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xd4\x01this.cert_agreement_read_title != '' || [this.cert_agreement_read_version, this.cert_agreement_read_hash, this.cert_agreement_read_time, this.cert_agreement_read_type, this.cert_agreement_read_ip].all(v, v == '')\x1a\xb5\x02\n" +
-	"$certAgreementReadVersion.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xd4\x01this.cert_agreement_read_version != '' || [this.cert_agreement_read_title, this.cert_agreement_read_hash, this.cert_agreement_read_time, this.cert_agreement_read_type, this.cert_agreement_read_ip].all(v, v == '')\x1a\xb2\x02\n" +
-	"!certAgreementReadHash.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xd4\x01this.cert_agreement_read_hash != '' || [this.cert_agreement_read_title, this.cert_agreement_read_version, this.cert_agreement_read_time, this.cert_agreement_read_type, this.cert_agreement_read_ip].all(v, v == '')\x1a\xb2\x02\n" +
-	"!certAgreementReadTime.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xd4\x01this.cert_agreement_read_time != '' || [this.cert_agreement_read_title, this.cert_agreement_read_version, this.cert_agreement_read_hash, this.cert_agreement_read_type, this.cert_agreement_read_ip].all(v, v == '')\x1a\xb2\x02\n" +
-	"!certAgreementReadType.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xd4\x01this.cert_agreement_read_type != '' || [this.cert_agreement_read_title, this.cert_agreement_read_version, this.cert_agreement_read_hash, this.cert_agreement_read_time, this.cert_agreement_read_ip].all(v, v == '')\x1a\xb0\x02\n" +
-	"\x1fcertAgreementReadIP.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xd4\x01this.cert_agreement_read_ip != '' || [this.cert_agreement_read_title, this.cert_agreement_read_version, this.cert_agreement_read_hash, this.cert_agreement_read_time, this.cert_agreement_read_type].all(v, v == '')B\x15\n" +
-	"\fverification\x12\x05\xbaH\x02\b\x01\"\x8d\x05\n" +
-	"\rThreeElements\x12\x8b\x01\n" +
-	"\x14info_verify_supplier\x18\x01 \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\x12infoVerifySupplier\x12z\n" +
-	"\vverify_time\x18\x02 \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\n" +
-	"verifyTime\x12\x8b\x01\n" +
-	"\x14verify_serial_number\x18\x03 \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\x12verifySerialNumber\x122\n" +
+	"\x16cardNo.passport_format\x124must be a passport number: 1 to 25 letters or digits\x1aXthis.card_type != 5 || this.card_no == '' || this.card_no.matches('^[A-Za-z0-9]{1,25}$')\x1a\xc9\x02\n" +
+	"\"certAgreementReadTitle.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_title != '' || (this.cert_agreement_read_version == '' && this.cert_agreement_read_hash == '' && this.cert_agreement_read_time == '' && this.cert_agreement_read_type == '' && this.cert_agreement_read_ip == '')\x1a\xcb\x02\n" +
+	"$certAgreementReadVersion.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_version != '' || (this.cert_agreement_read_title == '' && this.cert_agreement_read_hash == '' && this.cert_agreement_read_time == '' && this.cert_agreement_read_type == '' && this.cert_agreement_read_ip == '')\x1a\xc8\x02\n" +
+	"!certAgreementReadHash.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_hash != '' || (this.cert_agreement_read_title == '' && this.cert_agreement_read_version == '' && this.cert_agreement_read_time == '' && this.cert_agreement_read_type == '' && this.cert_agreement_read_ip == '')\x1a\xc8\x02\n" +
+	"!certAgreementReadTime.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_time != '' || (this.cert_agreement_read_title == '' && this.cert_agreement_read_version == '' && this.cert_agreement_read_hash == '' && this.cert_agreement_read_type == '' && this.cert_agreement_read_ip == '')\x1a\xc8\x02\n" +
+	"!certAgreementReadType.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_type != '' || (this.cert_agreement_read_title == '' && this.cert_agreement_read_version == '' && this.cert_agreement_read_hash == '' && this.cert_agreement_read_time == '' && this.cert_agreement_read_ip == '')\x1a\xc6\x02\n" +
+	"\x1fcertAgreementReadIP.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_ip != '' || (this.cert_agreement_read_title == '' && this.cert_agreement_read_version == '' && this.cert_agreement_read_hash == '' && this.cert_agreement_read_time == '' && this.cert_agreement_read_type == '')B\x15\n" +
+	"\fverification\x12\x05\xbaH\x02\b\x01\"\xf7\x02\n" +
+	"\rThreeElements\x12F\n" +
+	"\x14info_verify_supplier\x18\x01 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x12infoVerifySupplier\x125\n" +
+	"\vverify_time\x18\x02 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\n" +
+	"verifyTime\x12F\n" +
+	"\x14verify_serial_number\x18\x03 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x12verifySerialNumber\x122\n" +
 	"\x06mobile\x18\x04 \x01(\tB\x1a\xbaH\x17\xc8\x01\x01r\x122\x10^1[3-9][0-9]{9}$R\x06mobile\x122\n" +
-	"\bsms_code\x18\x05 \x01(\tB\x17\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{1,16}$R\asmsCode\x12|\n" +
-	"\fsms_supplier\x18\x06 \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\vsmsSupplier\"\xc0\x06\n" +
-	"\fBankCardFour\x12\x8b\x01\n" +
-	"\x14info_verify_supplier\x18\x01 \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\x12infoVerifySupplier\x12z\n" +
-	"\vverify_time\x18\x02 \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\n" +
-	"verifyTime\x12\x8b\x01\n" +
-	"\x14verify_serial_number\x18\x03 \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\x12verifySerialNumber\x12|\n" +
-	"\fopening_bank\x18\x04 \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\vopeningBank\x124\n" +
+	"\bsms_code\x18\x05 \x01(\tB\x17\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{1,16}$R\asmsCode\x127\n" +
+	"\fsms_supplier\x18\x06 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\vsmsSupplier\"\xe5\x03\n" +
+	"\fBankCardFour\x12F\n" +
+	"\x14info_verify_supplier\x18\x01 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x12infoVerifySupplier\x125\n" +
+	"\vverify_time\x18\x02 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\n" +
+	"verifyTime\x12F\n" +
+	"\x14verify_serial_number\x18\x03 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x12verifySerialNumber\x127\n" +
+	"\fopening_bank\x18\x04 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\vopeningBank\x124\n" +
 	"\tbank_card\x18\x05 \x01(\tB\x17\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{8,19}$R\bbankCard\x122\n" +
 	"\x06mobile\x18\x06 \x01(\tB\x1a\xbaH\x17\xc8\x01\x01r\x122\x10^1[3-9][0-9]{9}$R\x06mobile\x122\n" +
-	"\bsms_code\x18\a \x01(\tB\x17\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{1,16}$R\asmsCode\x12|\n" +
-	"\fsms_supplier\x18\b \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\vsmsSupplier\"\xc4\x05\n" +
-	"\x04Face\x12\x8b\x01\n" +
-	"\x14info_verify_supplier\x18\x01 \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\x12infoVerifySupplier\x12z\n" +
-	"\vverify_time\x18\x02 \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\n" +
-	"verifyTime\x12\x8b\x01\n" +
-	"\x14verify_serial_number\x18\x03 \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\x12verifySerialNumber\x12x\n" +
+	"\bsms_code\x18\a \x01(\tB\x17\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{1,16}$R\asmsCode\x127\n" +
+	"\fsms_supplier\x18\b \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\vsmsSupplier\"\xae\x03\n" +
+	"\x04Face\x12F\n" +
+	"\x14info_verify_supplier\x18\x01 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x12infoVerifySupplier\x125\n" +
+	"\vverify_time\x18\x02 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\n" +
+	"verifyTime\x12F\n" +
+	"\x14verify_serial_number\x18\x03 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x12verifySerialNumber\x123\n" +
 	"\n" +
-	"face_image\x18\x04 \x01(\tBY\xbaHV\xba\x01P\n" +
-	"\x10string.not_blank\x12\x11must not be blank\x1a)this == '' || this.matches(r'[^\\s\\p{Z}]')\xc8\x01\x01R\tfaceImage\x12V\n" +
+	"face_image\x18\x04 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\tfaceImage\x12V\n" +
 	"\x18face_image_similar_score\x18\x05 \x01(\tB\x1d\xbaH\x1a\xc8\x01\x01r\x152\x13^[0-9]+(\\.[0-9]+)?$R\x15faceImageSimilarScore\x12R\n" +
 	"\x16face_live_detect_score\x18\x06 \x01(\tB\x1d\xbaH\x1a\xc8\x01\x01r\x152\x13^[0-9]+(\\.[0-9]+)?$R\x13faceLiveDetectScore\"c\n" +
 	"#CreatePersonalEvidencePointResponse\x12 \n" +
