@@ -29,37 +29,54 @@ const (
 
 // extraRules holds what the Go-side rules need, worked out once from the descriptors.
 type extraRules struct {
-	// maxLen is the `string.max_len` of every string field that has one, by full name.
-	maxLen map[protoreflect.FullName]uint64
+	// plans says, per message type, which fields the UTF-16 length rule looks at: string
+	// fields with a `string.max_len`, and message fields leading to some. Only those are
+	// visited per request.
+	plans map[protoreflect.FullName][]lenCheck
+}
+
+// lenCheck is one field the UTF-16 length rule visits.
+type lenCheck struct {
+	fd  protoreflect.FieldDescriptor
+	max uint64 // for a string field; 0 for a message field to descend into
 }
 
 func newExtraRules() *extraRules {
-	r := &extraRules{maxLen: map[protoreflect.FullName]uint64{}}
-	seen := map[protoreflect.FullName]bool{}
+	r := &extraRules{plans: map[protoreflect.FullName][]lenCheck{}}
 	for _, m := range requestTypes {
-		r.collect(m.ProtoReflect().Descriptor(), seen)
+		r.plan(m.ProtoReflect().Descriptor(), map[protoreflect.FullName]bool{})
 	}
 	return r
 }
 
-func (r *extraRules) collect(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) {
-	if seen[md.FullName()] {
-		return
+// plan works out md's checks and reports whether it has any.
+func (r *extraRules) plan(md protoreflect.MessageDescriptor, visiting map[protoreflect.FullName]bool) bool {
+	if checks, ok := r.plans[md.FullName()]; ok {
+		return len(checks) > 0
 	}
-	seen[md.FullName()] = true
+	if visiting[md.FullName()] {
+		return false
+	}
+	visiting[md.FullName()] = true
+	var checks []lenCheck
 	fields := md.Fields()
 	for i := 0; i < fields.Len(); i++ {
 		fd := fields.Get(i)
-		if fd.Kind() == protoreflect.StringKind {
+		switch {
+		case fd.IsList() || fd.IsMap():
+		case fd.Kind() == protoreflect.StringKind:
 			rules, _ := proto.GetExtension(fd.Options(), validate.E_Field).(*validate.FieldRules)
 			if rules.GetString().HasMaxLen() {
-				r.maxLen[fd.FullName()] = rules.GetString().GetMaxLen()
+				checks = append(checks, lenCheck{fd: fd, max: rules.GetString().GetMaxLen()})
+			}
+		case fd.Message() != nil:
+			if r.plan(fd.Message(), visiting) {
+				checks = append(checks, lenCheck{fd: fd})
 			}
 		}
-		if fd.Message() != nil && !fd.IsMap() {
-			r.collect(fd.Message(), seen)
-		}
 	}
+	r.plans[md.FullName()] = checks
+	return len(checks) > 0
 }
 
 // check appends the violations of the Go-side rules to vs.
@@ -72,29 +89,27 @@ func (r *extraRules) check(m protoreflect.Message, vs []FieldViolation) []FieldV
 }
 
 func (r *extraRules) checkMaxLenUTF16(m protoreflect.Message, prefix string, vs []FieldViolation) []FieldViolation {
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		path := prefix + fd.JSONName()
-		switch {
-		case fd.Kind() == protoreflect.StringKind && !fd.IsList() && !fd.IsMap():
-			max, ok := r.maxLen[fd.FullName()]
-			if !ok {
-				return true
-			}
-			s := v.String()
-			// Only when protovalidate's own count passed: otherwise it already said so.
-			if uint64(utf8.RuneCountInString(s)) <= max && uint64(utf16Len(s)) > max {
-				vs = append(vs, FieldViolation{
-					Field: path,
-					Rule:  RuleMaxLenUTF16,
-					Description: fmt.Sprintf("must be at most %d characters as e签宝 counts them "+
-						"(UTF-16 code units: a character outside the Basic Multilingual Plane counts as 2)", max),
-				})
-			}
-		case fd.Message() != nil && !fd.IsList() && !fd.IsMap():
-			vs = r.checkMaxLenUTF16(v.Message(), path+".", vs)
+	for _, c := range r.plans[m.Descriptor().FullName()] {
+		if !m.Has(c.fd) {
+			continue
 		}
-		return true
-	})
+		if c.max == 0 {
+			vs = r.checkMaxLenUTF16(m.Get(c.fd).Message(), prefix+c.fd.JSONName()+".", vs)
+			continue
+		}
+		s := m.Get(c.fd).String()
+		// UTF-16 units never outnumber UTF-8 bytes, so a short string needs no count; and
+		// when protovalidate's own count failed, it already said so.
+		if uint64(len(s)) <= c.max || uint64(utf8.RuneCountInString(s)) > c.max || uint64(utf16Len(s)) <= c.max {
+			continue
+		}
+		vs = append(vs, FieldViolation{
+			Field: prefix + c.fd.JSONName(),
+			Rule:  RuleMaxLenUTF16,
+			Description: fmt.Sprintf("must be at most %d characters as e签宝 counts them "+
+				"(UTF-16 code units: a character outside the Basic Multilingual Plane counts as 2)", c.max),
+		})
+	}
 	return vs
 }
 
