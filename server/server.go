@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -154,6 +155,9 @@ func New(opts Options) (*Server, error) {
 	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes),
 		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
+		// Reuse a pool of goroutines for calls: their stacks stay grown, instead of every
+		// call growing a fresh one (copystack was a tenth of the CPU profile under load).
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.ChainUnaryInterceptor(
 			observeInterceptor(opts.Logger, m),
 			recoverInterceptor(opts.Logger),

@@ -202,9 +202,9 @@ func (s *Submitter) decide(cur *Record, fp []byte, now time.Time, attemptID stri
 // records the result. fp is the request's Fingerprint.
 //
 // send must not abandon a request that may be on its way when ctx ends (Guard does
-// not): Submit returns to the caller at once, and the result is still recorded when it
-// comes, so that an eviPointId e签宝 returns is not lost because the caller hung up; the
-// caller's retry then gets it as a replay.
+// not): its result is recorded when it comes, so that an eviPointId e签宝 returns is not
+// lost because the caller hung up; the caller's retry then gets it as a replay. Submit
+// then returns ctx's error, which the caller has already seen.
 //
 // A key with an empty CustomBizID is not de-duplicated: send is called and nothing is
 // stored.
@@ -258,45 +258,28 @@ func (s *Submitter) Submit(ctx context.Context, key Key, fp []byte, send SendFun
 		break
 	}
 
-	res, err := await(ctx, send, func(res *upstream.PsnEvidencePointResult, err error) {
-		s.finish(key, attemptID, res, err)
-	})
+	res, err := send(ctx)
+	s.finish(key, attemptID, res, err)
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		// The caller has gone; the result is recorded for its retry.
+		return Result{Attempts: rec.Attempts}, ctxErr
+	}
 	if err != nil {
 		return Result{Attempts: rec.Attempts}, err
 	}
 	return Result{EviPointID: res.EviPointID, Attempts: rec.Attempts}, nil
 }
 
-// sendOnly sends without recording, returning early if the caller goes away.
+// sendOnly sends without recording.
 func (s *Submitter) sendOnly(ctx context.Context, send SendFunc) (Result, error) {
-	res, err := await(ctx, send, nil)
+	res, err := send(ctx)
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return Result{}, ctxErr
+	}
 	if err != nil {
 		return Result{}, err
 	}
 	return Result{EviPointID: res.EviPointID, Attempts: 1}, nil
-}
-
-// await runs send (and then after, if set) and returns its result, or ctx's error as
-// soon as ctx ends; send and after then finish on their own.
-func await(ctx context.Context, send SendFunc, after func(*upstream.PsnEvidencePointResult, error)) (*upstream.PsnEvidencePointResult, error) {
-	type outcome struct {
-		res *upstream.PsnEvidencePointResult
-		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		res, err := send(ctx)
-		if after != nil {
-			after(res, err)
-		}
-		done <- outcome{res, err}
-	}()
-	select {
-	case o := <-done:
-		return o.res, o.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // finish records an attempt's result. A success is always recorded (an eviPointId is
