@@ -149,13 +149,7 @@ func strictBodies(next http.Handler, routes map[string]protoreflect.MessageDescr
 		}
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				writeStatus(w, http.StatusRequestEntityTooLarge,
-					status.New(codes.ResourceExhausted, fmt.Sprintf("the request body is larger than %d bytes", maxBody)))
-				return
-			}
-			writeStatus(w, http.StatusBadRequest, status.New(codes.InvalidArgument, "the request body could not be read"))
+			writeReadError(w, err, "the request body", maxBody)
 			return
 		}
 		if vs := checkJSON(body, md); len(vs) > 0 {
@@ -168,6 +162,18 @@ func strictBodies(next http.Handler, routes map[string]protoreflect.MessageDescr
 		r.ContentLength = int64(len(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// writeReadError answers a request whose body could not be read: 413 when it went over
+// its limit (what names the body in the message), else 400.
+func writeReadError(w http.ResponseWriter, err error, what string, limit int64) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeStatus(w, http.StatusRequestEntityTooLarge,
+			status.New(codes.ResourceExhausted, fmt.Sprintf("%s is larger than %d bytes", what, limit)))
+		return
+	}
+	writeStatus(w, http.StatusBadRequest, status.New(codes.InvalidArgument, what+" could not be read"))
 }
 
 // writeStatus writes st as google.rpc.Status JSON with the given HTTP status.
@@ -237,13 +243,7 @@ func uploadHandler(mux *runtime.ServeMux, client evidencev1.EvidenceServiceClien
 			}
 			if rerr != nil {
 				cancel()
-				var tooBig *http.MaxBytesError
-				if errors.As(rerr, &tooBig) {
-					writeStatus(w, http.StatusRequestEntityTooLarge,
-						status.New(codes.ResourceExhausted, fmt.Sprintf("the file is larger than %d bytes", maxFile)))
-					return
-				}
-				writeStatus(w, http.StatusBadRequest, status.New(codes.InvalidArgument, "the request body could not be read"))
+				writeReadError(w, rerr, "the file", maxFile)
 				return
 			}
 		}
