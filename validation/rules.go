@@ -122,7 +122,7 @@ func utf16Len(s string) int {
 	return n
 }
 
-// idCard18 is the shape the contract's `cardNo.idcard_format` rule accepts for an
+// idCard18 is the shape the contract's `cardNo.format` rule accepts for an
 // 18-character number; only such numbers carry a check character.
 var idCard18 = regexp.MustCompile(`^[0-9]{17}[0-9Xx]$`)
 

@@ -27,7 +27,7 @@ type FieldViolation struct {
 	// For the `verification` oneof (no block, or none of the right kind) it is the oneof's
 	// name, "verification".
 	Field string
-	// Rule is the rule's id, e.g. "string.max_len" or "cardNo.idcard_format".
+	// Rule is the rule's id, e.g. "string.max_len" or "cardNo.format".
 	Rule string
 	// Description says what the field must be. It never quotes the field's value.
 	Description string
