@@ -99,34 +99,19 @@ func (i instrumented) CreatePsnEvidencePoint(ctx context.Context, p *upstream.Ps
 	return res, err
 }
 
-// upstreamOutcome names an e签宝 call's outcome for metrics.
+// upstreamOutcome names an e签宝 call's outcome for metrics: the error's own Kind, and
+// e签宝's code when it answered with one.
 func upstreamOutcome(err error) (outcome, code string) {
-	var (
-		ire *upstream.InvalidRequestError
-		se  *upstream.SendError
-		uo  *upstream.UnknownOutcomeError
-		ae  *upstream.AuthError
-		be  *upstream.BusinessError
-		me  *upstream.MalformedResponseError
-		ste *upstream.StatusError
-	)
-	switch {
-	case err == nil:
+	if err == nil {
 		return "success", "0"
-	case errors.As(err, &be):
-		return "business_error", strconv.Itoa(be.Code)
-	case errors.As(err, &ae):
-		return "credentials_rejected", ""
-	case errors.As(err, &uo):
-		return "outcome_unknown", ""
-	case errors.As(err, &me):
-		return "malformed_response", ""
-	case errors.As(err, &se):
-		return "not_sent", ""
-	case errors.As(err, &ste):
-		return "http_" + strconv.Itoa(ste.Status), ""
-	case errors.As(err, &ire):
-		return "invalid_request", ""
+	}
+	var be *upstream.BusinessError
+	if errors.As(err, &be) {
+		return be.Kind(), strconv.Itoa(be.Code)
+	}
+	var ue upstream.Error
+	if errors.As(err, &ue) {
+		return ue.Kind(), ""
 	}
 	return "error", ""
 }

@@ -16,6 +16,10 @@ type Error interface {
 	RetrySafe() bool
 	// TraceID is e签宝's trace ID when a response carried one, else "".
 	TraceID() string
+	// Kind names the outcome for metrics and logs: invalid_request, not_sent,
+	// outcome_unknown, credentials_rejected, business_error, malformed_response,
+	// http_<status>, upload_failed.
+	Kind() string
 }
 
 // InvalidRequestError: the request was refused before anything was sent because it
@@ -39,6 +43,9 @@ func (e *InvalidRequestError) RetrySafe() bool { return true }
 // TraceID is always "": there was no response.
 func (e *InvalidRequestError) TraceID() string { return "" }
 
+// Kind names the outcome.
+func (e *InvalidRequestError) Kind() string { return "invalid_request" }
+
 // SendError: the call failed before the request was completely written, so e签宝 cannot
 // have acted on it (connection refused, DNS failure, TLS failure, the caller's context
 // ending before sending).
@@ -56,6 +63,9 @@ func (e *SendError) RetrySafe() bool { return true }
 
 // TraceID is always "": there was no response.
 func (e *SendError) TraceID() string { return "" }
+
+// Kind names the outcome.
+func (e *SendError) Kind() string { return "not_sent" }
 
 // UnknownOutcomeError: the request was sent but no definite answer came back (a timeout
 // or a lost connection after writing, or an HTTP 5xx from e签宝's side). e签宝 may or may
@@ -88,6 +98,9 @@ func (e *UnknownOutcomeError) RetrySafe() bool { return false }
 // TraceID returns e签宝's trace ID, if a response carried one.
 func (e *UnknownOutcomeError) TraceID() string { return e.Trace }
 
+// Kind names the outcome.
+func (e *UnknownOutcomeError) Kind() string { return "outcome_unknown" }
+
 // AuthError: e签宝's gateway refused our credentials or configuration (HTTP 401, or 403
 // for the IP whitelist). The service's own setup is at fault, not its caller.
 type AuthError struct {
@@ -111,6 +124,9 @@ func (e *AuthError) RetrySafe() bool { return true }
 
 // TraceID returns e签宝's trace ID, if the response carried one.
 func (e *AuthError) TraceID() string { return e.Trace }
+
+// Kind names the outcome.
+func (e *AuthError) Kind() string { return "credentials_rejected" }
 
 // Known gateway reasons (e签宝's 401 and 403 bodies).
 const (
@@ -148,6 +164,9 @@ func (e *BusinessError) RetrySafe() bool { return true }
 // TraceID returns e签宝's trace ID, if the response carried one.
 func (e *BusinessError) TraceID() string { return e.Trace }
 
+// Kind names the outcome.
+func (e *BusinessError) Kind() string { return "business_error" }
+
 // IsParameterError reports whether e签宝 rejected the request's content (1435002).
 func (e *BusinessError) IsParameterError() bool { return e.Code == CodeParameterError }
 
@@ -169,6 +188,9 @@ func (e *MalformedResponseError) RetrySafe() bool { return false }
 // TraceID returns e签宝's trace ID, if the response carried one.
 func (e *MalformedResponseError) TraceID() string { return e.Trace }
 
+// Kind names the outcome.
+func (e *MalformedResponseError) Kind() string { return "malformed_response" }
+
 // StatusError: e签宝 answered with an HTTP status other than 200, 401, 403 or 5xx (for
 // example when a quota is exceeded: e签宝 does not document that answer). The request
 // was refused as a whole.
@@ -186,6 +208,9 @@ func (e *StatusError) RetrySafe() bool { return true }
 
 // TraceID returns e签宝's trace ID, if the response carried one.
 func (e *StatusError) TraceID() string { return e.Trace }
+
+// Kind names the outcome.
+func (e *StatusError) Kind() string { return "http_" + strconv.Itoa(e.Status) }
 
 func traceSuffix(t string) string {
 	if t == "" {

@@ -88,6 +88,9 @@ func (e *UploadError) RetrySafe() bool { return true }
 // TraceID is always "": the storage answers without e签宝's trace header.
 func (e *UploadError) TraceID() string { return "" }
 
+// Kind names the outcome.
+func (e *UploadError) Kind() string { return "upload_failed" }
+
 // UploadFile performs e签宝's two upload steps: a signed request for an upload URL
 // (declaring name, type, size and MD5), then a PUT of the bytes to that URL with the
 // same Content-MD5 and Content-Type. It returns the file ID. The upload URL is a
