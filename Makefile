@@ -3,6 +3,11 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
+# The approved newer Go toolchain (go1.27.3), fetched by the go command from the module proxy on
+# first use. Go 1.26.8, which these machines start with, has standard-library vulnerabilities
+# that govulncheck reports as reachable; go.mod names 1.27.3, so plain 1.26 refuses to build.
+export GOTOOLCHAIN := go1.27.3
+
 GRPCURL_VERSION := v1.9.4
 
 # buf lives in its own module (tools/go.mod): it pins a pre-release protobuf runtime that

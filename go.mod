@@ -1,6 +1,6 @@
 module github.com/esign-evidence/esign-evidence
 
-go 1.26.8
+go 1.27.3
 
 tool (
 	github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway
