@@ -1379,9 +1379,9 @@ func file_esign_evidence_v1_evidence_proto_rawDescGZIP() []byte {
 var file_esign_evidence_v1_evidence_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_esign_evidence_v1_evidence_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_esign_evidence_v1_evidence_proto_goTypes = []any{
-	(RealNameMethod)(0),                         // 0: esign.evidence.v1.RealNameMethod
-	(CardType)(0),                               // 1: esign.evidence.v1.CardType
-	(SubmissionState)(0),                        // 2: esign.evidence.v1.SubmissionState
+	(RealNameMethod)(0),  // 0: esign.evidence.v1.RealNameMethod
+	(CardType)(0),        // 1: esign.evidence.v1.CardType
+	(SubmissionState)(0), // 2: esign.evidence.v1.SubmissionState
 	(*CreatePersonalEvidencePointRequest)(nil),  // 3: esign.evidence.v1.CreatePersonalEvidencePointRequest
 	(*ThreeElements)(nil),                       // 4: esign.evidence.v1.ThreeElements
 	(*BankCardFour)(nil),                        // 5: esign.evidence.v1.BankCardFour
