@@ -66,8 +66,8 @@ FUZZTIME ?= 10s
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (10s; CI's smoke run).
-	go test -run='^$$' -fuzz=FuzzRESTBody -fuzztime=$(FUZZTIME) ./server/
-	go test -run='^$$' -fuzz=FuzzTranslate -fuzztime=$(FUZZTIME) ./server/
+	go test -run='^$$' -fuzz=FuzzRESTBody -fuzztime=$(FUZZTIME) ./server/gateway/
+	go test -run='^$$' -fuzz=FuzzTranslate -fuzztime=$(FUZZTIME) ./server/translate/
 	go test -run='^$$' -fuzz=FuzzDecodeResponse -fuzztime=$(FUZZTIME) ./upstream/
 
 GHZ_VERSION := v0.120.0
@@ -91,7 +91,7 @@ bench: bin/.ghz-$(GHZ_VERSION) bin/.hey-$(HEY_VERSION) ## Load-test gRPC and RES
 	go build -o bin/esign-evidence ./cmd/esign-evidence
 	go build -o bin/esign-sim ./cmd/esign-sim
 	go build -o bin/baseline ./bench/baseline
-	go test -run='^$$' -bench=. -benchmem ./validation/ ./server/
+	go test -run='^$$' -bench=. -benchmem ./validation/ ./server/translate/
 	go run ./bench/run -d $(BENCH_DURATION) -soak $(BENCH_SOAK)
 
 .PHONY: examples

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/esign-evidence/esign-evidence/server"
+	"github.com/esign-evidence/esign-evidence/server/apierror"
 	"github.com/esign-evidence/esign-evidence/upstream"
 	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
 )
@@ -30,12 +31,12 @@ func TestFaultsUnderLoad(t *testing.T) {
 		code   codes.Code
 		reason string
 	}{
-		{"HTTP 503", esignsim.Fault{Status: 503}, 0, codes.Unavailable, server.ReasonEsignOutcomeUnknown},
-		{"reset after the body", esignsim.Fault{ResetAfterBody: true}, 0, codes.Unavailable, server.ReasonEsignOutcomeUnknown},
-		{"malformed JSON", esignsim.Fault{MalformedJSON: true}, 0, codes.Unavailable, server.ReasonEsignOutcomeUnknown},
-		{"parameter error", esignsim.Fault{BusinessCode: 1435002, BusinessMessage: "参数错误"}, 0, codes.InvalidArgument, server.ReasonEsignParameterError},
-		{"timeout", esignsim.Fault{Latency: 2 * time.Second}, 0, codes.Unavailable, server.ReasonEsignOutcomeUnknown},
-		{"quota", esignsim.Fault{}, 5, codes.ResourceExhausted, server.ReasonEsignRateLimited},
+		{"HTTP 503", esignsim.Fault{Status: 503}, 0, codes.Unavailable, apierror.ReasonEsignOutcomeUnknown},
+		{"reset after the body", esignsim.Fault{ResetAfterBody: true}, 0, codes.Unavailable, apierror.ReasonEsignOutcomeUnknown},
+		{"malformed JSON", esignsim.Fault{MalformedJSON: true}, 0, codes.Unavailable, apierror.ReasonEsignOutcomeUnknown},
+		{"parameter error", esignsim.Fault{BusinessCode: 1435002, BusinessMessage: "参数错误"}, 0, codes.InvalidArgument, apierror.ReasonEsignParameterError},
+		{"timeout", esignsim.Fault{Latency: 2 * time.Second}, 0, codes.Unavailable, apierror.ReasonEsignOutcomeUnknown},
+		{"quota", esignsim.Fault{}, 5, codes.ResourceExhausted, apierror.ReasonEsignRateLimited},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,7 +92,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 			// quota some calls succeed.
 			for key, n := range counts {
 				switch key {
-				case want, "Unavailable/" + server.ReasonEsignCircuitOpen:
+				case want, "Unavailable/" + apierror.ReasonEsignCircuitOpen:
 				case "OK/":
 					if tc.qps == 0 {
 						t.Errorf("%d calls succeeded under %s", n, tc.name)

@@ -17,7 +17,7 @@ import (
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
 	"github.com/esign-evidence/esign-evidence/internal/pgtest"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
-	"github.com/esign-evidence/esign-evidence/server"
+	"github.com/esign-evidence/esign-evidence/server/apierror"
 	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
 )
 
@@ -71,11 +71,11 @@ func TestSameKeyDifferentPayload(t *testing.T) {
 	if status.Code(err) != codes.AlreadyExists {
 		t.Fatalf("got %v", err)
 	}
-	if ei, _ := grpcDetails(err); ei.GetReason() != server.ReasonIdempotencyKeyReused {
+	if ei, _ := grpcDetails(err); ei.GetReason() != apierror.ReasonIdempotencyKeyReused {
 		t.Errorf("reason %v", ei)
 	}
 	code, b := st.post(t, withBizID(bytes.Replace(seedJSON(t), []byte("No1234567"), []byte("No0000000"), 1), "order-2001"))
-	if code != http.StatusConflict || !strings.Contains(string(b), server.ReasonIdempotencyKeyReused) {
+	if code != http.StatusConflict || !strings.Contains(string(b), apierror.ReasonIdempotencyKeyReused) {
 		t.Errorf("REST: %d %s", code, b)
 	}
 	if n := st.sim.Count(); n != 1 {

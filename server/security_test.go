@@ -30,6 +30,7 @@ import (
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
 	"github.com/esign-evidence/esign-evidence/internal/tlsreload"
 	"github.com/esign-evidence/esign-evidence/server"
+	"github.com/esign-evidence/esign-evidence/server/auth"
 	"github.com/esign-evidence/esign-evidence/upstream"
 	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
 )
@@ -41,8 +42,8 @@ const (
 
 func tokenAuth(publicReflection bool) func(*server.Options) {
 	return func(o *server.Options) {
-		o.Auth = server.Auth{
-			Tokens: []server.Token{
+		o.Auth = auth.Config{
+			Tokens: []auth.Token{
 				{Identity: "billing", SHA256: sha256.Sum256([]byte(billingToken))},
 				{Identity: "crm", SHA256: sha256.Sum256([]byte(crmToken))},
 			},

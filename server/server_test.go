@@ -32,6 +32,9 @@ import (
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/server"
+	"github.com/esign-evidence/esign-evidence/server/apierror"
+	"github.com/esign-evidence/esign-evidence/server/auth"
+	"github.com/esign-evidence/esign-evidence/server/gateway"
 	"github.com/esign-evidence/esign-evidence/upstream"
 	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
 )
@@ -128,7 +131,7 @@ func startStack(t testing.TB, o stackOpt) *stack {
 		Submitter:       sub,
 		Logger:          slog.New(slog.NewJSONHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MaxRequestBytes: o.maxRequestBytes,
-		Auth:            server.Auth{Disabled: true},
+		Auth:            auth.Config{Disabled: true},
 		ShutdownTimeout: 5 * time.Second,
 		OpenAPI:         esignevidence.OpenAPIv2,
 	}
@@ -317,7 +320,7 @@ func TestValidationOverBoth(t *testing.T) {
 		t.Fatalf("gRPC: %v", err)
 	}
 	ei, br := grpcDetails(err)
-	if ei.GetReason() != server.ReasonInvalidRequest || ei.GetDomain() != server.ErrorDomain {
+	if ei.GetReason() != apierror.ReasonInvalidRequest || ei.GetDomain() != apierror.ErrorDomain {
 		t.Errorf("ErrorInfo %v", ei)
 	}
 	got := map[string]bool{}
@@ -337,7 +340,7 @@ func TestValidationOverBoth(t *testing.T) {
 		t.Fatalf("REST status %d: %s", code, b)
 	}
 	s := decodeStatus(t, b)
-	if s.Code != int(codes.InvalidArgument) || strings.Join(s.fields(), ",") != "cardNo" || s.detail("ErrorInfo")["reason"] != server.ReasonInvalidRequest {
+	if s.Code != int(codes.InvalidArgument) || strings.Join(s.fields(), ",") != "cardNo" || s.detail("ErrorInfo")["reason"] != apierror.ReasonInvalidRequest {
 		t.Errorf("REST status %s", b)
 	}
 	if bytes.Contains(b, []byte("130401199601018394")) {
@@ -442,21 +445,21 @@ func TestUpstreamOutcomesMapped(t *testing.T) {
 		restReason string
 		meta       map[string]string
 	}{
-		{name: "e签宝 HTTP 503", fault: &esignsim.Fault{Status: 503}, code: codes.Unavailable, http: 503, reason: server.ReasonEsignOutcomeUnknown, meta: map[string]string{"cause": "http_503", "retry_safe": "false"}},
-		{name: "reset after the body", fault: &esignsim.Fault{ResetAfterBody: true}, code: codes.Unavailable, http: 503, reason: server.ReasonEsignOutcomeUnknown, meta: map[string]string{"cause": "connection_lost"}},
-		{name: "malformed JSON", fault: &esignsim.Fault{MalformedJSON: true}, code: codes.Unavailable, http: 503, reason: server.ReasonEsignOutcomeUnknown, meta: map[string]string{"cause": "malformed_response"}},
-		{name: "upstream timeout", fault: &esignsim.Fault{Latency: 3 * time.Second}, cfg: func(c *upstream.Config) { c.Timeout = 200 * time.Millisecond }, code: codes.Unavailable, http: 503, reason: server.ReasonEsignOutcomeUnknown, meta: map[string]string{"cause": "timeout"}},
+		{name: "e签宝 HTTP 503", fault: &esignsim.Fault{Status: 503}, code: codes.Unavailable, http: 503, reason: apierror.ReasonEsignOutcomeUnknown, meta: map[string]string{"cause": "http_503", "retry_safe": "false"}},
+		{name: "reset after the body", fault: &esignsim.Fault{ResetAfterBody: true}, code: codes.Unavailable, http: 503, reason: apierror.ReasonEsignOutcomeUnknown, meta: map[string]string{"cause": "connection_lost"}},
+		{name: "malformed JSON", fault: &esignsim.Fault{MalformedJSON: true}, code: codes.Unavailable, http: 503, reason: apierror.ReasonEsignOutcomeUnknown, meta: map[string]string{"cause": "malformed_response"}},
+		{name: "upstream timeout", fault: &esignsim.Fault{Latency: 3 * time.Second}, cfg: func(c *upstream.Config) { c.Timeout = 200 * time.Millisecond }, code: codes.Unavailable, http: 503, reason: apierror.ReasonEsignOutcomeUnknown, meta: map[string]string{"cause": "timeout"}},
 		// The caller's own deadline fires in the caller's gRPC library first, so no details
 		// reach it; the code is what matters.
 		{name: "caller deadline", fault: &esignsim.Fault{Latency: 3 * time.Second}, deadline: 300 * time.Millisecond, code: codes.DeadlineExceeded},
-		{name: "parameter error", fault: &esignsim.Fault{BusinessCode: 1435002, BusinessMessage: "参数错误: 证件号130401199601018395与姓名测试张三不一致"}, code: codes.InvalidArgument, http: 400, reason: server.ReasonEsignParameterError, meta: map[string]string{"esign_code": "1435002", "retry_safe": "true"}},
-		{name: "other business error", fault: &esignsim.Fault{BusinessCode: 1435011, BusinessMessage: "功能未开通"}, code: codes.FailedPrecondition, http: 400, reason: server.ReasonEsignBusinessError, meta: map[string]string{"esign_code": "1435011"}},
-		{name: "quota", qps: 1, code: codes.ResourceExhausted, http: 429, reason: server.ReasonEsignRateLimited},
-		{name: "our signature refused", cfg: func(c *upstream.Config) { c.AppSecret = "wrong" }, code: codes.Internal, http: 500, reason: server.ReasonEsignCredentialsRejected, meta: map[string]string{"esign_reason": "INVALID_SIGNATURE", "esign_http_status": "401"}},
-		{name: "our app refused", cfg: func(c *upstream.Config) { c.AppID = "123" }, code: codes.Internal, http: 500, reason: server.ReasonEsignCredentialsRejected, meta: map[string]string{"esign_reason": "无效的应用"}},
+		{name: "parameter error", fault: &esignsim.Fault{BusinessCode: 1435002, BusinessMessage: "参数错误: 证件号130401199601018395与姓名测试张三不一致"}, code: codes.InvalidArgument, http: 400, reason: apierror.ReasonEsignParameterError, meta: map[string]string{"esign_code": "1435002", "retry_safe": "true"}},
+		{name: "other business error", fault: &esignsim.Fault{BusinessCode: 1435011, BusinessMessage: "功能未开通"}, code: codes.FailedPrecondition, http: 400, reason: apierror.ReasonEsignBusinessError, meta: map[string]string{"esign_code": "1435011"}},
+		{name: "quota", qps: 1, code: codes.ResourceExhausted, http: 429, reason: apierror.ReasonEsignRateLimited},
+		{name: "our signature refused", cfg: func(c *upstream.Config) { c.AppSecret = "wrong" }, code: codes.Internal, http: 500, reason: apierror.ReasonEsignCredentialsRejected, meta: map[string]string{"esign_reason": "INVALID_SIGNATURE", "esign_http_status": "401"}},
+		{name: "our app refused", cfg: func(c *upstream.Config) { c.AppID = "123" }, code: codes.Internal, http: 500, reason: apierror.ReasonEsignCredentialsRejected, meta: map[string]string{"esign_reason": "无效的应用"}},
 		// Each call tries three times (unsent attempts are retried); the REST call's
 		// second failure is the fifth in a row and opens the circuit breaker.
-		{name: "e签宝 unreachable", cfg: func(c *upstream.Config) { c.BaseURL = "http://127.0.0.1:1" }, code: codes.Unavailable, http: 503, reason: server.ReasonEsignUnreachable, restReason: server.ReasonEsignCircuitOpen, meta: map[string]string{"retry_safe": "true"}},
+		{name: "e签宝 unreachable", cfg: func(c *upstream.Config) { c.BaseURL = "http://127.0.0.1:1" }, code: codes.Unavailable, http: 503, reason: apierror.ReasonEsignUnreachable, restReason: apierror.ReasonEsignCircuitOpen, meta: map[string]string{"retry_safe": "true"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -564,7 +567,7 @@ func TestHealthReflectionOpenAPI(t *testing.T) {
 			t.Errorf("reflection lists %v, missing %s", names, want)
 		}
 	}
-	for path, want := range map[string]string{"/healthz": "SERVING", server.OpenAPIPath: `"/v3/evidence/evi-point/psn-realname"`} {
+	for path, want := range map[string]string{"/healthz": "SERVING", gateway.OpenAPIPath: `"/v3/evidence/evi-point/psn-realname"`} {
 		resp, err := http.Get(st.restURL + path)
 		if err != nil {
 			t.Fatal(err)
@@ -583,7 +586,7 @@ func TestPanicRecovered(t *testing.T) {
 	if status.Code(err) != codes.Internal {
 		t.Fatalf("got %v", err)
 	}
-	if ei, _ := grpcDetails(err); ei.GetReason() != server.ReasonInternal {
+	if ei, _ := grpcDetails(err); ei.GetReason() != apierror.ReasonInternal {
 		t.Errorf("reason %v", ei)
 	}
 	if strings.Contains(err.Error(), panicSecret) || strings.Contains(st.logs.String(), panicSecret) {

@@ -19,6 +19,8 @@ import (
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
 	"github.com/esign-evidence/esign-evidence/server"
+	"github.com/esign-evidence/esign-evidence/server/apierror"
+	"github.com/esign-evidence/esign-evidence/server/gateway"
 	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
 )
 
@@ -47,7 +49,7 @@ func uploadGRPC(t *testing.T, st *stack, name string, data []byte, chunk int) (*
 
 func uploadREST(t *testing.T, st *stack, name string, data []byte) (int, map[string]any) {
 	t.Helper()
-	resp, b := st.postWith(t, server.UploadPath+"?fileName="+name, data, map[string]string{"Content-Type": "application/octet-stream"})
+	resp, b := st.postWith(t, gateway.UploadPath+"?fileName="+name, data, map[string]string{"Content-Type": "application/octet-stream"})
 	var m map[string]any
 	_ = json.Unmarshal(b, &m)
 	return resp.StatusCode, m
@@ -99,7 +101,7 @@ func TestUploadThenCreateEvidence(t *testing.T) {
 	}
 	// The seed's example file IDs were never uploaded here: the strict simulator refuses.
 	_, err = st.client.CreatePersonalEvidencePoint(context.Background(), seedRequest(t))
-	if ei, _ := grpcDetails(err); status.Code(err) != codes.InvalidArgument || ei.GetReason() != server.ReasonEsignParameterError {
+	if ei, _ := grpcDetails(err); status.Code(err) != codes.InvalidArgument || ei.GetReason() != apierror.ReasonEsignParameterError {
 		t.Errorf("unknown file IDs: %v", err)
 	}
 }
@@ -118,6 +120,11 @@ func TestUploadRefusals(t *testing.T) {
 	if code != 400 || !strings.Contains(toJSONString(m), "info.fileName") {
 		t.Errorf("REST forbidden name: %d %v", code, m)
 	}
+	// A refused upload's access line is written like a unary call's: with its reason.
+	if !hasLine(st.logs.String(), `"msg":"call"`, `"method":"/esign.evidence.v1.EvidenceService/UploadFile"`,
+		`"code":"InvalidArgument"`, `"reason":"INVALID_REQUEST"`) {
+		t.Errorf("no access line with the reason for a refused upload:\n%s", st.logs.String())
+	}
 	big := bytes.Repeat([]byte{0xAB}, 100<<10)
 	if _, err := uploadGRPC(t, st, "big.jpg", big, 32<<10); status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("oversize over gRPC: %v", err)
@@ -135,6 +142,20 @@ func TestUploadRefusals(t *testing.T) {
 	if _, err := uploadGRPC(t, st, "id-front.jpg", img, 4096); err != nil {
 		t.Errorf("after: %v", err)
 	}
+}
+
+// hasLine reports whether one line of logs contains every one of parts.
+func hasLine(logs string, parts ...string) bool {
+	for _, line := range strings.Split(logs, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 func toJSONString(v any) string {

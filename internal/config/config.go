@@ -20,6 +20,8 @@ import (
 
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/server"
+	"github.com/esign-evidence/esign-evidence/server/auth"
+	"github.com/esign-evidence/esign-evidence/server/service"
 	"github.com/esign-evidence/esign-evidence/upstream"
 )
 
@@ -67,7 +69,7 @@ type Config struct {
 	// client-certificate authentication.
 	TLSCertFile, TLSKeyFile, TLSClientCAFile string
 	// Auth is caller authentication.
-	Auth                 server.Auth
+	Auth                 auth.Config
 	MaxConcurrentStreams uint32
 	ReadHeaderTimeout    time.Duration
 	MaxFileBytes         int64
@@ -109,7 +111,7 @@ var settings = []setting{
 	{"auth-public-reflection", "AUTH_PUBLIC_REFLECTION", "true", "server reflection needs no credentials", true},
 	{"max-concurrent-streams", "MAX_CONCURRENT_STREAMS", strconv.Itoa(server.DefaultMaxConcurrentStreams), "concurrent calls per gRPC connection", false},
 	{"read-header-timeout", "READ_HEADER_TIMEOUT", server.DefaultReadHeaderTimeout.String(), "how long a REST client may take to send its headers", false},
-	{"max-file-bytes", "MAX_FILE_BYTES", strconv.Itoa(server.DefaultMaxFileBytes), "largest file UploadFile accepts", false},
+	{"max-file-bytes", "MAX_FILE_BYTES", strconv.Itoa(service.DefaultMaxFileBytes), "largest file UploadFile accepts", false},
 }
 
 // Load parses args (without the program name) and the environment.
@@ -254,7 +256,7 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
 		bad("tls-client-ca-file", "TLS_CLIENT_CA_FILE", "client certificates need TLS: set TLS_CERT_FILE and TLS_KEY_FILE")
 	}
-	c.Auth = server.Auth{
+	c.Auth = auth.Config{
 		Disabled:         *bools["auth-disabled"],
 		ClientCerts:      c.TLSClientCAFile != "",
 		PublicHealth:     *bools["auth-public-health"],
@@ -331,8 +333,8 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 // loadTokens reads bearer tokens from a file of "<caller> <token>" lines (blank lines and
 // # comments allowed) and from hashes given as "<caller>:<sha256 hex>,...". Only the
 // SHA-256 of each token is kept. Errors never quote a token.
-func loadTokens(file, hashes string) ([]server.Token, error) {
-	var out []server.Token
+func loadTokens(file, hashes string) ([]auth.Token, error) {
+	var out []auth.Token
 	seen := map[[32]byte]bool{}
 	add := func(id string, sum [32]byte) error {
 		if !validIdentity.MatchString(id) {
@@ -342,7 +344,7 @@ func loadTokens(file, hashes string) ([]server.Token, error) {
 			return fmt.Errorf("a token is given twice (caller %s)", id)
 		}
 		seen[sum] = true
-		out = append(out, server.Token{Identity: id, SHA256: sum})
+		out = append(out, auth.Token{Identity: id, SHA256: sum})
 		return nil
 	}
 	if file != "" {

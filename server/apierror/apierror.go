@@ -1,4 +1,8 @@
-package server
+// Package apierror is the service's one error vocabulary at the boundary: the ErrorInfo
+// reasons callers branch on, and the table from upstream and exactly-once outcomes to gRPC
+// statuses. Every error carries google.rpc.ErrorInfo; validation failures carry
+// google.rpc.BadRequest. Messages never echo request values.
+package apierror
 
 import (
 	"context"
@@ -102,31 +106,31 @@ var (
 	ruleUploadFailed   = errorRule{codes.Unavailable, ReasonEsignUploadFailed, "the upload to e签宝's file storage failed; uploading again is safe"}
 )
 
-// submitStatus maps the outcome of a submission: the exactly-once layer's own answers,
+// FromSubmission maps the outcome of a submission: the exactly-once layer's own answers,
 // then everything from upstream.
-func submitStatus(ctx context.Context, err error) *status.Status {
+func FromSubmission(ctx context.Context, err error) *status.Status {
 	safe := map[string]string{"retry_safe": "true"}
 	switch {
 	case errors.Is(err, submission.ErrConflict):
-		return withDetails(status.New(codes.AlreadyExists, err.Error()), errorInfo(ReasonIdempotencyKeyReused, nil))
+		return WithDetails(status.New(codes.AlreadyExists, err.Error()), Info(ReasonIdempotencyKeyReused, nil))
 	case errors.Is(err, submission.ErrInFlight):
-		return withDetails(status.New(codes.Aborted, err.Error()), errorInfo(ReasonSubmissionInProgress, safe),
+		return WithDetails(status.New(codes.Aborted, err.Error()), Info(ReasonSubmissionInProgress, safe),
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
 	case errors.Is(err, submission.ErrUnknownRefused):
-		return withDetails(status.New(codes.FailedPrecondition, err.Error()), errorInfo(ReasonUnknownRetryRefused, nil))
+		return WithDetails(status.New(codes.FailedPrecondition, err.Error()), Info(ReasonUnknownRetryRefused, nil))
 	case errors.Is(err, submission.ErrRateLimited):
-		return withDetails(status.New(codes.ResourceExhausted, "e签宝's request quota leaves no room within this call's deadline; nothing was sent"),
-			errorInfo(ReasonRateLimited, safe), &errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+		return WithDetails(status.New(codes.ResourceExhausted, "e签宝's request quota leaves no room within this call's deadline; nothing was sent"),
+			Info(ReasonRateLimited, safe), &errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
 	case errors.Is(err, submission.ErrCircuitOpen):
-		return withDetails(status.New(codes.Unavailable, "e签宝 keeps failing, so calls fail fast for a while; nothing was sent"),
-			errorInfo(ReasonEsignCircuitOpen, safe))
+		return WithDetails(status.New(codes.Unavailable, "e签宝 keeps failing, so calls fail fast for a while; nothing was sent"),
+			Info(ReasonEsignCircuitOpen, safe))
 	case errors.Is(err, submission.ErrStoreUnavailable):
-		return withDetails(status.New(codes.Unavailable, "the submission store is unavailable; nothing was sent"),
-			errorInfo(ReasonStoreUnavailable, safe))
+		return WithDetails(status.New(codes.Unavailable, "the submission store is unavailable; nothing was sent"),
+			Info(ReasonStoreUnavailable, safe))
 	}
 	var ue upstream.Error
 	if errors.As(err, &ue) {
-		return upstreamStatus(ctx, err)
+		return FromUpstream(ctx, err)
 	}
 	// The caller's own context ended while waiting (for the store, the limiter, or the
 	// answer of a call that goes on and will be recorded).
@@ -136,13 +140,13 @@ func submitStatus(ctx context.Context, err error) *status.Status {
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.New(codes.DeadlineExceeded, "the call's deadline passed")
 	}
-	return upstreamStatus(ctx, err)
+	return FromUpstream(ctx, err)
 }
 
-// upstreamStatus maps an error from the upstream client to the caller's status. ctx is
+// FromUpstream maps an error from the upstream client to the caller's status. ctx is
 // the call's context: when the caller's own deadline or cancellation ended the call,
 // that is reported as such.
-func upstreamStatus(ctx context.Context, err error) *status.Status {
+func FromUpstream(ctx context.Context, err error) *status.Status {
 	meta := map[string]string{}
 	var (
 		rule errorRule
@@ -161,7 +165,7 @@ func upstreamStatus(ctx context.Context, err error) *status.Status {
 	switch {
 	case errors.As(err, &ire):
 		rule = ruleFieldsNeeded
-		return withDetails(status.New(rule.code, ire.Error()), errorInfo(rule.reason, meta), badRequest(fieldViolations(ire)))
+		return WithDetails(status.New(rule.code, ire.Error()), Info(rule.reason, meta), BadRequest(fieldViolations(ire)))
 	case errors.As(err, &upe):
 		rule = ruleUploadFailed
 		if upe.Status >= 400 && upe.Status < 500 {
@@ -227,7 +231,7 @@ func upstreamStatus(ctx context.Context, err error) *status.Status {
 	if msg == "" {
 		msg = rule.msg
 	}
-	return withDetails(status.New(rule.code, msg), errorInfo(rule.reason, meta))
+	return WithDetails(status.New(rule.code, msg), Info(rule.reason, meta))
 }
 
 // ctxCode reports Canceled or DeadlineExceeded when the caller's context has ended.
@@ -249,20 +253,22 @@ func fieldViolations(ire *upstream.InvalidRequestError) []validation.FieldViolat
 	return out
 }
 
-// validationStatus is the InvalidArgument status for a request that breaks the contract.
-func validationStatus(verr *validation.Error) *status.Status {
-	return withDetails(status.New(codes.InvalidArgument, verr.Error()),
-		errorInfo(ReasonInvalidRequest, nil), badRequest(verr.Violations))
+// Invalid is the InvalidArgument status for a request that breaks the contract.
+func Invalid(verr *validation.Error) *status.Status {
+	return WithDetails(status.New(codes.InvalidArgument, verr.Error()),
+		Info(ReasonInvalidRequest, nil), BadRequest(verr.Violations))
 }
 
-func errorInfo(reason string, meta map[string]string) *errdetails.ErrorInfo {
+// Info is the google.rpc.ErrorInfo of every error this service returns.
+func Info(reason string, meta map[string]string) *errdetails.ErrorInfo {
 	if len(meta) == 0 {
 		meta = nil
 	}
 	return &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: meta}
 }
 
-func badRequest(vs []validation.FieldViolation) *errdetails.BadRequest {
+// BadRequest lists the violations as google.rpc.BadRequest field violations.
+func BadRequest(vs []validation.FieldViolation) *errdetails.BadRequest {
 	br := &errdetails.BadRequest{}
 	for _, v := range vs {
 		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
@@ -274,12 +280,24 @@ func badRequest(vs []validation.FieldViolation) *errdetails.BadRequest {
 	return br
 }
 
-// withDetails attaches details to st. Attaching fails only for an OK status, which is
+// WithDetails attaches details to st. Attaching fails only for an OK status, which is
 // never built here.
-func withDetails(st *status.Status, details ...protoadapt.MessageV1) *status.Status {
+func WithDetails(st *status.Status, details ...protoadapt.MessageV1) *status.Status {
 	withD, err := st.WithDetails(details...)
 	if err != nil {
 		return st
 	}
 	return withD
+}
+
+// Field is the InvalidArgument error for one violation found outside the contract's
+// validator (for instance the order of an upload's messages).
+func Field(field, rule, desc string) error {
+	return Invalid(&validation.Error{Violations: []validation.FieldViolation{{Field: field, Rule: rule, Description: desc}}}).Err()
+}
+
+// Internal is the status of a bug in this service (a recovered panic). It says nothing
+// about the call.
+func Internal() *status.Status {
+	return WithDetails(status.New(codes.Internal, "internal error"), Info(ReasonInternal, nil))
 }

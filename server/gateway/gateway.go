@@ -1,4 +1,6 @@
-package server
+// Package gateway is the REST facade: grpc-gateway's mux over the gRPC service, with strict
+// JSON bodies, the error format of the gRPC side, the OpenAPI document and raw-body uploads.
+package gateway
 
 import (
 	"bytes"
@@ -21,6 +23,9 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
+	"github.com/esign-evidence/esign-evidence/server/apierror"
+	"github.com/esign-evidence/esign-evidence/server/auth"
+	"github.com/esign-evidence/esign-evidence/server/observe"
 )
 
 // OpenAPIPath is where the REST facade serves its OpenAPI (Swagger 2.0) document.
@@ -37,9 +42,20 @@ func newMarshaler() *runtime.JSONPb {
 	}
 }
 
-// newGateway builds the REST facade. It talks to the gRPC server through conn, so every
-// REST call runs the same interceptors as a gRPC call.
-func newGateway(ctx context.Context, conn *grpc.ClientConn, maxBody, maxFile int64, openAPI []byte) (http.Handler, error) {
+// Options configures the REST facade.
+type Options struct {
+	// MaxBody caps a JSON request body.
+	MaxBody int64
+	// MaxFile caps an uploaded file.
+	MaxFile int64
+	// OpenAPI is the document served at OpenAPIPath.
+	OpenAPI []byte
+}
+
+// New builds the REST facade. It talks to the gRPC server through conn, so every REST
+// call runs the same interceptors as a gRPC call.
+func New(ctx context.Context, conn grpc.ClientConnInterface, o Options) (http.Handler, error) {
+	maxBody, maxFile, openAPI := o.MaxBody, o.MaxFile, o.OpenAPI
 	marshaler := newMarshaler()
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
@@ -49,27 +65,27 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, maxBody, maxFile int
 		// always does): a REST client cannot set any other metadata, in particular not
 		// the client-certificate identity the gateway itself adds below.
 		runtime.WithIncomingHeaderMatcher(func(h string) (string, bool) {
-			if strings.EqualFold(h, requestIDKey) {
-				return requestIDKey, true
+			if strings.EqualFold(h, observe.RequestIDKey) {
+				return observe.RequestIDKey, true
 			}
 			return "", false
 		}),
 		runtime.WithOutgoingHeaderMatcher(func(h string) (string, bool) {
-			if h == requestIDKey {
+			if h == observe.RequestIDKey {
 				return "X-Request-Id", true
 			}
 			return "", false
 		}),
 		runtime.WithMetadata(func(_ context.Context, r *http.Request) metadata.MD {
 			if r.TLS != nil {
-				if id := chainIdentity(r.TLS.VerifiedChains); id != "" {
-					return metadata.Pairs(certIdentityKey, id)
+				if id := auth.ChainIdentity(r.TLS.VerifiedChains); id != "" {
+					return metadata.Pairs(auth.CertIdentityKey, id)
 				}
 			}
 			return nil
 		}),
 	)
-	if err := evidencev1.RegisterEvidenceServiceHandler(ctx, mux, conn); err != nil {
+	if err := evidencev1.RegisterEvidenceServiceHandlerClient(ctx, mux, evidencev1.NewEvidenceServiceClient(conn)); err != nil {
 		return nil, fmt.Errorf("registering the gateway: %w", err)
 	}
 	bodies := bodyRoutes(evidencev1.File_esign_evidence_v1_evidence_proto.Services())
@@ -153,8 +169,8 @@ func strictBodies(next http.Handler, routes map[string]protoreflect.MessageDescr
 			return
 		}
 		if vs := checkJSON(body, md); len(vs) > 0 {
-			st := withDetails(status.New(codes.InvalidArgument, "the request body is not a valid "+string(md.Name())),
-				errorInfo(ReasonInvalidRequest, nil), badRequest(vs))
+			st := apierror.WithDetails(status.New(codes.InvalidArgument, "the request body is not a valid "+string(md.Name())),
+				apierror.Info(apierror.ReasonInvalidRequest, nil), apierror.BadRequest(vs))
 			writeStatus(w, http.StatusBadRequest, st)
 			return
 		}
@@ -206,11 +222,11 @@ func uploadHandler(mux *runtime.ServeMux, client evidencev1.EvidenceServiceClien
 			md.Set("authorization", v)
 		}
 		if v := r.Header.Get("X-Request-Id"); v != "" {
-			md.Set(requestIDKey, v)
+			md.Set(observe.RequestIDKey, v)
 		}
 		if r.TLS != nil {
-			if id := chainIdentity(r.TLS.VerifiedChains); id != "" {
-				md.Set(certIdentityKey, id)
+			if id := auth.ChainIdentity(r.TLS.VerifiedChains); id != "" {
+				md.Set(auth.CertIdentityKey, id)
 			}
 		}
 		ctx, cancel := context.WithCancel(metadata.NewOutgoingContext(r.Context(), md))
@@ -249,7 +265,7 @@ func uploadHandler(mux *runtime.ServeMux, client evidencev1.EvidenceServiceClien
 		}
 		resp, err := stream.CloseAndRecv()
 		if hdr, herr := stream.Header(); herr == nil {
-			if v := hdr.Get(requestIDKey); len(v) > 0 {
+			if v := hdr.Get(observe.RequestIDKey); len(v) > 0 {
 				w.Header().Set("X-Request-Id", v[0])
 			}
 		}

@@ -1,4 +1,4 @@
-package server
+package service
 
 import (
 	"crypto/md5" //nolint:gosec // e签宝's Content-MD5 is MD5 by specification
@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
+	"github.com/esign-evidence/esign-evidence/server/apierror"
 	"github.com/esign-evidence/esign-evidence/upstream"
-	"github.com/esign-evidence/esign-evidence/validation"
 )
 
 // DefaultMaxFileBytes caps one uploaded file. Photos of an ID card or a face are a few
@@ -22,18 +22,18 @@ const DefaultMaxFileBytes = 20 << 20
 
 // UploadFile spools the streamed file to a temporary file (memory stays bounded whatever
 // its size) while computing its MD5, then makes e签宝's two upload calls.
-func (s *evidenceService) UploadFile(stream evidencev1.EvidenceService_UploadFileServer) error {
+func (s *Evidence) UploadFile(stream evidencev1.EvidenceService_UploadFileServer) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
 	if errors.Is(err, io.EOF) {
-		return fieldError("info", "upload.info_first", "no file description received")
+		return apierror.Field("info", "upload.info_first", "no file description received")
 	}
 	if err != nil {
 		return err // invalid info (a status naming the field), or the stream's own failure
 	}
 	info := first.GetInfo()
 	if info == nil {
-		return fieldError("info", "upload.info_first", "the first message must carry the file's info (fileName)")
+		return apierror.Field("info", "upload.info_first", "the first message must carry the file's info (fileName)")
 	}
 	contentType := info.GetContentType()
 	if contentType == "" {
@@ -54,27 +54,27 @@ func (s *evidenceService) UploadFile(stream evidencev1.EvidenceService_UploadFil
 		return err
 	}
 	if size == 0 {
-		return fieldError("chunk", "upload.empty", "the file is empty")
+		return apierror.Field("chunk", "upload.empty", "the file is empty")
 	}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return status.Error(codes.Internal, "cannot read the buffered upload")
 	}
 	md5b64 := base64.StdEncoding.EncodeToString(sum.Sum(nil))
 	if err := s.limiter.Wait(ctx); err != nil {
-		return submitStatus(ctx, err).Err()
+		return apierror.FromSubmission(ctx, err).Err()
 	}
 	fileID, err := s.files.UploadFile(ctx, upstream.FileUpload{
 		Name: info.GetFileName(), ContentType: contentType, Size: size, ContentMD5: md5b64, Body: spool,
 	})
 	if err != nil {
-		return upstreamStatus(ctx, err).Err()
+		return apierror.FromUpstream(ctx, err).Err()
 	}
 	return stream.SendAndClose(&evidencev1.UploadFileResponse{FileId: fileID, Size: size, ContentMd5: md5b64})
 }
 
 // receiveFile copies the chunks after the first message to w, refusing a file over the
 // size limit or a second info message.
-func (s *evidenceService) receiveFile(stream evidencev1.EvidenceService_UploadFileServer, w io.Writer) (int64, error) {
+func (s *Evidence) receiveFile(stream evidencev1.EvidenceService_UploadFileServer, w io.Writer) (int64, error) {
 	var size int64
 	for {
 		msg, err := stream.Recv()
@@ -85,7 +85,7 @@ func (s *evidenceService) receiveFile(stream evidencev1.EvidenceService_UploadFi
 			return 0, err // the stream's own status (cancelled, too large a message, invalid)
 		}
 		if msg.GetInfo() != nil {
-			return 0, fieldError("info", "upload.info_first", "only the first message may carry the file's info")
+			return 0, apierror.Field("info", "upload.info_first", "only the first message may carry the file's info")
 		}
 		size += int64(len(msg.GetChunk()))
 		if size > s.maxFileBytes {
@@ -95,8 +95,4 @@ func (s *evidenceService) receiveFile(stream evidencev1.EvidenceService_UploadFi
 			return 0, status.Error(codes.Internal, "cannot buffer the upload")
 		}
 	}
-}
-
-func fieldError(field, rule, desc string) error {
-	return validationStatus(&validation.Error{Violations: []validation.FieldViolation{{Field: field, Rule: rule, Description: desc}}}).Err()
 }

@@ -1,4 +1,4 @@
-package server
+package translate
 
 import (
 	"testing"
@@ -13,7 +13,7 @@ func BenchmarkTranslateAndSign(b *testing.B) {
 	secret := []byte("bench-secret")
 	b.ReportAllocs()
 	for b.Loop() {
-		body, err := toUpstream(req, upstream.RevisionSeed).Marshal(upstream.RevisionSeed)
+		body, err := ToUpstream(req, upstream.RevisionSeed).Marshal(upstream.RevisionSeed)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,20 +1,25 @@
-package server
+// Package translate is the one place where the contract (esign.evidence.v1) meets e签宝's
+// wire types (package upstream): contract requests become wire requests here, with the
+// defaults applied, and nowhere else.
+package translate
 
 import (
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
 	"github.com/esign-evidence/esign-evidence/upstream"
 )
 
-// toUpstream translates a validated contract request into e签宝's wire type, field by
+// ToUpstream translates a validated contract request into e签宝's wire type, field by
 // field. It is the only place where the two meet.
 //
 // Defaults are applied here: an omitted realNameMethod follows from the block that is
 // set, an omitted cardType is the mainland resident ID card. The certAgreementRead*
 // fields go to e签宝 only under the 2025 revision; the seed revision has no such fields,
 // so a caller that already sends them is not refused for it.
-func toUpstream(req *evidencev1.CreatePersonalEvidencePointRequest, rev upstream.Revision) *upstream.PsnEvidencePoint {
+func ToUpstream(req *evidencev1.CreatePersonalEvidencePointRequest, rev upstream.Revision) *upstream.PsnEvidencePoint {
 	p := &upstream.PsnEvidencePoint{
 		EviName:            req.GetEviName(),
 		CustomBizID:        req.GetCustomBizId(),
@@ -97,4 +102,21 @@ func cardType(t evidencev1.CardType) string {
 		return upstream.CardTypeMainlandID
 	}
 	return t.String()
+}
+
+// Canonical is the request with every default applied, in deterministic protobuf bytes:
+// two requests that mean the same thing (an omitted cardType and an explicit mainland
+// ID card; timeStamp as a string or a number) give the same bytes. customBizId is the
+// key, not part of the payload.
+func Canonical(req *evidencev1.CreatePersonalEvidencePointRequest) []byte {
+	c := proto.CloneOf(req)
+	c.CustomBizId = ""
+	if c.GetCardType() == evidencev1.CardType_CARD_TYPE_UNSPECIFIED {
+		c.CardType = evidencev1.CardType_CRED_PSN_CH_IDCARD
+	}
+	m, _ := evidencev1.RealNameMethod_value[realNameMethod(req)]
+	c.RealNameMethod = evidencev1.RealNameMethod(m)
+	// Marshalling a message that was just decoded and validated cannot fail.
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+	return b
 }

@@ -1,4 +1,4 @@
-package server
+package translate
 
 import (
 	"flag"
@@ -17,7 +17,7 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 
 func loadSeed(t testing.TB) *evidencev1.CreatePersonalEvidencePointRequest {
 	t.Helper()
-	b, err := os.ReadFile("../testdata/seed_request.json")
+	b, err := os.ReadFile("../../testdata/seed_request.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func golden(t *testing.T, name string, got []byte) {
 
 // TestTranslateSeedGolden pins the exact bytes sent to e签宝 for the seed example.
 func TestTranslateSeedGolden(t *testing.T) {
-	body, err := toUpstream(loadSeed(t), upstream.RevisionSeed).Marshal(upstream.RevisionSeed)
+	body, err := ToUpstream(loadSeed(t), upstream.RevisionSeed).Marshal(upstream.RevisionSeed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestTranslate2025Golden(t *testing.T) {
 	req.CertAgreementReadTime = "2025-03-24 17:30:00"
 	req.CertAgreementReadType = "CHECK"
 	req.CertAgreementReadIp = "203.0.113.10"
-	body, err := toUpstream(req, upstream.Revision2025).Marshal(upstream.Revision2025)
+	body, err := ToUpstream(req, upstream.Revision2025).Marshal(upstream.Revision2025)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestTranslateDefaults(t *testing.T) {
 	req.RealNameMethod = evidencev1.RealNameMethod_REAL_NAME_METHOD_UNSPECIFIED
 	req.CardType = evidencev1.CardType_CARD_TYPE_UNSPECIFIED
 	req.CertAgreementReadTitle = "under the seed revision these are not sent"
-	p := toUpstream(req, upstream.RevisionSeed)
+	p := ToUpstream(req, upstream.RevisionSeed)
 	if p.RealNameMethod != "THREEELEMENTS" || p.CardType != "CRED_PSN_CH_IDCARD" || p.CertAgreementRead != nil {
 		t.Errorf("defaults not applied: %+v", p)
 	}
@@ -85,14 +85,14 @@ func TestTranslateDefaults(t *testing.T) {
 	req.Verification = &evidencev1.CreatePersonalEvidencePointRequest_Face{Face: &evidencev1.Face{
 		InfoVerifySupplier: "s", VerifyTime: "t", VerifySerialNumber: "n", FaceImage: "f", FaceImageSimilarScore: "1", FaceLiveDetectScore: "2",
 	}}
-	p = toUpstream(req, upstream.RevisionSeed)
+	p = ToUpstream(req, upstream.RevisionSeed)
 	if p.RealNameMethod != "FACE" || p.Face == nil || p.Face.FaceLiveDetectScore != "2" || p.ThreeElements != nil {
 		t.Errorf("face block: %+v", p)
 	}
 	req.Verification = &evidencev1.CreatePersonalEvidencePointRequest_BankCardFour{BankCardFour: &evidencev1.BankCardFour{
 		InfoVerifySupplier: "s", VerifyTime: "t", VerifySerialNumber: "n", OpeningBank: "o", BankCard: "6222021234567890", Mobile: "13800001111", SmsCode: "1", SmsSupplier: "x",
 	}}
-	p = toUpstream(req, upstream.RevisionSeed)
+	p = ToUpstream(req, upstream.RevisionSeed)
 	if p.RealNameMethod != "BANKCARDFOUR" || p.BankCardFour.BankCard != "6222021234567890" || p.BankCardFour.OpeningBank != "o" {
 		t.Errorf("bank block: %+v", p)
 	}

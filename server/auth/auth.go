@@ -1,4 +1,7 @@
-package server
+// Package auth authenticates callers: bearer tokens (compared by their SHA-256, in
+// constant time) and verified client certificates. The identity it establishes names the
+// caller in logs and metrics and is the namespace of its customBizIds.
+package auth
 
 import (
 	"context"
@@ -7,16 +10,20 @@ import (
 	"crypto/x509"
 	"strings"
 
+	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/esign-evidence/esign-evidence/server/apierror"
+	"github.com/esign-evidence/esign-evidence/server/observe"
 )
 
-// Auth configures caller authentication.
-type Auth struct {
+// Config configures caller authentication.
+type Config struct {
 	// Disabled turns authentication off. Only an explicit setting (or demo mode) does.
 	Disabled bool
 	// Tokens are the accepted bearer tokens, by the SHA-256 of the token.
@@ -41,10 +48,10 @@ type Token struct {
 // anonymous is the identity of every caller when authentication is off.
 const anonymous = "anonymous"
 
-// certIdentityKey carries a REST caller's verified client-certificate identity from the
+// CertIdentityKey carries a REST caller's verified client-certificate identity from the
 // gateway to the gRPC server. It is trusted only on the in-memory connection, and the
 // gateway forwards no client header under that name.
-const certIdentityKey = "x-esign-evidence-client-cert"
+const CertIdentityKey = "x-esign-evidence-client-cert"
 
 // inMemoryNetwork is the network name of the gateway's in-memory connection.
 const inMemoryNetwork = "bufconn"
@@ -58,12 +65,12 @@ func Caller(ctx context.Context) string {
 	return c
 }
 
-var errUnauthenticated = withDetails(status.New(codes.Unauthenticated, "authentication required: a valid bearer token or client certificate"),
-	errorInfo("UNAUTHENTICATED", nil))
+var errUnauthenticated = apierror.WithDetails(status.New(codes.Unauthenticated, "authentication required: a valid bearer token or client certificate"),
+	apierror.Info("UNAUTHENTICATED", nil))
 
 // authenticate returns the caller's identity, or an error that says nothing about which
 // tokens or certificates exist.
-func (a *Auth) authenticate(ctx context.Context, method string) (string, error) {
+func (a *Config) authenticate(ctx context.Context, method string) (string, error) {
 	if a.Disabled {
 		return anonymous, nil
 	}
@@ -77,7 +84,7 @@ func (a *Auth) authenticate(ctx context.Context, method string) (string, error) 
 	if a.ClientCerts {
 		if p != nil && p.Addr != nil && p.Addr.Network() == inMemoryNetwork {
 			// A REST call: the gateway put the identity of a verified certificate here.
-			if v := md.Get(certIdentityKey); len(v) == 1 && v[0] != "" {
+			if v := md.Get(CertIdentityKey); len(v) == 1 && v[0] != "" {
 				return v[0], nil
 			}
 		} else if id := certIdentity(p); id != "" {
@@ -92,7 +99,7 @@ func (a *Auth) authenticate(ctx context.Context, method string) (string, error) 
 
 // tokenIdentity checks a bearer token against every configured hash in constant time,
 // without stopping at the first match, so timing tells nothing about the tokens.
-func (a *Auth) tokenIdentity(values []string) (string, bool) {
+func (a *Config) tokenIdentity(values []string) (string, bool) {
 	if len(values) != 1 {
 		return "", false
 	}
@@ -119,34 +126,44 @@ func certIdentity(p *peer.Peer) string {
 	if !ok {
 		return ""
 	}
-	return chainIdentity(ti.State.VerifiedChains)
+	return ChainIdentity(ti.State.VerifiedChains)
 }
 
-func chainIdentity(chains [][]*x509.Certificate) string {
+// ChainIdentity is the common name of the leaf of the first verified chain.
+func ChainIdentity(chains [][]*x509.Certificate) string {
 	if len(chains) == 0 || len(chains[0]) == 0 {
 		return ""
 	}
 	return chains[0][0].Subject.CommonName
 }
 
-func (a *Auth) unary() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		id, err := a.authenticate(ctx, info.FullMethod)
-		if err != nil {
-			return nil, err
-		}
-		setCaller(ctx, id)
-		return handler(context.WithValue(ctx, callerKey{}, id), req)
+// authFunc is the interceptors' AuthFunc: it puts the caller's identity into the
+// call's context, and into the access line.
+func (a *Config) authFunc(ctx context.Context) (context.Context, error) {
+	method, _ := grpc.Method(ctx)
+	id, err := a.authenticate(ctx, method)
+	if err != nil {
+		return nil, err
 	}
+	observe.SetCaller(ctx, id)
+	return context.WithValue(ctx, callerKey{}, id), nil
 }
 
-func (a *Auth) stream() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		id, err := a.authenticate(ss.Context(), info.FullMethod)
-		if err != nil {
-			return err
-		}
-		setCaller(ss.Context(), id)
-		return handler(srv, &ctxStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), callerKey{}, id)})
+// UnaryServerInterceptor authenticates unary calls.
+func (a *Config) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return grpcauth.UnaryServerInterceptor(a.authFunc)
+}
+
+// StreamServerInterceptor authenticates streaming calls.
+func (a *Config) StreamServerInterceptor() grpc.StreamServerInterceptor {
+	return grpcauth.StreamServerInterceptor(a.authFunc)
+}
+
+// Namespace is the caller's identity, which keeps callers' customBizIds apart. With
+// authentication off, every caller shares the empty namespace.
+func Namespace(ctx context.Context) string {
+	if c := Caller(ctx); c != anonymous {
+		return c
 	}
+	return ""
 }

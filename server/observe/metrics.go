@@ -1,4 +1,4 @@
-package server
+package observe
 
 import (
 	"context"
@@ -13,9 +13,9 @@ import (
 	"github.com/esign-evidence/esign-evidence/upstream"
 )
 
-// metrics are the service's Prometheus metrics. No label ever holds personal data: the
+// Metrics are the service's Prometheus metrics. No label ever holds personal data: the
 // labels are methods, codes, outcomes, e签宝's numeric codes and configured caller names.
-type metrics struct {
+type Metrics struct {
 	calls           *prometheus.CounterVec
 	latency         *prometheus.HistogramVec
 	inFlight        prometheus.Gauge
@@ -27,9 +27,10 @@ type metrics struct {
 	breakerState    prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// NewMetrics registers the service's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
 	const ns = "esign_evidence"
-	m := &metrics{
+	m := &Metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "calls_total",
 			Help: "Calls by gRPC method, status code and authenticated caller."}, []string{"method", "code", "caller"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "call_duration_seconds",
@@ -54,7 +55,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-func (m *metrics) guardConfig(qps float64, openFor time.Duration) submission.GuardConfig {
+// GuardConfig is the e签宝 guard's configuration with its hooks feeding these metrics.
+func (m *Metrics) GuardConfig(qps float64, openFor time.Duration) submission.GuardConfig {
 	return submission.GuardConfig{
 		QPS:            qps,
 		BreakerOpenFor: openFor,
@@ -70,11 +72,15 @@ func (m *metrics) guardConfig(qps float64, openFor time.Duration) submission.Gua
 	}
 }
 
-// instrumented measures every e签宝 call and writes a debug line about it (outcome, code,
-// trace ID, latency: never the request or e签宝's message).
+// Instrument wraps next so that every e签宝 call is measured and gets a debug line
+// (outcome, code, trace ID, latency: never the request or e签宝's message).
+func Instrument(next submission.Sender, m *Metrics, log *slog.Logger) submission.Sender {
+	return instrumented{next: next, m: m, log: log}
+}
+
 type instrumented struct {
 	next submission.Sender
-	m    *metrics
+	m    *Metrics
 	log  *slog.Logger
 }
 

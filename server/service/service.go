@@ -1,0 +1,101 @@
+// Package service holds the handlers of esign.evidence.v1.EvidenceService. Requests reach
+// them authenticated and validated (the interceptors); each handler translates its request
+// (package translate) and makes the e签宝 call through the exactly-once layer and the guard.
+package service
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
+	"github.com/esign-evidence/esign-evidence/internal/submission"
+	"github.com/esign-evidence/esign-evidence/server/apierror"
+	"github.com/esign-evidence/esign-evidence/server/auth"
+	"github.com/esign-evidence/esign-evidence/server/translate"
+	"github.com/esign-evidence/esign-evidence/upstream"
+)
+
+// Config is what the handlers need.
+type Config struct {
+	// Revision is the e签宝 API revision requests are translated for.
+	Revision upstream.Revision
+	// Guard makes e签宝 calls within the app's quota and behind the circuit breaker.
+	Guard *submission.Guard
+	// Sender sends an evidence point (the guard, instrumented).
+	Sender submission.Sender
+	// Submitter makes submissions exactly-once per customBizId.
+	Submitter *submission.Submitter
+	// Files uploads images to e签宝.
+	Files *upstream.Client
+	// MaxFileBytes caps one uploaded file; DefaultMaxFileBytes when 0.
+	MaxFileBytes int64
+}
+
+// Evidence implements esign.evidence.v1.EvidenceService.
+type Evidence struct {
+	evidencev1.UnimplementedEvidenceServiceServer
+	revision  upstream.Revision
+	sender    submission.Sender
+	submitter *submission.Submitter
+	// files uploads images; limiter is the e签宝 quota it shares with evidence calls.
+	files        *upstream.Client
+	limiter      *submission.Guard
+	maxFileBytes int64
+}
+
+// New returns the handlers.
+func New(c Config) *Evidence {
+	if c.MaxFileBytes <= 0 {
+		c.MaxFileBytes = DefaultMaxFileBytes
+	}
+	return &Evidence{revision: c.Revision, sender: c.Sender, submitter: c.Submitter, files: c.Files, limiter: c.Guard, maxFileBytes: c.MaxFileBytes}
+}
+
+// CreatePersonalEvidencePoint translates the request and submits it exactly once per
+// customBizId: the signed e签宝 call is made only when no earlier call with the same key
+// succeeded or is in flight.
+func (s *Evidence) CreatePersonalEvidencePoint(ctx context.Context, req *evidencev1.CreatePersonalEvidencePointRequest) (*evidencev1.CreatePersonalEvidencePointResponse, error) {
+	p := translate.ToUpstream(req, s.revision)
+	key := submission.Key{Namespace: auth.Namespace(ctx), CustomBizID: req.GetCustomBizId()}
+	var fp []byte
+	if key.CustomBizID != "" {
+		fp = s.submitter.Fingerprint(translate.Canonical(req))
+	}
+	res, err := s.submitter.Submit(ctx, key, fp, func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
+		return s.sender.CreatePsnEvidencePoint(ctx, p)
+	})
+	if err != nil {
+		return nil, apierror.FromSubmission(ctx, err).Err()
+	}
+	return &evidencev1.CreatePersonalEvidencePointResponse{EviPointId: res.EviPointID, Replayed: res.Replayed}, nil
+}
+
+// GetSubmission returns the stored state of a submission.
+func (s *Evidence) GetSubmission(ctx context.Context, req *evidencev1.GetSubmissionRequest) (*evidencev1.GetSubmissionResponse, error) {
+	rec, err := s.submitter.Lookup(ctx, submission.Key{Namespace: auth.Namespace(ctx), CustomBizID: req.GetCustomBizId()})
+	if err != nil {
+		return nil, apierror.FromSubmission(ctx, err).Err()
+	}
+	if rec == nil {
+		return nil, apierror.WithDetails(status.New(codes.NotFound, "no submission with this customBizId"), apierror.Info(apierror.ReasonSubmissionNotFound, nil)).Err()
+	}
+	return &evidencev1.GetSubmissionResponse{
+		CustomBizId: rec.Key.CustomBizID,
+		State:       submissionStates[rec.State],
+		EviPointId:  rec.EviPointID,
+		EsignCode:   int32(rec.EsignCode),
+		Attempts:    int32(rec.Attempts),
+		CreateTime:  timestamppb.New(rec.CreatedAt),
+		UpdateTime:  timestamppb.New(rec.UpdatedAt),
+	}, nil
+}
+
+var submissionStates = map[submission.State]evidencev1.SubmissionState{
+	submission.StateInProgress:     evidencev1.SubmissionState_SUBMISSION_STATE_IN_PROGRESS,
+	submission.StateSucceeded:      evidencev1.SubmissionState_SUBMISSION_STATE_SUCCEEDED,
+	submission.StateFailed:         evidencev1.SubmissionState_SUBMISSION_STATE_FAILED,
+	submission.StateOutcomeUnknown: evidencev1.SubmissionState_SUBMISSION_STATE_OUTCOME_UNKNOWN,
+}
