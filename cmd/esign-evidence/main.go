@@ -39,7 +39,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
@@ -50,8 +50,8 @@ func main() {
 
 // run wires configuration, the upstream client, the server and its listeners, and serves
 // until ctx is done.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, err := config.Load(args, getenv, stderr)
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := config.Load(args, stderr)
 	if err != nil {
 		return err
 	}

@@ -11,12 +11,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/peterbourgon/ff/v3"
 
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/server"
@@ -29,6 +29,8 @@ import (
 const (
 	DefaultGRPCAddr = ":9090"
 	DefaultHTTPAddr = ":8080"
+	// DefaultAdminAddr serves /metrics and /debug/pprof.
+	DefaultAdminAddr = ":9091"
 )
 
 // Config is the whole configuration of one esign-evidence process.
@@ -75,143 +77,120 @@ type Config struct {
 	MaxFileBytes         int64
 }
 
-// setting describes one configuration item: its flag, its environment variable, and its
-// help text; Usage lists them all.
-type setting struct {
-	flag, env, def, help string
-	// boolean settings are flags that need no value (-simulate).
-	boolean bool
+// envOnly are the settings read from the environment alone: secrets (a flag's value would
+// show in a process list) and settings that hold one.
+var envOnly = []string{"ESIGN_APP_SECRET", "FINGERPRINT_KEY", "AUTH_TOKEN_HASHES", "DATABASE_URL"}
+
+// EnvVars lists every environment variable the service reads.
+func EnvVars() []string {
+	fs, _ := newFlagSet(&Config{}, io.Discard)
+	var out []string
+	fs.VisitAll(func(f *flag.Flag) { out = append(out, envName(f.Name)) })
+	return append(out, envOnly...)
 }
 
-var settings = []setting{
-	{"grpc-addr", "GRPC_ADDR", DefaultGRPCAddr, "gRPC listen address", false},
-	{"http-addr", "HTTP_ADDR", DefaultHTTPAddr, "REST (grpc-gateway) listen address", false},
-	{"simulate", "SIMULATE", "false", "demo mode: serve against the in-process offline e签宝 simulator, not e签宝", true},
-	{"esign-env", "ESIGN_ENV", "", "e签宝 environment: sandbox or production (or set ESIGN_BASE_URL)", false},
-	{"esign-base-url", "ESIGN_BASE_URL", "", "e签宝 base URL; overrides ESIGN_ENV (a proxy, a simulator)", false},
-	{"esign-app-id", "ESIGN_APP_ID", "", "e签宝 app ID", false},
-	{"esign-app-secret-file", "ESIGN_APP_SECRET_FILE", "", "file holding the e签宝 app secret (or set ESIGN_APP_SECRET; no flag takes the secret itself, so it never shows in a process list)", false},
-	{"esign-api-revision", "ESIGN_API_REVISION", string(upstream.RevisionSeed), "e签宝 evidence API revision: seed or 2025", false},
-	{"esign-timeout", "ESIGN_TIMEOUT", upstream.DefaultTimeout.String(), "timeout of one e签宝 call", false},
-	{"max-request-bytes", "MAX_REQUEST_BYTES", strconv.Itoa(server.DefaultMaxRequestBytes), "maximum request size on gRPC and REST", false},
-	{"shutdown-timeout", "SHUTDOWN_TIMEOUT", server.DefaultShutdownTimeout.String(), "how long in-flight calls may take to finish at shutdown", false},
-	{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error", false},
-	{"db-path", "DB_PATH", "esign-evidence.db", "embedded submission store file (demo mode: a temporary file); ignored when DATABASE_URL is set", false},
-	{"unknown-outcome-retry", "UNKNOWN_OUTCOME_RETRY", string(submission.ResendUnknown), "after an unknown outcome, a retry with the same customBizId: resend or refuse", false},
-	{"submission-lease", "SUBMISSION_LEASE", submission.DefaultLease.String(), "how long an in-progress submission holds its customBizId (a replica that died frees it after this)", false},
-	{"esign-qps", "ESIGN_QPS", strconv.Itoa(submission.DefaultQPS), "e签宝 requests per second allowed for the app (its quota)", false},
-	{"fingerprint-key-file", "FINGERPRINT_KEY_FILE", "", "file holding the key of the request fingerprints (or set FINGERPRINT_KEY; default: derived from the app secret)", false},
-	{"admin-addr", "ADMIN_ADDR", ":9091", "admin listen address: /metrics and /debug/pprof (empty: none)", false},
-	{"tls-cert-file", "TLS_CERT_FILE", "", "serve gRPC and REST over TLS with this certificate (PEM; reloaded when the file changes)", false},
-	{"tls-key-file", "TLS_KEY_FILE", "", "the TLS certificate's private key (PEM)", false},
-	{"tls-client-ca-file", "TLS_CLIENT_CA_FILE", "", "accept callers with a client certificate signed by this CA (mTLS); the certificate's CN is the caller", false},
-	{"auth-tokens-file", "AUTH_TOKENS_FILE", "", "bearer tokens, one caller per line: <caller> <token> (or set AUTH_TOKEN_HASHES)", false},
-	{"auth-disabled", "AUTH_DISABLED", "false", "serve without authenticating callers (demo mode does unless tokens or a client CA are set)", true},
-	{"auth-public-health", "AUTH_PUBLIC_HEALTH", "true", "health checks need no credentials", true},
-	{"auth-public-reflection", "AUTH_PUBLIC_REFLECTION", "true", "server reflection needs no credentials", true},
-	{"max-concurrent-streams", "MAX_CONCURRENT_STREAMS", strconv.Itoa(server.DefaultMaxConcurrentStreams), "concurrent calls per gRPC connection", false},
-	{"read-header-timeout", "READ_HEADER_TIMEOUT", server.DefaultReadHeaderTimeout.String(), "how long a REST client may take to send its headers", false},
-	{"max-file-bytes", "MAX_FILE_BYTES", strconv.Itoa(service.DefaultMaxFileBytes), "largest file UploadFile accepts", false},
+// envName is the environment variable of a flag, by ff's rule: upper case, dashes as
+// underscores.
+func envName(flagName string) string {
+	return strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// Load parses args (without the program name) and the environment.
-func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Config, error) {
+// raw holds the settings whose meaning depends on others and is decided after parsing.
+type raw struct {
+	esignEnv, esignBaseURL, esignAppID, secretFile, fingerprintFile, tokensFile string
+	authDisabled, publicHealth, publicReflection                                bool
+}
+
+// newFlagSet declares every setting with its type, default and help; parsing writes
+// straight into c (and r). The environment variable of each flag is its name in upper
+// case with underscores (GRPC_ADDR for -grpc-addr).
+func newFlagSet(c *Config, out io.Writer) (*flag.FlagSet, *raw) {
 	fs := flag.NewFlagSet("esign-evidence", flag.ContinueOnError)
-	fs.SetOutput(usageOut)
-	fs.Usage = func() { Usage(usageOut) }
-	vals := map[string]*string{}
-	bools := map[string]*bool{}
-	for _, s := range settings {
-		def := s.def
-		if v := getenv(s.env); v != "" {
-			def = v
-		}
-		if s.boolean {
-			b, err := strconv.ParseBool(def)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %q is not true or false", s.env, def)
-			}
-			bools[s.flag] = fs.Bool(s.flag, b, s.help+" ("+s.env+")")
-			continue
-		}
-		vals[s.flag] = fs.String(s.flag, def, s.help+" ("+s.env+")")
+	fs.SetOutput(out)
+	r := &raw{}
+	c.Revision = upstream.RevisionSeed
+	c.UpstreamTimeout = upstream.DefaultTimeout
+	c.MaxRequestBytes = server.DefaultMaxRequestBytes
+	c.ShutdownTimeout = server.DefaultShutdownTimeout
+	c.UnknownOutcome = submission.ResendUnknown
+	c.SubmissionLease = submission.DefaultLease
+	c.EsignQPS = submission.DefaultQPS
+	c.MaxConcurrentStreams = server.DefaultMaxConcurrentStreams
+	c.ReadHeaderTimeout = server.DefaultReadHeaderTimeout
+	c.MaxFileBytes = service.DefaultMaxFileBytes
+
+	v := func(name string, dst any, help string) {
+		fs.Var(newValue(name, dst), name, help)
 	}
-	simulate := bools["simulate"]
-	if err := fs.Parse(args); err != nil {
+	c.GRPCAddr, c.HTTPAddr, c.AdminAddr = DefaultGRPCAddr, DefaultHTTPAddr, DefaultAdminAddr
+	fs.Var(&address{name: "grpc-addr", dst: &c.GRPCAddr}, "grpc-addr", "gRPC listen address")
+	fs.Var(&address{name: "http-addr", dst: &c.HTTPAddr}, "http-addr", "REST (grpc-gateway) listen address")
+	v("simulate", &c.Simulate, "demo mode: serve against the in-process offline e签宝 simulator, not e签宝")
+	fs.StringVar(&r.esignEnv, "esign-env", "", "e签宝 environment: sandbox or production (or set ESIGN_BASE_URL)")
+	fs.StringVar(&r.esignBaseURL, "esign-base-url", "", "e签宝 base URL; overrides ESIGN_ENV (a proxy, a simulator)")
+	fs.StringVar(&r.esignAppID, "esign-app-id", "", "e签宝 app ID")
+	fs.StringVar(&r.secretFile, "esign-app-secret-file", "", "file holding the e签宝 app secret (or set ESIGN_APP_SECRET; no flag takes the secret itself, so it never shows in a process list)")
+	v("esign-api-revision", &c.Revision, "e签宝 evidence API revision: seed or 2025")
+	v("esign-timeout", &c.UpstreamTimeout, "timeout of one e签宝 call")
+	v("max-request-bytes", &c.MaxRequestBytes, "maximum request size on gRPC and REST")
+	v("shutdown-timeout", &c.ShutdownTimeout, "how long in-flight calls may take to finish at shutdown")
+	v("log-level", &c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.DBPath, "db-path", "esign-evidence.db", "embedded submission store file (demo mode: a temporary file); ignored when DATABASE_URL is set")
+	v("unknown-outcome-retry", &c.UnknownOutcome, "after an unknown outcome, a retry with the same customBizId: resend or refuse")
+	v("submission-lease", &c.SubmissionLease, "how long an in-progress submission holds its customBizId (a replica that died frees it after this)")
+	v("esign-qps", &c.EsignQPS, "e签宝 requests per second allowed for the app (its quota)")
+	fs.StringVar(&r.fingerprintFile, "fingerprint-key-file", "", "file holding the key of the request fingerprints (or set FINGERPRINT_KEY; default: derived from the app secret)")
+	fs.Var(&address{name: "admin-addr", dst: &c.AdminAddr, emptyOK: true}, "admin-addr", "admin listen address: /metrics and /debug/pprof (empty: none)")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", "", "serve gRPC and REST over TLS with this certificate (PEM; reloaded when the file changes)")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", "", "the TLS certificate's private key (PEM)")
+	fs.StringVar(&c.TLSClientCAFile, "tls-client-ca-file", "", "accept callers with a client certificate signed by this CA (mTLS); the certificate's CN is the caller")
+	fs.StringVar(&r.tokensFile, "auth-tokens-file", "", "bearer tokens, one caller per line: <caller> <token> (or set AUTH_TOKEN_HASHES)")
+	v("auth-disabled", &r.authDisabled, "serve without authenticating callers (demo mode does unless tokens or a client CA are set)")
+	r.publicHealth, r.publicReflection = true, true
+	v("auth-public-health", &r.publicHealth, "health checks need no credentials")
+	v("auth-public-reflection", &r.publicReflection, "server reflection needs no credentials")
+	v("max-concurrent-streams", &c.MaxConcurrentStreams, "concurrent calls per gRPC connection")
+	v("read-header-timeout", &c.ReadHeaderTimeout, "how long a REST client may take to send its headers")
+	v("max-file-bytes", &c.MaxFileBytes, "largest file UploadFile accepts")
+	return fs, r
+}
+
+// Load parses args (without the program name) and the environment (ff: a flag wins over
+// its environment variable). An environment variable that is set counts as set even when
+// empty (ADMIN_ADDR= means no admin listener).
+func Load(args []string, usageOut io.Writer) (*Config, error) {
+	c := &Config{}
+	fs, r := newFlagSet(c, usageOut)
+	fs.Usage = func() { Usage(usageOut) }
+	if err := ff.Parse(fs, args, ff.WithEnvVars()); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-
-	c := &Config{
-		GRPCAddr: *vals["grpc-addr"],
-		HTTPAddr: *vals["http-addr"],
-		Simulate: *simulate,
+	// ff skips empty environment variables; one that is set to "" still says something.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var setErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && v == "" && !set[f.Name] && setErr == nil {
+			setErr = fs.Set(f.Name, "")
+			set[f.Name] = true
+		}
+	})
+	if setErr != nil {
+		return nil, setErr
 	}
+
 	var errs []error
 	bad := func(flagName, env, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s (-%s): %s", env, flagName, fmt.Sprintf(format, a...)))
 	}
-	for _, a := range []struct{ flag, env, v string }{
-		{"grpc-addr", "GRPC_ADDR", c.GRPCAddr},
-		{"http-addr", "HTTP_ADDR", c.HTTPAddr},
-	} {
-		if _, _, err := net.SplitHostPort(a.v); err != nil {
-			bad(a.flag, a.env, "%q is not a host:port address", a.v)
-		}
-	}
-
-	rev, err := upstream.ParseRevision(*vals["esign-api-revision"])
-	if err != nil {
-		bad("esign-api-revision", "ESIGN_API_REVISION", "%v", err)
-	}
-	c.Revision = rev
-
-	durations := []struct {
-		flag, env string
-		dst       *time.Duration
-	}{
-		{"esign-timeout", "ESIGN_TIMEOUT", &c.UpstreamTimeout},
-		{"shutdown-timeout", "SHUTDOWN_TIMEOUT", &c.ShutdownTimeout},
-	}
-	for _, d := range durations {
-		v, err := time.ParseDuration(*vals[d.flag])
-		if err != nil || v <= 0 {
-			bad(d.flag, d.env, "%q is not a positive duration such as 15s", *vals[d.flag])
-			continue
-		}
-		*d.dst = v
-	}
-	n, err := strconv.Atoi(*vals["max-request-bytes"])
-	if err != nil || n < 1024 || n > 64<<20 {
-		bad("max-request-bytes", "MAX_REQUEST_BYTES", "%q is not a number of bytes from 1024 to 67108864", *vals["max-request-bytes"])
-	}
-	c.MaxRequestBytes = n
-	if err := c.LogLevel.UnmarshalText([]byte(*vals["log-level"])); err != nil {
-		bad("log-level", "LOG_LEVEL", "%q is not debug, info, warn or error", *vals["log-level"])
-	}
-
-	c.UnknownOutcome = submission.UnknownPolicy(*vals["unknown-outcome-retry"])
-	if c.UnknownOutcome != submission.ResendUnknown && c.UnknownOutcome != submission.RefuseUnknown {
-		bad("unknown-outcome-retry", "UNKNOWN_OUTCOME_RETRY", "%q is not resend or refuse", *vals["unknown-outcome-retry"])
-	}
-	if v, err := time.ParseDuration(*vals["submission-lease"]); err != nil || v < time.Second {
-		bad("submission-lease", "SUBMISSION_LEASE", "%q is not a duration of at least 1s", *vals["submission-lease"])
-	} else {
-		c.SubmissionLease = v
-	}
-	if v, err := strconv.ParseFloat(*vals["esign-qps"], 64); err != nil || v <= 0 {
-		bad("esign-qps", "ESIGN_QPS", "%q is not a positive number", *vals["esign-qps"])
-	} else {
-		c.EsignQPS = v
-	}
-	c.DatabaseURL = upstream.Secret(getenv("DATABASE_URL"))
-	c.DBPath = *vals["db-path"]
+	c.DatabaseURL = upstream.Secret(os.Getenv("DATABASE_URL"))
 	if c.DBPath == "" && c.DatabaseURL == "" {
 		bad("db-path", "DB_PATH", "is empty; name a file, or set DATABASE_URL")
 	}
-	fpKey, fpFile := getenv("FINGERPRINT_KEY"), *vals["fingerprint-key-file"]
+	fpKey, fpFile := os.Getenv("FINGERPRINT_KEY"), r.fingerprintFile
 	switch {
 	case fpKey != "" && fpFile != "":
 		bad("fingerprint-key-file", "FINGERPRINT_KEY_FILE", "set either FINGERPRINT_KEY or FINGERPRINT_KEY_FILE, not both")
@@ -228,28 +207,6 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 		c.FingerprintKey = upstream.Secret(fpKey)
 	}
 
-	c.AdminAddr = *vals["admin-addr"]
-	if c.AdminAddr != "" {
-		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
-			bad("admin-addr", "ADMIN_ADDR", "%q is not a host:port address", c.AdminAddr)
-		}
-	}
-	if n, err := strconv.ParseUint(*vals["max-concurrent-streams"], 10, 32); err != nil || n == 0 {
-		bad("max-concurrent-streams", "MAX_CONCURRENT_STREAMS", "%q is not a positive number", *vals["max-concurrent-streams"])
-	} else {
-		c.MaxConcurrentStreams = uint32(n)
-	}
-	if v, err := time.ParseDuration(*vals["read-header-timeout"]); err != nil || v <= 0 {
-		bad("read-header-timeout", "READ_HEADER_TIMEOUT", "%q is not a positive duration", *vals["read-header-timeout"])
-	} else {
-		c.ReadHeaderTimeout = v
-	}
-	if n, err := strconv.ParseInt(*vals["max-file-bytes"], 10, 64); err != nil || n < 1024 || n > 1<<30 {
-		bad("max-file-bytes", "MAX_FILE_BYTES", "%q is not a number of bytes from 1024 to 1073741824", *vals["max-file-bytes"])
-	} else {
-		c.MaxFileBytes = n
-	}
-	c.TLSCertFile, c.TLSKeyFile, c.TLSClientCAFile = *vals["tls-cert-file"], *vals["tls-key-file"], *vals["tls-client-ca-file"]
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("tls-key-file", "TLS_CERT_FILE and TLS_KEY_FILE", "set both or neither")
 	}
@@ -257,12 +214,12 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 		bad("tls-client-ca-file", "TLS_CLIENT_CA_FILE", "client certificates need TLS: set TLS_CERT_FILE and TLS_KEY_FILE")
 	}
 	c.Auth = auth.Config{
-		Disabled:         *bools["auth-disabled"],
+		Disabled:         r.authDisabled,
 		ClientCerts:      c.TLSClientCAFile != "",
-		PublicHealth:     *bools["auth-public-health"],
-		PublicReflection: *bools["auth-public-reflection"],
+		PublicHealth:     r.publicHealth,
+		PublicReflection: r.publicReflection,
 	}
-	tokens, err := loadTokens(*vals["auth-tokens-file"], getenv("AUTH_TOKEN_HASHES"))
+	tokens, err := loadTokens(r.tokensFile, os.Getenv("AUTH_TOKEN_HASHES"))
 	if err != nil {
 		bad("auth-tokens-file", "AUTH_TOKENS_FILE / AUTH_TOKEN_HASHES", "%v", err)
 	}
@@ -276,25 +233,25 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 	}
 
 	if c.Simulate {
-		if getenv("DB_PATH") == "" && !flagSet(fs, "db-path") {
+		if !set["db-path"] {
 			c.DBPath = "" // a temporary file
 		}
 		// Demo mode brings its own simulator, app ID and secret; e签宝 settings given as
 		// well are a mistake worth stopping for: the operator may think they are used.
-		for _, s := range []struct{ flag, env string }{
-			{"esign-env", "ESIGN_ENV"}, {"esign-base-url", "ESIGN_BASE_URL"}, {"esign-app-id", "ESIGN_APP_ID"},
+		for _, s := range []struct{ flag, v string }{
+			{"esign-env", r.esignEnv}, {"esign-base-url", r.esignBaseURL}, {"esign-app-id", r.esignAppID},
 		} {
-			if *vals[s.flag] != "" {
-				bad(s.flag, s.env, "must not be set in demo mode (-simulate): the simulator is used instead of e签宝")
+			if s.v != "" {
+				bad(s.flag, envName(s.flag), "must not be set in demo mode (-simulate): the simulator is used instead of e签宝")
 			}
 		}
-		if getenv("ESIGN_APP_SECRET") != "" || *vals["esign-app-secret-file"] != "" {
+		if os.Getenv("ESIGN_APP_SECRET") != "" || r.secretFile != "" {
 			bad("esign-app-secret-file", "ESIGN_APP_SECRET", "must not be set in demo mode (-simulate)")
 		}
 		return c, errors.Join(errs...)
 	}
 
-	switch base, env := *vals["esign-base-url"], *vals["esign-env"]; {
+	switch base, env := r.esignBaseURL, r.esignEnv; {
 	case base != "":
 		c.BaseURL = base
 	case env == "sandbox":
@@ -306,11 +263,11 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 	default:
 		bad("esign-env", "ESIGN_ENV", "%q is not sandbox or production", env)
 	}
-	c.AppID = strings.TrimSpace(*vals["esign-app-id"])
+	c.AppID = strings.TrimSpace(r.esignAppID)
 	if c.AppID == "" {
 		bad("esign-app-id", "ESIGN_APP_ID", "is required")
 	}
-	secret, file := getenv("ESIGN_APP_SECRET"), *vals["esign-app-secret-file"]
+	secret, file := os.Getenv("ESIGN_APP_SECRET"), r.secretFile
 	switch {
 	case secret != "" && file != "":
 		bad("esign-app-secret-file", "ESIGN_APP_SECRET_FILE", "set either ESIGN_APP_SECRET or ESIGN_APP_SECRET_FILE, not both")
@@ -386,24 +343,16 @@ func loadTokens(file, hashes string) ([]auth.Token, error) {
 
 var validIdentity = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == name {
-			set = true
-		}
-	})
-	return set
-}
-
 // Usage writes every setting with its flag, environment variable and default.
 func Usage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: esign-evidence [flags]\n\nEvery flag can also be set by its environment variable; a flag wins.")
-	for _, s := range settings {
-		def := s.def
+	fs, _ := newFlagSet(&Config{}, io.Discard)
+	fs.VisitAll(func(f *flag.Flag) {
+		def := f.DefValue
 		if def == "" {
 			def = "(none)"
 		}
-		fmt.Fprintf(w, "  -%-22s %-22s default %-10s %s\n", s.flag, s.env, def, s.help)
-	}
+		fmt.Fprintf(w, "  -%-22s %-22s default %-10s %s\n", f.Name, envName(f.Name), def, f.Usage)
+	})
+	fmt.Fprintf(w, "  Environment only: %s.\n", strings.Join(envOnly, ", "))
 }

@@ -13,8 +13,16 @@ import (
 	"github.com/esign-evidence/esign-evidence/upstream"
 )
 
-func env(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
+// setEnv makes m the whole environment the service reads, for the test's duration.
+func setEnv(t *testing.T, m map[string]string) {
+	t.Helper()
+	for _, k := range config.EnvVars() {
+		t.Setenv(k, "") // restored after the test
+		os.Unsetenv(k)
+	}
+	for k, v := range m {
+		t.Setenv(k, v)
+	}
 }
 
 func TestValidConfigurations(t *testing.T) {
@@ -75,7 +83,8 @@ func TestValidConfigurations(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := config.Load(tc.args, env(tc.env), io.Discard)
+			setEnv(t, tc.env)
+			c, err := config.Load(tc.args, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,7 +120,8 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := config.Load(tc.args, env(tc.env), io.Discard)
+			setEnv(t, tc.env)
+			_, err := config.Load(tc.args, io.Discard)
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -134,4 +144,46 @@ func shortTokenFile(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// An environment variable that is set counts as set, even when empty: ADMIN_ADDR= means
+// no admin listener, and an empty value of a typed setting is refused by name.
+func TestSetButEmptyEnvironment(t *testing.T) {
+	setEnv(t, map[string]string{"SIMULATE": "true"})
+	c, err := config.Load(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AdminAddr != config.DefaultAdminAddr {
+		t.Errorf("unset ADMIN_ADDR: %q, want the default", c.AdminAddr)
+	}
+	setEnv(t, map[string]string{"SIMULATE": "true", "ADMIN_ADDR": ""})
+	if c, err = config.Load(nil, io.Discard); err != nil || c.AdminAddr != "" {
+		t.Errorf("ADMIN_ADDR set but empty: %q, %v; want no admin listener", c.AdminAddr, err)
+	}
+	setEnv(t, map[string]string{"SIMULATE": "true", "ESIGN_TIMEOUT": ""})
+	if _, err = config.Load(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "ESIGN_TIMEOUT") {
+		t.Errorf("ESIGN_TIMEOUT set but empty: %v", err)
+	}
+	// A flag still wins over an empty variable.
+	setEnv(t, map[string]string{"SIMULATE": "true", "ADMIN_ADDR": ""})
+	if c, err = config.Load([]string{"-admin-addr", "127.0.0.1:9"}, io.Discard); err != nil || c.AdminAddr != "127.0.0.1:9" {
+		t.Errorf("flag over empty variable: %q, %v", c.AdminAddr, err)
+	}
+}
+
+// The usage text names every setting's flag and environment variable with its default.
+func TestUsageListsEverySetting(t *testing.T) {
+	var b strings.Builder
+	config.Usage(&b)
+	for _, k := range config.EnvVars() {
+		if !strings.Contains(b.String(), k) {
+			t.Errorf("usage does not mention %s", k)
+		}
+	}
+	for _, want := range []string{"-esign-timeout", "15s", "-grpc-addr", ":9090", "-esign-api-revision", "seed"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("usage lacks %q:\n%s", want, b.String())
+		}
+	}
 }
