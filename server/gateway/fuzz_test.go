@@ -45,7 +45,7 @@ func FuzzRESTBody(f *testing.F) {
 	f.Add([]byte(`{"eviName": "x"`))
 	md := (&evidencev1.CreatePersonalEvidencePointRequest{}).ProtoReflect().Descriptor()
 	f.Fuzz(func(t *testing.T, body []byte) {
-		vs := checkJSON(body, md)
+		vs := validation.CheckJSON(body, md)
 		for _, v := range vs {
 			assertNoEcho(t, body, v.Description)
 		}

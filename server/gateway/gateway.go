@@ -26,6 +26,7 @@ import (
 	"github.com/esign-evidence/esign-evidence/server/apierror"
 	"github.com/esign-evidence/esign-evidence/server/auth"
 	"github.com/esign-evidence/esign-evidence/server/observe"
+	"github.com/esign-evidence/esign-evidence/validation"
 )
 
 // OpenAPIPath is where the REST facade serves its OpenAPI (Swagger 2.0) document.
@@ -168,7 +169,7 @@ func strictBodies(next http.Handler, routes map[string]protoreflect.MessageDescr
 			writeReadError(w, err, "the request body", maxBody)
 			return
 		}
-		if vs := checkJSON(body, md); len(vs) > 0 {
+		if vs := validation.CheckJSON(body, md); len(vs) > 0 {
 			st := apierror.WithDetails(status.New(codes.InvalidArgument, "the request body is not a valid "+string(md.Name())),
 				apierror.Info(apierror.ReasonInvalidRequest, nil), apierror.BadRequest(vs))
 			writeStatus(w, http.StatusBadRequest, st)

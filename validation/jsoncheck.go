@@ -1,4 +1,4 @@
-package gateway
+package validation
 
 import (
 	"bytes"
@@ -11,18 +11,18 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
-
-	"github.com/esign-evidence/esign-evidence/validation"
 )
 
-// checkJSON reads a REST body against the request message it must decode into and
-// reports, by field path, everything protojson would refuse: invalid JSON, unknown
-// fields, values of the wrong JSON type, unknown enum values, two members of one oneof,
-// a field given twice. protojson's own errors quote the offending input (which may be an
-// ID number), so they are never shown; these descriptions never contain a value.
+// CheckJSON reads a JSON request body (the REST facade's, or one line of an import file)
+// against the request message it must decode into and reports, by field path, everything
+// protojson would refuse: invalid JSON, unknown fields, values of the wrong JSON type,
+// unknown enum values, two members of one oneof, a field given twice. protojson's own
+// errors quote the offending input (which may be an ID number), so they are never shown;
+// these descriptions never contain a value.
 //
-// It returns nil when the body is acceptable to protojson.
-func checkJSON(body []byte, md protoreflect.MessageDescriptor) []validation.FieldViolation {
+// It returns nil when the body is acceptable to protojson. The server and cmd/esign-import
+// both decode with it, so a body is refused the same way wherever it is read.
+func CheckJSON(body []byte, md protoreflect.MessageDescriptor) []FieldViolation {
 	c := &jsonChecker{dec: json.NewDecoder(bytes.NewReader(body))}
 	c.dec.UseNumber()
 	c.message(md, "")
@@ -37,12 +37,12 @@ func checkJSON(body []byte, md protoreflect.MessageDescriptor) []validation.Fiel
 
 type jsonChecker struct {
 	dec    *json.Decoder
-	out    []validation.FieldViolation
+	out    []FieldViolation
 	failed bool // the JSON itself is broken: stop reading
 }
 
 func (c *jsonChecker) add(path, rule, desc string) {
-	c.out = append(c.out, validation.FieldViolation{Field: path, Rule: rule, Description: desc})
+	c.out = append(c.out, FieldViolation{Field: path, Rule: rule, Description: desc})
 }
 
 // token reads the next token; a syntax error is reported at path and stops the check.

@@ -1,0 +1,611 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/esign-evidence/esign-evidence/internal/synthetic"
+	"github.com/esign-evidence/esign-evidence/upstream"
+	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	binErr    error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// binaries builds the service and the importer once per test run.
+func binaries(t *testing.T) (service, importer string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "esign-import-bin-"); binErr != nil {
+			return
+		}
+		for _, b := range [][2]string{{"esign-evidence", "../esign-evidence"}, {"esign-import", "."}} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, b[0]), b[1])
+			cmd.Stderr = os.Stderr
+			if binErr = cmd.Run(); binErr != nil {
+				return
+			}
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("go build: %v", binErr)
+	}
+	return filepath.Join(binDir, "esign-evidence"), filepath.Join(binDir, "esign-import")
+}
+
+// esign is the simulator behind a recorder of when each signed e签宝 call arrived and
+// how many uploads' bytes were stored.
+type esign struct {
+	sim *esignsim.Simulator
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	calls    []time.Time // evidence-point and upload-URL calls
+	putsOK   int         // file bytes stored
+	evidence []string    // eviPointIds issued
+}
+
+func newEsign(t *testing.T) *esign {
+	e := &esign{sim: esignsim.New(esignsim.Config{AppID: "import-app", AppSecret: "import-secret", RecordLimit: 4096})}
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		e.sim.ServeHTTP(rec, r)
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		switch {
+		case r.URL.Path == upstream.PathPsnRealname || r.URL.Path == upstream.PathFileUploadURL:
+			e.calls = append(e.calls, now)
+		case r.Method == http.MethodPut && rec.status == http.StatusOK:
+			e.putsOK++
+		}
+	}))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (e *esign) snapshot() (calls []time.Time, puts int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.calls), e.putsOK
+}
+
+// issuedIDs lists the eviPointIds the simulator issued.
+func (e *esign) issuedIDs() []string {
+	var ids []string
+	for _, r := range e.sim.Received() {
+		if r.EviPointID != "" {
+			ids = append(ids, r.EviPointID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+const importToken = "import-test-token-0123456789"
+
+// startService runs the built service against e on loopback port 0 with a token for
+// the importer, and returns its gRPC address.
+func startService(t *testing.T, bin string, e *esign, env ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens.txt")
+	if err := os.WriteFile(tokens, []byte("importer "+importToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-admin-addr", "")
+	cmd.Env = append(os.Environ(), append([]string{
+		"ESIGN_BASE_URL=" + e.srv.URL, "ESIGN_APP_ID=import-app", "ESIGN_APP_SECRET=import-secret",
+		"AUTH_TOKENS_FILE=" + tokens, "DB_PATH=" + filepath.Join(dir, "sub.db"),
+	}, env...)...)
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); pw.Close() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+	var log lockedBuffer
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			log.write(sc.Text())
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "serving" {
+				addr <- m["grpc_addr"].(string)
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return a
+	case err := <-exited:
+		t.Fatalf("the service exited: %v\n%s", err, log.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the service did not start\n%s", log.String())
+	}
+	return ""
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) write(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(s + "\n")
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The 200-row input: rows built by internal/synthetic, every one naming the same two
+// images (whose names carry a sentinel, as real file names carry people's names), and
+// five broken on purpose.
+const (
+	rows        = 200
+	frontImage  = "SENTINEL张三-身份证正面.png"
+	backImage   = "SENTINEL张三-身份证反面.png"
+	sentinelTag = "SENTINEL"
+)
+
+// invalidLines are the broken lines and the field each must be reported at.
+var invalidLines = map[int]string{
+	17:  "cardNo",               // wrong check character
+	42:  "threeElements.mobile", // not a mobile number
+	88:  "customBizId",          // missing
+	123: "cardType",             // unknown enum value
+	160: "cardPortraitFile",     // the image does not exist
+}
+
+type input struct {
+	path string
+	// personal are values from the rows that must never show in a report or a log.
+	personal []string
+}
+
+func writeInput(t *testing.T, prefix string) input {
+	t.Helper()
+	dir := t.TempDir()
+	for name, src := range map[string]string{frontImage: "sample-portrait.png", backImage: "sample-emblem.png"} {
+		b, err := os.ReadFile(filepath.Join("../../testdata/import", src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := input{path: filepath.Join(dir, "rows.jsonl"), personal: []string{sentinelTag, "张三", "身份证"}}
+	var buf bytes.Buffer
+	img := synthetic.Images{CardPortrait: frontImage, CardNationalEmblem: backImage, Face: frontImage}
+	for i := 1; i <= rows; i++ {
+		m := synthetic.Row(i, fmt.Sprintf("%s-%04d", prefix, i), img)
+		in.personal = append(in.personal, m["name"].(string), m["cardNo"].(string))
+		for _, block := range []string{"threeElements", "bankCardFour"} {
+			if b, ok := m[block].(map[string]any); ok {
+				in.personal = append(in.personal, b["mobile"].(string))
+				if c, ok := b["bankCard"].(string); ok {
+					in.personal = append(in.personal, c)
+				}
+			}
+		}
+		switch i {
+		case 17:
+			no := m["cardNo"].(string)
+			last := byte('0')
+			if no[17] == '0' {
+				last = '1'
+			}
+			m["cardNo"] = no[:17] + string(last)
+		case 42:
+			m["threeElements"].(map[string]any)["mobile"] = "12345"
+		case 88:
+			delete(m, "customBizId")
+		case 123:
+			m["cardType"] = "FOO"
+		case 160:
+			m["cardPortraitFile"] = "SENTINEL张三-missing.png"
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf.Write(b)
+		buf.WriteByte('\n')
+	}
+	if err := os.WriteFile(in.path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// importer is one run of the built esign-import.
+type importer struct {
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	exited chan struct{}
+	code   int
+}
+
+func startImport(t *testing.T, bin string, args ...string) *importer {
+	t.Helper()
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	if err := os.WriteFile(tok, []byte(importToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	im := &importer{stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	im.cmd = exec.Command(bin, append([]string{"-token-file", tok}, args...)...)
+	im.cmd.Stderr = im.stderr
+	if err := im.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		err := im.cmd.Wait()
+		im.code = 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			im.code = ee.ExitCode()
+		} else if err != nil {
+			im.code = -1
+		}
+		close(im.exited)
+	}()
+	t.Cleanup(func() {
+		_ = im.cmd.Process.Kill()
+		<-im.exited
+	})
+	return im
+}
+
+// wait waits for the run to end and returns its exit status.
+func (im *importer) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-im.exited:
+		return im.code
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("esign-import did not finish\n%s", im.stderr.String())
+		return 0
+	}
+}
+
+func runImport(t *testing.T, bin string, args ...string) (int, string) {
+	t.Helper()
+	im := startImport(t, bin, args...)
+	code := im.wait(t)
+	return code, im.stderr.String()
+}
+
+type reportRow struct {
+	line                                     int
+	key, outcome, eviPointID, reason, fields string
+}
+
+func readReport(t *testing.T, path string) ([]reportRow, string) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(bytes.NewReader(raw)).ReadAll()
+	if err != nil {
+		t.Fatalf("report is not CSV: %v", err)
+	}
+	if len(recs) == 0 || strings.Join(recs[0], ",") != "line,customBizId,outcome,eviPointId,reason,fields" {
+		t.Fatalf("report header: %v", recs)
+	}
+	var out []reportRow
+	for _, r := range recs[1:] {
+		n, err := strconv.Atoi(r[0])
+		if err != nil {
+			t.Fatalf("report line %v", r)
+		}
+		out = append(out, reportRow{line: n, key: r[1], outcome: r[2], eviPointID: r[3], reason: r[4], fields: r[5]})
+	}
+	return out, string(raw)
+}
+
+// outcomes counts a report's rows by outcome and checks its invalid rows are exactly
+// invalidLines, each naming its field.
+func outcomes(t *testing.T, rep []reportRow) map[string]int {
+	t.Helper()
+	n := map[string]int{}
+	lines := map[int]bool{}
+	for _, r := range rep {
+		if lines[r.line] {
+			t.Errorf("line %d reported twice", r.line)
+		}
+		lines[r.line] = true
+		n[r.outcome]++
+		want, bad := invalidLines[r.line]
+		switch {
+		case bad && (r.outcome != outcomeInvalid || !slices.Contains(strings.Fields(r.fields), want)):
+			t.Errorf("line %d: %+v, want invalid at %s", r.line, r, want)
+		case !bad && r.outcome == outcomeInvalid:
+			t.Errorf("line %d reported invalid: %+v", r.line, r)
+		case (r.outcome == outcomeSucceeded || r.outcome == outcomeReplayed) && !strings.HasPrefix(r.eviPointID, "P"):
+			t.Errorf("line %d: no eviPointId: %+v", r.line, r)
+		}
+	}
+	return n
+}
+
+// assertNoPersonalData fails if any personal value of the input shows in text.
+func assertNoPersonalData(t *testing.T, what, text string, in input) {
+	t.Helper()
+	for _, v := range in.personal {
+		if strings.Contains(text, v) {
+			t.Errorf("%s contains the personal value %q", what, v)
+		}
+	}
+}
+
+// -check names each broken line and its field, and opens no connection at all.
+func TestCheckReportsInvalidLinesAndSendsNothing(t *testing.T) {
+	_, bin := binaries(t)
+	in := writeInput(t, "check")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	report := filepath.Join(t.TempDir(), "check.csv")
+	code, stderr := runImport(t, bin, "-check", "-addr", ln.Addr().String(), "-report", report, in.path)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, stderr)
+	}
+	rep, raw := readReport(t, report)
+	if len(rep) != len(invalidLines) {
+		t.Errorf("report has %d rows, want the %d invalid ones:\n%s", len(rep), len(invalidLines), raw)
+	}
+	outcomes(t, rep)
+	for line, field := range invalidLines {
+		if !strings.Contains(stderr, fmt.Sprintf("line %d: invalid: %s [", line, field)) {
+			t.Errorf("output does not name line %d at %s:\n%s", line, field, stderr)
+		}
+	}
+	if !strings.Contains(stderr, "checked 200 rows: 195 valid, 5 invalid; nothing was sent") {
+		t.Errorf("no summary:\n%s", stderr)
+	}
+	assertNoPersonalData(t, "the report", raw, in)
+	assertNoPersonalData(t, "the output", stderr, in)
+	// Nothing connected: any connection attempt would be waiting in the backlog.
+	_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(200 * time.Millisecond))
+	if c, err := ln.Accept(); err == nil {
+		c.Close()
+		t.Error("-check connected to the service")
+	}
+}
+
+// One run creates exactly one evidence point per valid row, uploads each image once,
+// keeps to the quota, rides out unknown outcomes; a second run creates nothing.
+func TestRunCreatesEachOnceWithinTheQuota(t *testing.T) {
+	svc, bin := binaries(t)
+	e := newEsign(t)
+	const qps = 20
+	addr := startService(t, svc, e, fmt.Sprintf("ESIGN_QPS=%d", qps))
+	in := writeInput(t, "run")
+	// The first three e签宝 calls answer 503: an upload retried, or an evidence point
+	// whose outcome is unknown, sent again under the same customBizId.
+	e.sim.Inject(esignsim.Fault{Status: http.StatusServiceUnavailable, Times: 3})
+
+	report := filepath.Join(t.TempDir(), "run1.csv")
+	code, stderr := runImport(t, bin, "-addr", addr, "-concurrency", "16", "-report", report, in.path)
+	if code != 1 { // five rows are invalid
+		t.Fatalf("exit %d, want 1\n%s", code, stderr)
+	}
+	rep, raw := readReport(t, report)
+	if n := outcomes(t, rep); n[outcomeSucceeded]+n[outcomeReplayed] != 195 || n[outcomeInvalid] != 5 || len(rep) != rows {
+		t.Errorf("outcomes %v in %d rows\n%s", n, len(rep), stderr)
+	}
+	if n := e.sim.Issued(); n != 195 {
+		t.Errorf("e签宝 created %d evidence points, want 195", n)
+	}
+	calls, puts := e.snapshot()
+	if puts != 2 {
+		t.Errorf("%d images stored, want 2 (each image once)", puts)
+	}
+	assertNoPersonalData(t, "the report", raw, in)
+	assertNoPersonalData(t, "the output", stderr, in)
+	first := map[string]string{}
+	for _, r := range rep {
+		first[r.key] = r.eviPointID
+	}
+
+	// The quota, as e签宝 sees it: calls are counted when they arrive, in every window
+	// of one second. The service's limiter starts with a full bucket (burst =
+	// ESIGN_QPS), so the first second may carry up to twice the quota: windows are
+	// counted from the end of that first second. Arrival times carry the scheduling
+	// jitter of a loaded machine between the limiter's grant and the simulator (up to
+	// 100 ms allowed here), so a window may catch qps/10 + 1 more grants than the quota.
+	start := calls[0]
+	worst, after := 0, 0
+	for i, c := range calls {
+		if c.Sub(start) < time.Second {
+			continue
+		}
+		after++
+		n := 0
+		for _, d := range calls[i:] {
+			if d.Sub(c) >= time.Second {
+				break
+			}
+			n++
+		}
+		worst = max(worst, n)
+	}
+	if worst > qps+qps/10+1 {
+		t.Errorf("%d e签宝 calls within one second, quota %d", worst, qps)
+	}
+	span := calls[len(calls)-1].Sub(start.Add(time.Second)).Seconds()
+	if rate := float64(after-1) / span; rate > qps*1.05 {
+		t.Errorf("%.1f e签宝 calls per second after the first second, quota %d", rate, qps)
+	}
+	t.Logf("%d e签宝 calls in %s, at most %d in a second after the first", len(calls), calls[len(calls)-1].Sub(start).Round(time.Millisecond), worst)
+
+	// Again: every row is looked up and found done; nothing reaches e签宝.
+	report2 := filepath.Join(t.TempDir(), "run2.csv")
+	code, stderr = runImport(t, bin, "-addr", addr, "-report", report2, in.path)
+	if code != 1 {
+		t.Fatalf("second run: exit %d, want 1\n%s", code, stderr)
+	}
+	rep2, _ := readReport(t, report2)
+	if n := outcomes(t, rep2); n[outcomeReplayed] != 195 {
+		t.Errorf("second run: outcomes %v, want 195 replayed", n)
+	}
+	for _, r := range rep2 {
+		if r.outcome == outcomeReplayed && r.eviPointID != first[r.key] {
+			t.Errorf("line %d: replayed %s, first run %s", r.line, r.eviPointID, first[r.key])
+		}
+	}
+	calls2, puts2 := e.snapshot()
+	if len(calls2) != len(calls) || puts2 != puts || e.sim.Issued() != 195 {
+		t.Errorf("second run reached e签宝: %d calls (was %d), %d uploads (was %d), %d evidence points",
+			len(calls2), len(calls), puts2, puts, e.sim.Issued())
+	}
+}
+
+// Interrupted (SIGINT), then killed (SIGKILL), then run to the end: exactly one evidence
+// point per valid row, and every report complete for what its run did.
+func TestInterruptedAndKilledRunsResume(t *testing.T) {
+	svc, bin := binaries(t)
+	e := newEsign(t)
+	addr := startService(t, svc, e, "ESIGN_QPS=20")
+	in := writeInput(t, "resume")
+	waitIssued := func(n int, im *importer) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for e.sim.Issued() < n {
+			select {
+			case <-im.exited:
+				t.Fatalf("esign-import ended before %d evidence points existed\n%s", n, im.stderr.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d evidence points after 2 minutes", e.sim.Issued())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	// SIGINT: the rows in flight finish, the report holds every row done.
+	report1 := filepath.Join(t.TempDir(), "interrupted.csv")
+	im := startImport(t, bin, "-addr", addr, "-report", report1, in.path)
+	waitIssued(30, im)
+	if err := im.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := im.wait(t); code != 1 {
+		t.Fatalf("interrupted run: exit %d, want 1\n%s", code, im.stderr.String())
+	}
+	issued := e.sim.Issued()
+	if issued >= 195 {
+		t.Fatalf("the run finished before the interrupt (%d evidence points)", issued)
+	}
+	rep1, _ := readReport(t, report1)
+	n1 := outcomes(t, rep1)
+	if n1[outcomeSucceeded] != issued || n1[outcomeFailed]+n1[outcomeUnknown] != 0 {
+		t.Errorf("interrupted run: report %v, e签宝 created %d", n1, issued)
+	}
+	if !strings.Contains(im.stderr.String(), "rows not attempted: run the same command again to continue") {
+		t.Errorf("no word of the rows left:\n%s", im.stderr.String())
+	}
+
+	// SIGKILL mid-way: nothing of the run's own is trusted afterwards.
+	im = startImport(t, bin, "-addr", addr, in.path)
+	waitIssued(issued+40, im)
+	if err := im.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	im.wait(t)
+	if n := e.sim.Issued(); n >= 195 {
+		t.Fatalf("the run finished before SIGKILL (%d evidence points)", n)
+	}
+
+	// Resumed to the end.
+	report3 := filepath.Join(t.TempDir(), "resumed.csv")
+	code, stderr := runImport(t, bin, "-addr", addr, "-report", report3, in.path)
+	if code != 1 {
+		t.Fatalf("resumed run: exit %d, want 1\n%s", code, stderr)
+	}
+	rep3, _ := readReport(t, report3)
+	n3 := outcomes(t, rep3)
+	if n3[outcomeSucceeded]+n3[outcomeReplayed] != 195 || n3[outcomeReplayed] < issued+40 {
+		t.Errorf("resumed run: %v", n3)
+	}
+	if n := e.sim.Issued(); n != 195 {
+		t.Errorf("e签宝 created %d evidence points in all, want 195", n)
+	}
+	// The eviPointIds reported are exactly those e签宝 issued: none lost, none twice.
+	var reported []string
+	for _, r := range rep3 {
+		if r.eviPointID != "" {
+			reported = append(reported, r.eviPointID)
+		}
+	}
+	slices.Sort(reported)
+	if issuedIDs := e.issuedIDs(); !slices.Equal(reported, issuedIDs) {
+		t.Errorf("reported %d eviPointIds, e签宝 issued %d (or different ones)", len(reported), len(issuedIDs))
+	}
+}
