@@ -51,8 +51,9 @@ bin/.grpcurl-$(GRPCURL_VERSION):
 	@touch $@
 
 .PHONY: build
-build: ## Build bin/esign-evidence.
+build: ## Build bin/esign-evidence and bin/esign-import.
 	go build -o bin/esign-evidence ./cmd/esign-evidence
+	go build -o bin/esign-import ./cmd/esign-import
 
 .PHONY: run
 run: tools build ## Run the service in demo mode (offline e签宝 simulator): gRPC :9090, REST :8080.

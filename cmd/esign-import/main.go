@@ -29,6 +29,7 @@ import (
 
 	"golang.org/x/term"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -306,7 +307,15 @@ func send(o options, p *parser, rep *report, total int, client evidencev1.Eviden
 	go func() { wg.Wait(); close(results) }()
 
 	var repErr error
+	unreachable := 0 // rows in a row that could not reach the service at all
 	for res := range results {
+		if res.reason == unreachableReason {
+			if unreachable++; unreachable >= o.concurrency {
+				stop("cannot reach the service at " + o.addr + "; stopping")
+			}
+		} else {
+			unreachable = 0
+		}
 		t.add(res.outcome)
 		if res.outcome != outcomeSucceeded && res.outcome != outcomeReplayed && res.outcome != outcomeInvalid {
 			prog.println(res.describe())
@@ -342,6 +351,10 @@ func send(o options, p *parser, rep *report, total int, client evidencev1.Eviden
 	}
 	return exitSomeNot
 }
+
+// unreachableReason is the reason of a call that did not reach the service: the gRPC
+// code alone, without the service's ErrorInfo.
+var unreachableReason = codes.Unavailable.String()
 
 // dial connects to the service with the transport and token the options name.
 func dial(o options, stderr io.Writer) (*grpc.ClientConn, error) {

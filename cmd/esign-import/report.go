@@ -110,12 +110,17 @@ type progress interface {
 }
 
 // barProgress is a progress bar (schollz/progressbar) with the counts as its description.
+// It is redrawn at most every barEvery, and always at the end (the library's own
+// throttle would drop the last state).
 type barProgress struct {
-	w   io.Writer
-	t   *tally
-	bar *progressbar.ProgressBar
-	mu  sync.Mutex
+	w    io.Writer
+	t    *tally
+	bar  *progressbar.ProgressBar
+	mu   sync.Mutex
+	last time.Time
 }
+
+const barEvery = 150 * time.Millisecond
 
 func newBarProgress(w io.Writer, t *tally) *barProgress {
 	bar := progressbar.NewOptions(t.total,
@@ -127,26 +132,34 @@ func newBarProgress(w io.Writer, t *tally) *barProgress {
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSetElapsedTime(true),
 		progressbar.OptionSetWidth(24),
-		progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionThrottle(0),
 		progressbar.OptionShowDescriptionAtLineEnd(),
 		progressbar.OptionSetRenderBlankState(true),
 	)
 	return &barProgress{w: w, t: t, bar: bar}
 }
 
-func (b *barProgress) update() {
+func (b *barProgress) update() { b.draw(false) }
+
+func (b *barProgress) draw(force bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !force && time.Since(b.last) < barEvery {
+		return
+	}
+	b.last = time.Now()
+	// Both render: the last one shows the new description and the new count.
 	b.bar.Describe(b.t.counts())
 	_ = b.bar.Set64(b.t.done.Load())
 }
 
 func (b *barProgress) println(s string) {
 	_, _ = progressbar.Bprintln(b.bar, s)
+	b.draw(true) // prints the line above the bar
 }
 
 func (b *barProgress) stop() {
-	b.update()
+	b.draw(true)
 	_ = b.bar.Exit()
 	_, _ = io.WriteString(b.w, "\n")
 }

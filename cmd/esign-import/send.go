@@ -242,7 +242,8 @@ func (s *sender) process(ctx context.Context, r *row) result {
 // that succeeded (the row is a replay) and waits while one is still in progress, so
 // that a resumed run never sends a row whose earlier call may still succeed.
 func (s *sender) lookup(ctx context.Context, r *row, res result) (bool, result) {
-	for attempt := 1; ; attempt++ {
+	fails, waits := 0, 0
+	for {
 		cctx, cancel := context.WithTimeout(ctx, s.retry.timeout)
 		sub, err := s.client.GetSubmission(cctx, &evidencev1.GetSubmissionRequest{CustomBizId: r.key})
 		cancel()
@@ -252,22 +253,25 @@ func (s *sender) lookup(ctx context.Context, r *row, res result) (bool, result) 
 			res.outcome, res.eviPointID = outcomeReplayed, sub.GetEviPointId()
 			return true, res
 		case err == nil && sub.GetState() == evidencev1.SubmissionState_SUBMISSION_STATE_IN_PROGRESS:
-			// Its lease ends it at the latest; until then, sending could only wait or
-			// conflict.
-			wait = s.backoff(attempt, time.Second)
+			// Its lease ends it at the latest (45 s by default); until then, sending
+			// could only wait or conflict.
+			waits++
+			if waits > 4*s.retry.attempts {
+				return false, res
+			}
+			wait = s.backoff(min(waits, 3), time.Second)
 		case err == nil, status.Code(err) == codes.NotFound:
 			return false, res
 		default:
 			ce := readError(err)
-			if !ce.transient() {
-				// The create call reports the same problem, with its own outcome.
+			fails++
+			if !ce.transient() || fails >= s.retry.attempts {
+				// The create call meets the same problem and reports it with its outcome.
 				return false, res
 			}
-			wait = s.backoff(attempt, ce.delay)
+			wait = s.backoff(fails, ce.delay)
 		}
-		if attempt >= 4*s.retry.attempts || s.stopped() || ctx.Err() != nil || !s.sleep(ctx, wait) {
-			// Still in progress (or the service unreachable): the create call settles it,
-			// waiting for the call in flight or reporting its own error.
+		if s.stopped() || ctx.Err() != nil || !s.sleep(ctx, wait) {
 			return false, res
 		}
 	}
