@@ -32,6 +32,7 @@ import (
 	"github.com/esign-evidence/esign-evidence/internal/tlsreload"
 	"github.com/esign-evidence/esign-evidence/server"
 	"github.com/esign-evidence/esign-evidence/server/auth"
+	"github.com/esign-evidence/esign-evidence/server/gateway"
 	"github.com/esign-evidence/esign-evidence/upstream"
 	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
 )
@@ -201,8 +202,12 @@ func TestTLSAndClientCertificates(t *testing.T) {
 	if resp, b := st.postWith(t, "/v3/evidence/evi-point/psn-realname", seedJSON(t), nil); resp.StatusCode != 200 {
 		t.Fatalf("REST with a client certificate: %d %s", resp.StatusCode, b)
 	}
-	if got := strings.Count(st.logs.String(), `"caller":"crm-service"`); got != 2 {
-		t.Errorf("the certificate's identity logged %d times, want 2", got)
+	// A REST upload: the handler's stream gets the HTTP connection's certificate too.
+	if resp, b := st.postWith(t, gateway.UploadPath+"?fileName=id-front.jpg", readFile(t, "id-front.jpg"), nil); resp.StatusCode != 200 {
+		t.Fatalf("REST upload with a client certificate: %d %s", resp.StatusCode, b)
+	}
+	if got := strings.Count(st.logs.String(), `"caller":"crm-service"`); got != 3 {
+		t.Errorf("the certificate's identity logged %d times, want 3", got)
 	}
 
 	// The same server, a client with TLS but no certificate: a token is needed, and a
@@ -248,7 +253,7 @@ func TestTLSAndClientCertificates(t *testing.T) {
 	if serial != 8 {
 		t.Errorf("serving certificate serial %d after reload, want 8", serial)
 	}
-	// REST still works through the gateway's in-memory TLS connection after the reload.
+	// REST still works after the reload.
 	if resp, b := st.postWith(t, "/v3/evidence/evi-point/psn-realname", seedJSON(t), nil); resp.StatusCode != 200 {
 		t.Errorf("REST after reload: %d %s", resp.StatusCode, b)
 	}

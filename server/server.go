@@ -9,10 +9,8 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,16 +26,15 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/test/bufconn"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/server/auth"
 	"github.com/esign-evidence/esign-evidence/server/gateway"
+	"github.com/esign-evidence/esign-evidence/server/inprocess"
 	"github.com/esign-evidence/esign-evidence/server/observe"
 	"github.com/esign-evidence/esign-evidence/server/service"
 	"github.com/esign-evidence/esign-evidence/server/validate"
@@ -64,9 +61,6 @@ const (
 	maxHeaderBytes = 64 << 10
 	// idleTimeout closes idle keep-alive connections.
 	idleTimeout = 120 * time.Second
-	// memListenerSize is the buffer of the in-memory connection from the gateway to the
-	// gRPC server.
-	memListenerSize = 1 << 20
 )
 
 // Options configures a Server.
@@ -116,7 +110,7 @@ type Server struct {
 	log     *slog.Logger
 	grpc    *grpc.Server
 	health  *health.Server
-	mem     *bufconn.Listener
+	rest    *inprocess.Channel
 	metrics *observe.Metrics
 }
 
@@ -164,26 +158,37 @@ func New(opts Options) (*Server, error) {
 	calls := observe.NewCalls(opts.Logger, m)
 	recovered := recovery.WithRecoveryHandlerContext(observe.Recovered(opts.Logger))
 	valid := validate.New(v)
+	// The same chain, in the same order, for unary and streaming calls, over gRPC and over
+	// REST; each concern is written once for both kinds of call.
+	unary := []grpc.UnaryServerInterceptor{
+		calls.UnaryServerInterceptor(),
+		recovery.UnaryServerInterceptor(recovered),
+		authn.UnaryServerInterceptor(),
+		valid.UnaryServerInterceptor(),
+	}
+	stream := []grpc.StreamServerInterceptor{
+		calls.StreamServerInterceptor(),
+		recovery.StreamServerInterceptor(recovered),
+		authn.StreamServerInterceptor(),
+		valid.StreamServerInterceptor(),
+	}
+	// REST calls reach the handlers in process; the gRPC server's stats handler does not
+	// see them, so they are traced by an interceptor of their own.
+	restUnary, restStream := unary, stream
+	if opts.TracerProvider != nil {
+		tu, ts := observe.Tracing(opts.TracerProvider)
+		restUnary = append([]grpc.UnaryServerInterceptor{tu}, unary...)
+		restStream = append([]grpc.StreamServerInterceptor{ts}, stream...)
+	}
+	rest := inprocess.New(restUnary, restStream)
 	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes),
 		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
 		// Reuse a pool of goroutines for calls: their stacks stay grown, instead of every
 		// call growing a fresh one (copystack was a tenth of the CPU profile under load).
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-		// The same chain, in the same order, for unary and streaming calls; each concern is
-		// written once for both.
-		grpc.ChainUnaryInterceptor(
-			calls.UnaryServerInterceptor(),
-			recovery.UnaryServerInterceptor(recovered),
-			authn.UnaryServerInterceptor(),
-			valid.UnaryServerInterceptor(),
-		),
-		grpc.ChainStreamInterceptor(
-			calls.StreamServerInterceptor(),
-			recovery.StreamServerInterceptor(recovered),
-			authn.StreamServerInterceptor(),
-			valid.StreamServerInterceptor(),
-		),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 	}
 	if opts.TLS != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
@@ -193,19 +198,22 @@ func New(opts Options) (*Server, error) {
 	}
 	g := grpc.NewServer(gopts...)
 	guard := submission.NewGuard(observe.Instrument(opts.Upstream, m, opts.Logger), m.GuardConfig(opts.EsignQPS, opts.BreakerOpenFor))
-	evidencev1.RegisterEvidenceServiceServer(g, service.New(service.Config{
+	evidence := service.New(service.Config{
 		Revision:     opts.Upstream.Revision(),
 		Guard:        guard,
 		Sender:       guard,
 		Submitter:    opts.Submitter,
 		Files:        opts.Upstream,
 		MaxFileBytes: opts.MaxFileBytes,
-	}))
+	})
 	hs := health.NewServer()
-	grpc_health_v1.RegisterHealthServer(g, hs)
+	for _, r := range []grpc.ServiceRegistrar{g, rest} {
+		evidencev1.RegisterEvidenceServiceServer(r, evidence)
+		grpc_health_v1.RegisterHealthServer(r, hs)
+	}
 	hs.SetServingStatus(evidencev1.EvidenceService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
 	reflection.Register(g) // v1 and v1alpha
-	return &Server{opts: opts, log: opts.Logger, grpc: g, health: hs, mem: bufconn.Listen(memListenerSize), metrics: m}, nil
+	return &Server{opts: opts, log: opts.Logger, grpc: g, rest: rest, health: hs, metrics: m}, nil
 }
 
 // GRPCServer exposes the gRPC server, so tests and embedders can register more services.
@@ -217,38 +225,9 @@ func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
 // shutdown.
 func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	grpcLis, httpLis := ls.GRPC, ls.HTTP
-	// The gateway reaches the gRPC server over an in-memory connection: the same server,
-	// the same interceptors, no network hop and nothing exposed, so it needs no TLS of its
-	// own; a REST caller's TLS ends at the HTTP listener, and a verified client
-	// certificate's identity travels with the call.
-	creds := insecure.NewCredentials()
-	if s.opts.TLS != nil {
-		// The gRPC server speaks TLS on every listener, the in-memory one too. The gateway
-		// accepts exactly the certificate this server is serving, whatever its issuer.
-		creds = credentials.NewTLS(&tls.Config{
-			MinVersion:         tls.VersionTLS12,
-			InsecureSkipVerify: true, //nolint:gosec // replaced by VerifyPeerCertificate below
-			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-				return s.isOwnCertificate(raw)
-			},
-		})
-	}
-	conn, err := grpc.NewClient("passthrough:///esign-evidence-inprocess",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.mem.DialContext(ctx) }),
-		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(s.opts.MaxRequestBytes),
-			grpc.MaxCallSendMsgSize(s.opts.MaxRequestBytes),
-		),
-	)
-	if err != nil {
-		return fmt.Errorf("server: gateway connection: %w", err)
-	}
-	defer conn.Close()
-
 	gwCtx, cancelGW := context.WithCancel(context.Background())
 	defer cancelGW()
-	gw, err := gateway.New(gwCtx, conn, gateway.Options{MaxBody: int64(s.opts.MaxRequestBytes), MaxFile: s.opts.MaxFileBytes, OpenAPI: s.opts.OpenAPI})
+	gw, err := gateway.New(gwCtx, s.rest, gateway.Options{MaxBody: int64(s.opts.MaxRequestBytes), MaxFile: s.opts.MaxFileBytes, OpenAPI: s.opts.OpenAPI})
 	if err != nil {
 		return err
 	}
@@ -277,7 +256,6 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 		}()
 	}
 	serve("grpc", func() error { return s.grpc.Serve(grpcLis) })
-	serve("grpc (in-memory)", func() error { return s.grpc.Serve(s.mem) })
 	serve("http", func() error { return httpSrv.Serve(httpLis) })
 	adminAddr := ""
 	if ls.Admin != nil {
@@ -298,28 +276,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	return serveErr
 }
 
-// isOwnCertificate accepts a TLS peer only if its leaf certificate is the one this
-// server serves.
-func (s *Server) isOwnCertificate(raw [][]byte) error {
-	var own *tls.Certificate
-	switch {
-	case s.opts.TLS.GetCertificate != nil:
-		c, err := s.opts.TLS.GetCertificate(&tls.ClientHelloInfo{})
-		if err != nil {
-			return err
-		}
-		own = c
-	case len(s.opts.TLS.Certificates) > 0:
-		own = &s.opts.TLS.Certificates[0]
-	}
-	if own == nil || len(own.Certificate) == 0 || len(raw) == 0 || !bytes.Equal(raw[0], own.Certificate[0]) {
-		return errors.New("the in-memory peer is not this server")
-	}
-	return nil
-}
-
-// shutdown drains REST first (its calls travel over the in-memory gRPC connection, which
-// must stay open until they finish), then gRPC, within ShutdownTimeout.
+// shutdown drains REST, then gRPC, within ShutdownTimeout.
 func (s *Server) shutdown(httpSrv *http.Server) {
 	s.log.Info("shutting down: health NOT_SERVING, draining in-flight calls", "timeout", s.opts.ShutdownTimeout.String())
 	s.health.Shutdown()

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"crypto/x509"
 	"strings"
 
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
@@ -48,14 +47,6 @@ type Token struct {
 // anonymous is the identity of every caller when authentication is off.
 const anonymous = "anonymous"
 
-// CertIdentityKey carries a REST caller's verified client-certificate identity from the
-// gateway to the gRPC server. It is trusted only on the in-memory connection, and the
-// gateway forwards no client header under that name.
-const CertIdentityKey = "x-esign-evidence-client-cert"
-
-// inMemoryNetwork is the network name of the gateway's in-memory connection.
-const inMemoryNetwork = "bufconn"
-
 type callerKey struct{}
 
 // Caller returns the authenticated identity of the call ("anonymous" with
@@ -80,14 +71,9 @@ func (a *Config) authenticate(ctx context.Context, method string) (string, error
 		return "public", nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	p, _ := peer.FromContext(ctx)
-	if a.ClientCerts {
-		if p != nil && p.Addr != nil && p.Addr.Network() == inMemoryNetwork {
-			// A REST call: the gateway put the identity of a verified certificate here.
-			if v := md.Get(CertIdentityKey); len(v) == 1 && v[0] != "" {
-				return v[0], nil
-			}
-		} else if id := certIdentity(p); id != "" {
+	// The peer is the network connection of the call, gRPC's or (for REST) the HTTP one.
+	if p, _ := peer.FromContext(ctx); a.ClientCerts {
+		if id := certIdentity(p); id != "" {
 			return id, nil
 		}
 	}
@@ -126,11 +112,7 @@ func certIdentity(p *peer.Peer) string {
 	if !ok {
 		return ""
 	}
-	return ChainIdentity(ti.State.VerifiedChains)
-}
-
-// ChainIdentity is the common name of the leaf of the first verified chain.
-func ChainIdentity(chains [][]*x509.Certificate) string {
+	chains := ti.State.VerifiedChains
 	if len(chains) == 0 || len(chains[0]) == 0 {
 		return ""
 	}

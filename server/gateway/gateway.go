@@ -8,15 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/api/annotations"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -24,7 +26,7 @@ import (
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
 	"github.com/esign-evidence/esign-evidence/server/apierror"
-	"github.com/esign-evidence/esign-evidence/server/auth"
+	"github.com/esign-evidence/esign-evidence/server/inprocess"
 	"github.com/esign-evidence/esign-evidence/server/observe"
 	"github.com/esign-evidence/esign-evidence/validation"
 )
@@ -53,18 +55,18 @@ type Options struct {
 	OpenAPI []byte
 }
 
-// New builds the REST facade. It talks to the gRPC server through conn, so every REST
-// call runs the same interceptors as a gRPC call.
-func New(ctx context.Context, conn grpc.ClientConnInterface, o Options) (http.Handler, error) {
+// New builds the REST facade. It calls the gRPC handlers in process through ch, so every
+// REST call runs the same interceptors as a gRPC call, with the HTTP connection as its
+// peer (TLS state included: a verified client certificate identifies the caller).
+func New(ctx context.Context, ch *inprocess.Channel, o Options) (http.Handler, error) {
 	maxBody, maxFile, openAPI := o.MaxBody, o.MaxFile, o.OpenAPI
 	marshaler := newMarshaler()
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
-		runtime.WithHealthzEndpoint(grpc_health_v1.NewHealthClient(conn)),
+		runtime.WithHealthzEndpoint(grpc_health_v1.NewHealthClient(ch)),
 		runtime.WithErrorHandler(errorHandler),
 		// Only X-Request-Id travels from a REST request into gRPC metadata (Authorization
-		// always does): a REST client cannot set any other metadata, in particular not
-		// the client-certificate identity the gateway itself adds below.
+		// always does): a REST client cannot set any other metadata.
 		runtime.WithIncomingHeaderMatcher(func(h string) (string, bool) {
 			if strings.EqualFold(h, observe.RequestIDKey) {
 				return observe.RequestIDKey, true
@@ -77,16 +79,8 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, o Options) (http.Ha
 			}
 			return "", false
 		}),
-		runtime.WithMetadata(func(_ context.Context, r *http.Request) metadata.MD {
-			if r.TLS != nil {
-				if id := auth.ChainIdentity(r.TLS.VerifiedChains); id != "" {
-					return metadata.Pairs(auth.CertIdentityKey, id)
-				}
-			}
-			return nil
-		}),
 	)
-	if err := evidencev1.RegisterEvidenceServiceHandlerClient(ctx, mux, evidencev1.NewEvidenceServiceClient(conn)); err != nil {
+	if err := evidencev1.RegisterEvidenceServiceHandlerClient(ctx, mux, evidencev1.NewEvidenceServiceClient(ch)); err != nil {
 		return nil, fmt.Errorf("registering the gateway: %w", err)
 	}
 	bodies := bodyRoutes(evidencev1.File_esign_evidence_v1_evidence_proto.Services())
@@ -96,9 +90,9 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, o Options) (http.Ha
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPI)
 	})
-	top.Handle("POST "+UploadPath, uploadHandler(mux, evidencev1.NewEvidenceServiceClient(conn), maxFile))
+	top.Handle("POST "+UploadPath, uploadHandler(mux, ch, maxFile))
 	top.Handle("/", strictBodies(mux, bodies, maxBody))
-	return top, nil
+	return withPeer(top), nil
 }
 
 // errorHandler writes errors as google.rpc.Status JSON with their details and the
@@ -205,81 +199,29 @@ func writeStatus(w http.ResponseWriter, httpStatus int, st *status.Status) {
 	_, _ = w.Write(b)
 }
 
-// UploadPath is the REST route of UploadFile: POST the raw bytes, name the file with the
-// fileName query parameter.
-const UploadPath = "/v1/files"
-
-// uploadChunk is the size of the chunks a REST upload is streamed in.
-const uploadChunk = 64 << 10
-
-// uploadHandler turns a raw-body REST upload into an UploadFile stream over the
-// in-memory connection, so it runs the same interceptors (authentication, logging,
-// validation) as a gRPC upload.
-func uploadHandler(mux *runtime.ServeMux, client evidencev1.EvidenceServiceClient, maxFile int64) http.Handler {
+// withPeer gives every REST call the HTTP connection as its gRPC peer: the client's
+// address and, over TLS, the connection's state with any verified client certificate,
+// which authentication reads as it reads a gRPC connection's.
+func withPeer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fail := func(err error) { runtime.HTTPError(r.Context(), mux, errorMarshaler, w, r, err) }
-		md := metadata.MD{}
-		if v := r.Header.Get("Authorization"); v != "" {
-			md.Set("authorization", v)
-		}
-		if v := r.Header.Get("X-Request-Id"); v != "" {
-			md.Set(observe.RequestIDKey, v)
-		}
+		p := &peer.Peer{Addr: remoteAddr(r.RemoteAddr)}
 		if r.TLS != nil {
-			if id := auth.ChainIdentity(r.TLS.VerifiedChains); id != "" {
-				md.Set(auth.CertIdentityKey, id)
-			}
+			p.AuthInfo = credentials.TLSInfo{State: *r.TLS, CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}
 		}
-		ctx, cancel := context.WithCancel(metadata.NewOutgoingContext(r.Context(), md))
-		defer cancel()
-		stream, err := client.UploadFile(ctx)
-		if err != nil {
-			fail(err)
-			return
-		}
-		info := &evidencev1.FileInfo{FileName: r.URL.Query().Get("fileName"), ContentType: r.URL.Query().Get("contentType")}
-		if err := stream.Send(&evidencev1.UploadFileRequest{Part: &evidencev1.UploadFileRequest_Info{Info: info}}); err != nil {
-			_, err = stream.CloseAndRecv()
-			fail(err)
-			return
-		}
-		body := http.MaxBytesReader(w, r.Body, maxFile)
-		buf := make([]byte, uploadChunk)
-		for {
-			n, rerr := io.ReadFull(body, buf)
-			if n > 0 {
-				chunk := append([]byte(nil), buf[:n]...)
-				if err := stream.Send(&evidencev1.UploadFileRequest{Part: &evidencev1.UploadFileRequest_Chunk{Chunk: chunk}}); err != nil {
-					_, err = stream.CloseAndRecv() // the server's reason
-					fail(err)
-					return
-				}
-			}
-			if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
-				break
-			}
-			if rerr != nil {
-				cancel()
-				writeReadError(w, rerr, "the file", maxFile)
-				return
-			}
-		}
-		resp, err := stream.CloseAndRecv()
-		if hdr, herr := stream.Header(); herr == nil {
-			if v := hdr.Get(observe.RequestIDKey); len(v) > 0 {
-				w.Header().Set("X-Request-Id", v[0])
-			}
-		}
-		if err != nil {
-			fail(err)
-			return
-		}
-		b, err := newMarshaler().Marshal(resp)
-		if err != nil {
-			fail(err)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(b)
+		next.ServeHTTP(w, r.WithContext(peer.NewContext(r.Context(), p)))
 	})
 }
+
+// remoteAddr is the client's TCP address as net/http reports it.
+func remoteAddr(s string) net.Addr {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	return httpAddr(s)
+}
+
+// httpAddr is a client address net/http reports in a form that is not ip:port.
+type httpAddr string
+
+func (a httpAddr) Network() string { return "tcp" }
+func (a httpAddr) String() string  { return string(a) }

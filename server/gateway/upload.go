@@ -1,0 +1,135 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
+	"github.com/esign-evidence/esign-evidence/server/inprocess"
+	"github.com/esign-evidence/esign-evidence/server/observe"
+)
+
+// UploadPath is the REST route of UploadFile: POST the raw bytes, name the file with the
+// fileName query parameter.
+const UploadPath = "/v1/files"
+
+// uploadChunk is the size of the chunks a REST upload is handed to UploadFile in.
+const uploadChunk = 64 << 10
+
+// uploadMethod is UploadFile's full gRPC method name.
+var uploadMethod = "/" + evidencev1.EvidenceService_ServiceDesc.ServiceName + "/UploadFile"
+
+// uploadHandler serves a raw-body REST upload with the UploadFile handler, through the
+// same stream interceptors (authentication, logging, validation) as a gRPC upload: the
+// handler receives the file's info from the query, then the body in chunks.
+func uploadHandler(mux *runtime.ServeMux, ch *inprocess.Channel, maxFile int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		md := metadata.MD{}
+		if v := r.Header.Get("Authorization"); v != "" {
+			md.Set("authorization", v)
+		}
+		if v := r.Header.Get("X-Request-Id"); v != "" {
+			md.Set(observe.RequestIDKey, v)
+		}
+		ctx, ts := inprocess.StreamContext(metadata.NewOutgoingContext(r.Context(), md), uploadMethod)
+		ss := &uploadStream{
+			ctx:  ctx,
+			ts:   ts,
+			info: &evidencev1.FileInfo{FileName: r.URL.Query().Get("fileName"), ContentType: r.URL.Query().Get("contentType")},
+			body: http.MaxBytesReader(w, r.Body, maxFile),
+			max:  maxFile,
+		}
+		err := ch.ServeStream(uploadMethod, ss)
+		if v := ts.Header().Get(observe.RequestIDKey); len(v) > 0 {
+			w.Header().Set("X-Request-Id", v[0])
+		}
+		if ss.readErr != nil {
+			writeReadError(w, ss.readErr, "the file", maxFile)
+			return
+		}
+		if err != nil {
+			runtime.HTTPError(r.Context(), mux, errorMarshaler, w, r, err)
+			return
+		}
+		b, err := newMarshaler().Marshal(ss.resp)
+		if err != nil {
+			runtime.HTTPError(r.Context(), mux, errorMarshaler, w, r, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(b)
+	})
+}
+
+// uploadStream is UploadFile's server stream over an HTTP request: the first message is
+// the file's info, the next ones the body in chunks, then io.EOF.
+type uploadStream struct {
+	ctx      context.Context
+	ts       *inprocess.TransportStream
+	info     *evidencev1.FileInfo
+	infoSent bool
+	body     io.Reader
+	buf      []byte
+	max      int64
+	// readErr is why the body could not be read (too large, broken off); the answer
+	// then says so rather than the handler's status.
+	readErr error
+	resp    *evidencev1.UploadFileResponse
+}
+
+var _ grpc.ServerStream = (*uploadStream)(nil)
+
+func (s *uploadStream) RecvMsg(m any) error {
+	req, ok := m.(*evidencev1.UploadFileRequest)
+	if !ok {
+		return status.Errorf(codes.Internal, "unexpected message %T", m)
+	}
+	if !s.infoSent {
+		s.infoSent = true
+		req.Part = &evidencev1.UploadFileRequest_Info{Info: s.info}
+		return nil
+	}
+	if s.buf == nil {
+		s.buf = make([]byte, uploadChunk)
+	}
+	n, err := io.ReadFull(s.body, s.buf)
+	if n > 0 {
+		// The handler writes the chunk out before asking for the next one, so the
+		// buffer is reused.
+		req.Part = &evidencev1.UploadFileRequest_Chunk{Chunk: s.buf[:n]}
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return io.EOF
+	}
+	s.readErr = err
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return status.Error(codes.ResourceExhausted, fmt.Sprintf("the file is larger than %d bytes", s.max))
+	}
+	return status.Error(codes.InvalidArgument, "the file could not be read")
+}
+
+func (s *uploadStream) SendMsg(m any) error {
+	resp, ok := m.(*evidencev1.UploadFileResponse)
+	if !ok {
+		return status.Errorf(codes.Internal, "unexpected message %T", m)
+	}
+	s.resp = resp
+	return nil
+}
+
+func (s *uploadStream) Context() context.Context { return s.ctx }
+
+func (s *uploadStream) SetHeader(md metadata.MD) error  { return s.ts.SetHeader(md) }
+func (s *uploadStream) SendHeader(md metadata.MD) error { return s.ts.SendHeader(md) }
+func (s *uploadStream) SetTrailer(md metadata.MD)       { _ = s.ts.SetTrailer(md) }
