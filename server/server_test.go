@@ -708,3 +708,38 @@ func BenchmarkCreateEvidenceGRPC(b *testing.B) {
 		}
 	})
 }
+
+// The whole contract, e签宝's revision-dependent rules and file-name rules included, is
+// checked before a customBizId is claimed or a quota token spent: refused calls leave no
+// submission behind, and with a quota of one call per two seconds a valid call right
+// after them still gets its token at once.
+func TestContractCheckedBeforeKeyOrToken(t *testing.T) {
+	st := startStack(t, stackOpt{revision: upstream.Revision2025, configure: func(o *server.Options) { o.EsignQPS = 0.5 }})
+	for range 2 {
+		if _, err := uploadGRPC(t, st, "front?.jpg", []byte("image"), 5); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("bad file name: %v", err)
+		}
+		req := seedRequest(t)
+		req.CustomBizId = "contract-before-key"
+		_, err := st.client.CreatePersonalEvidencePoint(context.Background(), req)
+		if _, br := grpcDetails(err); status.Code(err) != codes.InvalidArgument || len(br.GetFieldViolations()) != 6 {
+			t.Fatalf("2025 request without certAgreementRead*: %v", err)
+		}
+	}
+	_, err := st.client.GetSubmission(context.Background(), &evidencev1.GetSubmissionRequest{CustomBizId: "contract-before-key"})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("a refused request claimed its customBizId: %v", err)
+	}
+	req := seedRequest(t)
+	req.CertAgreementReadTitle, req.CertAgreementReadVersion = "《数字证书服务协议》", "20250801"
+	req.CertAgreementReadHash, req.CertAgreementReadTime = strings.Repeat("ab", 32), "2025-03-24 17:30:00"
+	req.CertAgreementReadType, req.CertAgreementReadIp = "CLICK", "203.0.113.10"
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if _, err := st.client.CreatePersonalEvidencePoint(ctx, req); err != nil {
+		t.Errorf("the first valid call found the quota spent by refused ones: %v", err)
+	}
+	if n := st.sim.Count(); n != 1 {
+		t.Errorf("e签宝 received %d requests, want 1", n)
+	}
+}

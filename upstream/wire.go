@@ -154,6 +154,26 @@ type psnBody struct {
 	*CertAgreementRead
 }
 
+// Check returns an *InvalidRequestError naming the fields if e签宝's revision rev needs
+// what p lacks (the 2025 revision requires the six certAgreementRead* fields; the seed
+// revision has none). It is the one place these rules live: the service runs it before
+// it claims a customBizId or spends a quota token, and Marshal runs it again.
+func (p *PsnEvidencePoint) Check(rev Revision) error {
+	switch rev {
+	case RevisionSeed, "":
+		if p.CertAgreementRead != nil {
+			return &InvalidRequestError{Reason: "the seed API revision has no certAgreementRead* fields; configure the 2025 revision to send them"}
+		}
+	case Revision2025:
+		if m := p.CertAgreementRead.missing(); len(m) > 0 {
+			return &InvalidRequestError{Fields: m, Reason: "required by e签宝's 2025 API revision"}
+		}
+	default:
+		return &InvalidRequestError{Reason: fmt.Sprintf("unknown API revision %q", string(rev))}
+	}
+	return nil
+}
+
 // Marshal returns the exact JSON body sent for p under revision rev. It is called once
 // per call: the bytes it returns are hashed, signed and sent as they are.
 //
@@ -162,7 +182,7 @@ type psnBody struct {
 // deserialiser accepts only by coercing a string to a long, while a number is what a
 // `long` is everywhere. Under Revision2025 it is the string "yyyy-MM-dd HH:mm:ss" in
 // Beijing time, and the six certAgreementRead* fields are required: a body without them
-// is refused here, before anything is sent, naming the missing fields.
+// is refused (Check), before anything is sent, naming the missing fields.
 func (p *PsnEvidencePoint) Marshal(rev Revision) ([]byte, error) {
 	b := psnBody{
 		EviName:            p.EviName,
@@ -181,20 +201,15 @@ func (p *PsnEvidencePoint) Marshal(rev Revision) ([]byte, error) {
 	if b.CardType == "" {
 		b.CardType = CardTypeMainlandID
 	}
+	if err := p.Check(rev); err != nil {
+		return nil, err
+	}
 	switch rev {
 	case RevisionSeed, "":
-		if p.CertAgreementRead != nil {
-			return nil, &InvalidRequestError{Reason: "the seed API revision has no certAgreementRead* fields; configure the 2025 revision to send them"}
-		}
 		b.TimeStamp = p.TimeStamp.UnixMilli()
 	case Revision2025:
-		if m := p.CertAgreementRead.missing(); len(m) > 0 {
-			return nil, &InvalidRequestError{Fields: m, Reason: "required by e签宝's 2025 API revision"}
-		}
 		b.TimeStamp = p.TimeStamp.In(beijing).Format(BeijingLayout)
 		b.CertAgreementRead = p.CertAgreementRead
-	default:
-		return nil, &InvalidRequestError{Reason: fmt.Sprintf("unknown API revision %q", string(rev))}
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -59,6 +59,11 @@ func New(c Config) *Evidence {
 // succeeded or is in flight.
 func (s *Evidence) CreatePersonalEvidencePoint(ctx context.Context, req *evidencev1.CreatePersonalEvidencePointRequest) (*evidencev1.CreatePersonalEvidencePointResponse, error) {
 	p := translate.ToUpstream(req, s.revision)
+	// The whole contract is checked before a key is claimed or a quota token spent: the
+	// validator ran the contract's rules; e签宝's revision-dependent ones run here.
+	if err := p.Check(s.revision); err != nil {
+		return nil, apierror.FromUpstream(ctx, err).Err()
+	}
 	key := submission.Key{Namespace: auth.Namespace(ctx), CustomBizID: req.GetCustomBizId()}
 	var fp []byte
 	if key.CustomBizID != "" {

@@ -35,6 +35,11 @@ func (s *Evidence) UploadFile(stream evidencev1.EvidenceService_UploadFileServer
 	if info == nil {
 		return apierror.Field("info", "upload.info_first", "the first message must carry the file's info (fileName)")
 	}
+	// e签宝's file-name rules (upstream.CheckFileName is their one home) are checked
+	// before anything is buffered or a quota token spent.
+	if err := upstream.CheckFileName(info.GetFileName()); err != nil {
+		return apierror.Field("info.fileName", "file_name.esign", err.Error())
+	}
 	contentType := info.GetContentType()
 	if contentType == "" {
 		contentType = upstream.ContentTypeFor(info.GetFileName())

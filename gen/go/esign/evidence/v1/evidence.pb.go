@@ -955,7 +955,9 @@ func (*UploadFileRequest_Chunk) isUploadFileRequest_Part() {}
 type FileInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The file's name with its extension (e签宝's `fileName`), e.g. `id-front.jpg`. It must
-	// not contain / \ : * " < > | ? or emoji, as e签宝 requires.
+	// not contain / \ : * " < > | ? or emoji, and must end in an extension such as .jpg,
+	// .png or .pdf, as e签宝 requires: the server checks these with e签宝's own rule
+	// (reported at `info.fileName` as rule `file_name.esign`), which lives in one place.
 	FileName string `protobuf:"bytes,1,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"`
 	// The content type declared to e签宝 (e签宝's `contentType`): `application/pdf` or
 	// `application/octet-stream`. Optional: a name ending in `.pdf` means PDF, anything
@@ -1312,11 +1314,9 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x11UploadFileRequest\x121\n" +
 	"\x04info\x18\x01 \x01(\v2\x1b.esign.evidence.v1.FileInfoH\x00R\x04info\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\r\n" +
-	"\x04part\x12\x05\xbaH\x02\b\x01\"\xaa\x03\n" +
-	"\bFileInfo\x12\xc6\x02\n" +
-	"\tfile_name\x18\x01 \x01(\tB\xa8\x02\xbaH\xa4\x02\xba\x01t\n" +
-	"\x13file_name.extension\x123must end in an extension such as .jpg, .png or .pdf\x1a(this.matches('^.+[.][A-Za-z0-9]{1,10}$')\xba\x01\xa1\x01\n" +
-	"\x1efile_name.forbidden_characters\x12+must not contain / \\ : * \" < > | ? or emoji\x1aR!this.matches(r'[/\\\\:*\"<>|?\\x{1F000}-\\x{1FAFF}\\x{2600}-\\x{27BF}\\x{FE0F}\\x{200D}]')\xc8\x01\x01r\x03\x18\xc8\x01R\bfileName\x12U\n" +
+	"\x04part\x12\x05\xbaH\x02\b\x01\"\x8b\x01\n" +
+	"\bFileInfo\x12(\n" +
+	"\tfile_name\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\x18\xc8\x01R\bfileName\x12U\n" +
 	"\fcontent_type\x18\x02 \x01(\tB2\xbaH/r-R\x00R\x0fapplication/pdfR\x18application/octet-streamR\vcontentType\"b\n" +
 	"\x12UploadFileResponse\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\tR\x06fileId\x12\x12\n" +
