@@ -51,9 +51,11 @@ bin/.grpcurl-$(GRPCURL_VERSION):
 	@touch $@
 
 .PHONY: build
+# -buildvcs=auto stamps the VCS revision into the binary (-version, esign_evidence_build_info)
+# even where GOFLAGS says -buildvcs=false.
 build: ## Build bin/esign-evidence and bin/esign-import.
-	go build -o bin/esign-evidence ./cmd/esign-evidence
-	go build -o bin/esign-import ./cmd/esign-import
+	go build -buildvcs=auto -o bin/esign-evidence ./cmd/esign-evidence
+	go build -buildvcs=auto -o bin/esign-import ./cmd/esign-import
 
 .PHONY: run
 run: tools build ## Run the service in demo mode (offline e签宝 simulator): gRPC :9090, REST :8080.

@@ -100,6 +100,11 @@ type Options struct {
 	MaxRequestBytes int
 	// ShutdownTimeout bounds the graceful drain; DefaultShutdownTimeout when 0.
 	ShutdownTimeout time.Duration
+	// DrainDelay is how long, once shutdown starts, health reports NOT_SERVING while the
+	// listeners still accept and serve new calls, before the drain begins. Load balancers
+	// (a Kubernetes Service's endpoints) take a moment to stop sending new calls to an
+	// instance that is going away; 0 starts draining at once.
+	DrainDelay time.Duration
 	// OpenAPI is the document served at OpenAPIPath.
 	OpenAPI []byte
 }
@@ -276,10 +281,16 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	return serveErr
 }
 
-// shutdown drains REST, then gRPC, within ShutdownTimeout.
+// shutdown turns health NOT_SERVING, keeps serving for DrainDelay, then drains REST,
+// then gRPC, within ShutdownTimeout.
 func (s *Server) shutdown(httpSrv *http.Server) {
-	s.log.Info("shutting down: health NOT_SERVING, draining in-flight calls", "timeout", s.opts.ShutdownTimeout.String())
 	s.health.Shutdown()
+	if s.opts.DrainDelay > 0 {
+		s.log.Info("shutting down: health NOT_SERVING, still serving new calls until the drain delay ends",
+			"drain_delay", s.opts.DrainDelay.String())
+		time.Sleep(s.opts.DrainDelay)
+	}
+	s.log.Info("shutting down: draining in-flight calls", "timeout", s.opts.ShutdownTimeout.String())
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancel()
 	if err := httpSrv.Shutdown(ctx); err != nil {

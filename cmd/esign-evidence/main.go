@@ -23,10 +23,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/trace"
 
 	esignevidence "github.com/esign-evidence/esign-evidence"
+	"github.com/esign-evidence/esign-evidence/internal/buildinfo"
 	"github.com/esign-evidence/esign-evidence/internal/config"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/internal/telemetry"
@@ -37,6 +39,12 @@ import (
 )
 
 func main() {
+	for _, a := range os.Args[1:] {
+		if a == "-version" || a == "--version" {
+			fmt.Println(buildinfo.Read())
+			return
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
@@ -51,11 +59,14 @@ func main() {
 // run wires configuration, the upstream client, the server and its listeners, and serves
 // until ctx is done.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
+	build := buildinfo.Read()
 	cfg, err := config.Load(args, stderr)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(build.Collector())
 
 	if cfg.Simulate {
 		stopSim, err := startSimulator(cfg, log)
@@ -133,6 +144,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger:               log,
 		MaxRequestBytes:      cfg.MaxRequestBytes,
 		ShutdownTimeout:      cfg.ShutdownTimeout,
+		DrainDelay:           cfg.DrainDelay,
+		Registry:             registry,
 		OpenAPI:              esignevidence.OpenAPIv2,
 	})
 	if err != nil {
@@ -155,7 +168,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("ADMIN_ADDR: %w", err)
 		}
 	}
-	log.Info("esign-evidence starting", "esign_base_url", cfg.BaseURL, "esign_app_id", cfg.AppID,
+	log.Info("esign-evidence starting", "version", build.Version, "revision", build.Revision, "esign_base_url", cfg.BaseURL, "esign_app_id", cfg.AppID,
 		"esign_api_revision", string(cfg.Revision), "demo_mode", cfg.Simulate, "tracing", tp != nil)
 	return srv.Serve(ctx, ls)
 }

@@ -30,7 +30,8 @@ func buildBinary(t *testing.T) string {
 		if binErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, "esign-evidence"), ".")
+		// -buildvcs=auto: stamp the VCS revision (-version reports it) even where GOFLAGS turns it off.
+		cmd := exec.Command("go", "build", "-buildvcs=auto", "-o", filepath.Join(binDir, "esign-evidence"), ".")
 		cmd.Stderr = os.Stderr
 		binErr = cmd.Run()
 	})
@@ -61,11 +62,12 @@ func grpcurlPath(t *testing.T) string {
 }
 
 type running struct {
-	cmd      *exec.Cmd
-	grpcAddr string
-	httpAddr string
-	stderr   *lockedBuffer
-	exited   chan error
+	cmd       *exec.Cmd
+	grpcAddr  string
+	httpAddr  string
+	adminAddr string
+	stderr    *lockedBuffer
+	exited    chan error
 }
 
 // lockedBuffer collects the binary's log while the test reads it.
@@ -108,7 +110,7 @@ func startBinary(t *testing.T, bin string, env []string, args ...string) *runnin
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 	})
-	addrs := make(chan [2]string, 1)
+	addrs := make(chan [3]string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
@@ -116,13 +118,14 @@ func startBinary(t *testing.T, bin string, env []string, args ...string) *runnin
 			_, _ = r.stderr.Write(append(line, '\n'))
 			var m map[string]any
 			if json.Unmarshal(line, &m) == nil && m["msg"] == "serving" {
-				addrs <- [2]string{m["grpc_addr"].(string), m["http_addr"].(string)}
+				admin, _ := m["admin_addr"].(string)
+				addrs <- [3]string{m["grpc_addr"].(string), m["http_addr"].(string), admin}
 			}
 		}
 	}()
 	select {
 	case a := <-addrs:
-		r.grpcAddr, r.httpAddr = a[0], a[1]
+		r.grpcAddr, r.httpAddr, r.adminAddr = a[0], a[1], a[2]
 	case err := <-r.exited:
 		t.Fatalf("exited early: %v\n%s", err, r.stderr)
 	case <-time.After(30 * time.Second):

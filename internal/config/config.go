@@ -31,6 +31,9 @@ const (
 	DefaultHTTPAddr = ":8080"
 	// DefaultAdminAddr serves /metrics and /debug/pprof.
 	DefaultAdminAddr = ":9091"
+	// DefaultDBPath is in the state directory the container image and the systemd unit
+	// use, not relative to whatever the working directory happens to be.
+	DefaultDBPath = "/var/lib/esign-evidence/submissions.db"
 )
 
 // Config is the whole configuration of one esign-evidence process.
@@ -51,6 +54,8 @@ type Config struct {
 	MaxRequestBytes int
 	// ShutdownTimeout bounds the graceful drain.
 	ShutdownTimeout time.Duration
+	// DrainDelay is how long the listeners keep serving after health turns NOT_SERVING.
+	DrainDelay time.Duration
 	LogLevel        slog.Level
 
 	// DBPath is the embedded store's file; "" in demo mode means a temporary file.
@@ -134,8 +139,9 @@ func newFlagSet(c *Config, out io.Writer) (*flag.FlagSet, *raw) {
 	v("esign-timeout", &c.UpstreamTimeout, "timeout of one e签宝 call")
 	v("max-request-bytes", &c.MaxRequestBytes, "maximum request size on gRPC and REST")
 	v("shutdown-timeout", &c.ShutdownTimeout, "how long in-flight calls may take to finish at shutdown")
+	v("shutdown-drain-delay", &c.DrainDelay, "on SIGTERM, how long to keep serving new calls after health turns NOT_SERVING, before draining (load balancers' time to notice; 5s under Kubernetes)")
 	v("log-level", &c.LogLevel, "debug, info, warn or error")
-	fs.StringVar(&c.DBPath, "db-path", "esign-evidence.db", "embedded submission store file (demo mode: a temporary file); ignored when DATABASE_URL is set")
+	fs.StringVar(&c.DBPath, "db-path", DefaultDBPath, "embedded submission store file; its directory must exist and be writable (demo mode: a temporary file); ignored when DATABASE_URL is set")
 	v("unknown-outcome-retry", &c.UnknownOutcome, "after an unknown outcome, a retry with the same customBizId: resend or refuse")
 	v("submission-lease", &c.SubmissionLease, "how long an in-progress submission holds its customBizId (a replica that died frees it after this)")
 	v("esign-qps", &c.EsignQPS, "e签宝 requests per second allowed for the app (its quota)")
@@ -345,7 +351,7 @@ var validIdentity = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // Usage writes every setting with its flag, environment variable and default.
 func Usage(w io.Writer) {
-	fmt.Fprintln(w, "Usage: esign-evidence [flags]\n\nEvery flag can also be set by its environment variable; a flag wins.")
+	fmt.Fprintln(w, "Usage: esign-evidence [flags]\n       esign-evidence -version\n\nEvery flag can also be set by its environment variable; a flag wins.")
 	fs, _ := newFlagSet(&Config{}, io.Discard)
 	fs.VisitAll(func(f *flag.Flag) {
 		def := f.DefValue

@@ -55,6 +55,14 @@ func TestValidConfigurations(t *testing.T) {
 			if c.BaseURL != upstream.SandboxBaseURL || c.AppSecret != "s" || c.UpstreamTimeout != 15*time.Second || !c.Auth.Disabled {
 				t.Errorf("%+v", c)
 			}
+			if c.DBPath != "/var/lib/esign-evidence/submissions.db" || c.DrainDelay != 0 {
+				t.Errorf("defaults: DB_PATH %q, SHUTDOWN_DRAIN_DELAY %v", c.DBPath, c.DrainDelay)
+			}
+		}},
+		{"drain delay", nil, map[string]string{"SIMULATE": "1", "SHUTDOWN_DRAIN_DELAY": "5s"}, func(t *testing.T, c *config.Config) {
+			if c.DrainDelay != 5*time.Second {
+				t.Errorf("drain delay %v", c.DrainDelay)
+			}
 		}},
 		{"token hashes", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s",
 			"AUTH_TOKEN_HASHES": "billing:" + strings.Repeat("ab", 32) + ", crm:" + strings.Repeat("cd", 32)}, func(t *testing.T, c *config.Config) {
@@ -108,6 +116,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"bad revision", nil, map[string]string{"SIMULATE": "1", "ESIGN_API_REVISION": "2019"}, []string{"ESIGN_API_REVISION"}},
 		{"bad timeout", nil, map[string]string{"SIMULATE": "1", "ESIGN_TIMEOUT": "fast"}, []string{"ESIGN_TIMEOUT"}},
 		{"bad address", []string{"-simulate", "-http-addr", "8080"}, nil, []string{"HTTP_ADDR"}},
+		{"bad drain delay", nil, map[string]string{"SIMULATE": "1", "SHUTDOWN_DRAIN_DELAY": "-1s"}, []string{"SHUTDOWN_DRAIN_DELAY"}},
 		{"bad size", nil, map[string]string{"SIMULATE": "1", "MAX_REQUEST_BYTES": "12"}, []string{"MAX_REQUEST_BYTES"}},
 		{"bad log level", nil, map[string]string{"SIMULATE": "1", "LOG_LEVEL": "loud"}, []string{"LOG_LEVEL"}},
 		{"bad SIMULATE", nil, map[string]string{"SIMULATE": "maybe"}, []string{"SIMULATE"}},

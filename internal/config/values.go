@@ -35,12 +35,15 @@ func (v *value) Set(s string) error {
 		}
 		*d = b
 	case *time.Duration:
-		min, want := time.Nanosecond, "a positive duration such as 15s"
-		if v.name == "submission-lease" {
+		min, max, want := time.Nanosecond, time.Duration(1<<63-1), "a positive duration such as 15s"
+		switch v.name {
+		case "submission-lease":
 			min, want = time.Second, "a duration of at least 1s"
+		case "shutdown-drain-delay":
+			min, max, want = 0, 5*time.Minute, "a duration from 0s to 5m"
 		}
 		t, err := time.ParseDuration(s)
-		if err != nil || t < min {
+		if err != nil || t < min || t > max {
 			return v.fail(s, want)
 		}
 		*d = t

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// TestBinaryVersion: -version prints the build (module version, VCS revision, Go version)
+// and exits 0 without needing any configuration.
+func TestBinaryVersion(t *testing.T) {
+	bin := buildBinary(t)
+	cmd := exec.Command(bin, "-version")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("-version: %v\n%s", err, out)
+	}
+	line := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(line, "esign-evidence ") || !strings.Contains(line, "built with "+runtime.Version()) {
+		t.Errorf("-version printed %q; want the module version and %s", line, runtime.Version())
+	}
+	if head, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+		if rev := strings.TrimSpace(string(head)); !strings.Contains(line, "revision "+rev) {
+			t.Errorf("-version printed %q; want revision %s", line, rev)
+		}
+	}
+}
+
+// TestBinaryBuildInfoMetric: the admin listener exports the same build as -version.
+func TestBinaryBuildInfoMetric(t *testing.T) {
+	bin := buildBinary(t)
+	out, err := exec.Command(bin, "-version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`^esign-evidence (\S+), revision (\S+)( \(modified\))?, built with (\S+)$`).FindStringSubmatch(strings.TrimSpace(string(out)))
+	if m == nil {
+		t.Fatalf("unexpected -version output %q", out)
+	}
+	rev := m[2]
+	if m[3] != "" {
+		rev += "-modified"
+	}
+	want := `esign_evidence_build_info{go_version="` + m[4] + `",revision="` + rev + `",version="` + m[1] + `"} 1`
+
+	r := startDemo(t, bin)
+	resp, err := http.Get("http://" + r.adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %s; build lines:\n%s", want, grepLines(string(body), "build_info"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestBinaryShutdownDrainDelay is the Kubernetes shutdown sequence against the built
+// binary: on SIGTERM health turns NOT_SERVING at once, yet for SHUTDOWN_DRAIN_DELAY the
+// listeners still accept new connections and serve new calls (endpoints take a moment to
+// stop routing to a terminating pod); only then does the process drain and exit 0.
+func TestBinaryShutdownDrainDelay(t *testing.T) {
+	const delay = 3 * time.Second
+	bin := buildBinary(t)
+	r := startBinary(t, bin, []string{"SHUTDOWN_DRAIN_DELAY=" + delay.String()}, "-simulate")
+	seed, err := os.ReadFile("../../testdata/seed_request.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	health := func() (grpc_health_v1.HealthCheckResponse_ServingStatus, error) {
+		// A new connection each time: the listener itself must still accept.
+		conn, err := grpc.NewClient(r.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return 0, err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		res, err := grpc_health_v1.NewHealthClient(conn).Check(ctx, &grpc_health_v1.HealthCheckRequest{})
+		if err != nil {
+			return 0, err
+		}
+		return res.GetStatus(), nil
+	}
+	if st, err := health(); err != nil || st != grpc_health_v1.HealthCheckResponse_SERVING {
+		t.Fatalf("before SIGTERM: %v %v", st, err)
+	}
+
+	sent := time.Now()
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(delay)
+	for {
+		st, err := health()
+		if err == nil && st == grpc_health_v1.HealthCheckResponse_NOT_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health did not turn NOT_SERVING within the drain delay: %v %v\n%s", st, err, r.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// NOT_SERVING, and still serving: a new REST connection and a new call succeed.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	resp, err := client.Post("http://"+r.httpAddr+"/v3/evidence/evi-point/psn-realname", "application/json", bytes.NewReader(seed))
+	if err != nil {
+		t.Fatalf("REST call during the drain delay: %v\n%s", err, r.stderr)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"eviPointId":"P`) {
+		t.Errorf("REST call during the drain delay: %d %s", resp.StatusCode, b)
+	}
+
+	select {
+	case err := <-r.exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, r.stderr)
+		}
+		if since := time.Since(sent); since < delay {
+			t.Errorf("exited %v after SIGTERM, before the %v drain delay ended", since, delay)
+		}
+	case <-time.After(delay + 30*time.Second):
+		t.Fatalf("no exit after SIGTERM\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stderr.String(), `"drain_delay":"3s"`) {
+		t.Errorf("the drain delay is not logged:\n%s", r.stderr)
+	}
+}
