@@ -104,3 +104,14 @@ examples: tools ## Generate Node.js and Python stubs and run the examples and gr
 .PHONY: readme-check
 readme-check: tools build ## Run the README's grpcurl and curl examples against the demo.
 	scripts/readme-examples.sh
+
+IMAGE ?= localhost/esign-evidence:dev
+export IMAGE
+
+.PHONY: image
+image: ## Build the container image $(IMAGE) with podman, offline (FROM scratch; podman from Debian if missing).
+	scripts/image.sh build
+
+.PHONY: image-check
+image-check: tools ## Check the image from outside: user, entrypoint, filesystem, its binary serving the seed example.
+	scripts/image.sh check
