@@ -56,7 +56,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// DrainDelay is how long the listeners keep serving after health turns NOT_SERVING.
 	DrainDelay time.Duration
-	LogLevel        slog.Level
+	LogLevel   slog.Level
 
 	// DBPath is the embedded store's file; "" in demo mode means a temporary file.
 	DBPath string
