@@ -115,3 +115,13 @@ image: ## Build the container image $(IMAGE) with podman, offline (FROM scratch;
 .PHONY: image-check
 image-check: tools ## Check the image from outside: user, entrypoint, filesystem, its binary serving the seed example.
 	scripts/image.sh check
+
+.PHONY: deploy-check
+deploy-check: tools build ## Check deploy/: Kubernetes manifests, systemd unit, alert rules, against the binary.
+	@command -v promtool >/dev/null || { echo "== installing promtool (Debian's prometheus package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v systemd-analyze >/dev/null || { echo "== installing systemd-analyze (Debian's systemd package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; }
+	cd deploy/prometheus && promtool check rules esign-evidence.rules.yml && promtool test rules esign-evidence.rules.test.yml
+	cd deploy/check && go vet ./... && \
+	  ESIGN_EVIDENCE_BIN=$(CURDIR)/bin/esign-evidence GRPCURL=$(CURDIR)/bin/grpcurl go test -count=1 ./...

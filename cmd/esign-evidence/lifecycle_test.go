@@ -152,3 +152,23 @@ func TestBinaryShutdownDrainDelay(t *testing.T) {
 		t.Errorf("the drain delay is not logged:\n%s", r.stderr)
 	}
 }
+
+// TestBinaryCheckConfig: -check-config validates the settings and exits without serving:
+// 0 for good settings, 1 naming the setting for bad ones.
+func TestBinaryCheckConfig(t *testing.T) {
+	bin := buildBinary(t)
+	run := func(env ...string) (string, error) {
+		cmd := exec.Command(bin, "-check-config", "-grpc-addr", "127.0.0.1:0")
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run("SIMULATE=true", "SHUTDOWN_DRAIN_DELAY=5s")
+	if err != nil || !strings.Contains(out, "configuration OK") {
+		t.Errorf("good settings: %v\n%s", err, out)
+	}
+	out, err = run("SIMULATE=true", "SHUTDOWN_DRAIN_DELAY=forever")
+	if err == nil || !strings.Contains(out, "SHUTDOWN_DRAIN_DELAY") {
+		t.Errorf("bad settings: %v\n%s", err, out)
+	}
+}

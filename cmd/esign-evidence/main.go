@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -60,9 +61,22 @@ func main() {
 // until ctx is done.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	build := buildinfo.Read()
+	checkOnly := false
+	args = slices.DeleteFunc(slices.Clone(args), func(a string) bool {
+		if a == "-check-config" || a == "--check-config" {
+			checkOnly = true
+			return true
+		}
+		return false
+	})
 	cfg, err := config.Load(args, stderr)
 	if err != nil {
 		return err
+	}
+	if checkOnly {
+		// Settings only: nothing is opened, listened on or called.
+		fmt.Fprintln(stderr, "esign-evidence: configuration OK")
+		return nil
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	registry := prometheus.NewRegistry()

@@ -102,8 +102,8 @@ func envName(flagName string) string {
 
 // raw holds the settings whose meaning depends on others and is decided after parsing.
 type raw struct {
-	esignEnv, esignBaseURL, esignAppID, secretFile, fingerprintFile, tokensFile string
-	authDisabled, publicHealth, publicReflection                                bool
+	esignEnv, esignBaseURL, esignAppID, secretFile, fingerprintFile, tokensFile, databaseURLFile string
+	authDisabled, publicHealth, publicReflection                                                 bool
 }
 
 // newFlagSet declares every setting with its type, default and help; parsing writes
@@ -142,6 +142,7 @@ func newFlagSet(c *Config, out io.Writer) (*flag.FlagSet, *raw) {
 	v("shutdown-drain-delay", &c.DrainDelay, "on SIGTERM, how long to keep serving new calls after health turns NOT_SERVING, before draining (load balancers' time to notice; 5s under Kubernetes)")
 	v("log-level", &c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.DBPath, "db-path", DefaultDBPath, "embedded submission store file; its directory must exist and be writable (demo mode: a temporary file); ignored when DATABASE_URL is set")
+	fs.StringVar(&r.databaseURLFile, "database-url-file", "", "file holding the PostgreSQL connection string, to use PostgreSQL instead of DB_PATH (or set DATABASE_URL)")
 	v("unknown-outcome-retry", &c.UnknownOutcome, "after an unknown outcome, a retry with the same customBizId: resend or refuse")
 	v("submission-lease", &c.SubmissionLease, "how long an in-progress submission holds its customBizId (a replica that died frees it after this)")
 	v("esign-qps", &c.EsignQPS, "e签宝 requests per second allowed for the app (its quota)")
@@ -193,6 +194,18 @@ func Load(args []string, usageOut io.Writer) (*Config, error) {
 		errs = append(errs, fmt.Errorf("%s (-%s): %s", env, flagName, fmt.Sprintf(format, a...)))
 	}
 	c.DatabaseURL = upstream.Secret(os.Getenv("DATABASE_URL"))
+	if r.databaseURLFile != "" {
+		b, err := os.ReadFile(r.databaseURLFile)
+		switch {
+		case c.DatabaseURL != "":
+			bad("database-url-file", "DATABASE_URL_FILE", "set either DATABASE_URL or DATABASE_URL_FILE, not both")
+		case err != nil:
+			bad("database-url-file", "DATABASE_URL_FILE", "cannot read %q", r.databaseURLFile)
+		case strings.TrimSpace(string(b)) == "":
+			bad("database-url-file", "DATABASE_URL_FILE", "%q is empty", r.databaseURLFile)
+		}
+		c.DatabaseURL = upstream.Secret(strings.TrimSpace(string(b)))
+	}
 	if c.DBPath == "" && c.DatabaseURL == "" {
 		bad("db-path", "DB_PATH", "is empty; name a file, or set DATABASE_URL")
 	}
@@ -351,7 +364,7 @@ var validIdentity = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // Usage writes every setting with its flag, environment variable and default.
 func Usage(w io.Writer) {
-	fmt.Fprintln(w, "Usage: esign-evidence [flags]\n       esign-evidence -version\n\nEvery flag can also be set by its environment variable; a flag wins.")
+	fmt.Fprintln(w, "Usage: esign-evidence [flags]            serve\n       esign-evidence -check-config [flags]  check the settings (flags and environment) and exit\n       esign-evidence -version               print the build and exit\n\nEvery flag can also be set by its environment variable; a flag wins.")
 	fs, _ := newFlagSet(&Config{}, io.Discard)
 	fs.VisitAll(func(f *flag.Flag) {
 		def := f.DefValue

@@ -35,6 +35,10 @@ func TestValidConfigurations(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("# callers\nbilling tok-0123456789abcdef\n\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	dbURLFile := filepath.Join(dir, "database-url")
+	if err := os.WriteFile(dbURLFile, []byte("postgres://u:p@db/esign\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name  string
 		args  []string
@@ -81,6 +85,11 @@ func TestValidConfigurations(t *testing.T) {
 				t.Errorf("%+v", c)
 			}
 		}},
+		{"PostgreSQL from a file", nil, map[string]string{"SIMULATE": "1", "DATABASE_URL_FILE": dbURLFile}, func(t *testing.T, c *config.Config) {
+			if c.DatabaseURL != "postgres://u:p@db/esign" {
+				t.Errorf("DATABASE_URL from the file: got %d characters", len(c.DatabaseURL))
+			}
+		}},
 		{"base URL wins over env; flags win over environment", []string{"-grpc-addr", "127.0.0.1:1", "-esign-api-revision", "2025"},
 			map[string]string{"GRPC_ADDR": ":2", "ESIGN_ENV": "sandbox", "ESIGN_BASE_URL": "http://proxy:1", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s", "AUTH_DISABLED": "true"},
 			func(t *testing.T, c *config.Config) {
@@ -117,6 +126,8 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"bad timeout", nil, map[string]string{"SIMULATE": "1", "ESIGN_TIMEOUT": "fast"}, []string{"ESIGN_TIMEOUT"}},
 		{"bad address", []string{"-simulate", "-http-addr", "8080"}, nil, []string{"HTTP_ADDR"}},
 		{"bad drain delay", nil, map[string]string{"SIMULATE": "1", "SHUTDOWN_DRAIN_DELAY": "-1s"}, []string{"SHUTDOWN_DRAIN_DELAY"}},
+		{"both database URL sources", nil, map[string]string{"SIMULATE": "1", "DATABASE_URL": "postgres://u:" + secret + "@db/x", "DATABASE_URL_FILE": "/x"}, []string{"DATABASE_URL_FILE"}},
+		{"unreadable database URL file", nil, map[string]string{"SIMULATE": "1", "DATABASE_URL_FILE": "/nonexistent/url"}, []string{"DATABASE_URL_FILE"}},
 		{"bad size", nil, map[string]string{"SIMULATE": "1", "MAX_REQUEST_BYTES": "12"}, []string{"MAX_REQUEST_BYTES"}},
 		{"bad log level", nil, map[string]string{"SIMULATE": "1", "LOG_LEVEL": "loud"}, []string{"LOG_LEVEL"}},
 		{"bad SIMULATE", nil, map[string]string{"SIMULATE": "maybe"}, []string{"SIMULATE"}},

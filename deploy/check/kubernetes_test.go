@@ -1,0 +1,591 @@
+// Package check tests the deployment files in deploy/ against the official Kubernetes API
+// types and against the esign-evidence binary itself. It is a module of its own so that
+// k8s.io/api and kustomize never enter the service's go.mod.
+//
+// ESIGN_EVIDENCE_BIN names the binary to check against and GRPCURL the grpcurl to probe
+// it with (`make deploy-check` sets both).
+package check
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+)
+
+// objects is one rendered kustomization, decoded into the official types.
+type objects struct {
+	deployments []*appsv1.Deployment
+	services    []*corev1.Service
+	configMaps  []*corev1.ConfigMap
+	pvcs        []*corev1.PersistentVolumeClaim
+	pdbs        []*policyv1.PodDisruptionBudget
+	netpols     []*networkingv1.NetworkPolicy
+}
+
+// render builds a kustomization with the kustomize library (the engine of `kubectl
+// kustomize`, at the version go.mod pins) and returns each object's YAML by "Kind/name".
+func render(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		t.Fatalf("kustomize %s: %v", dir, err)
+	}
+	out := map[string][]byte{}
+	for _, r := range m.Resources() {
+		y, err := r.AsYAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[r.GetKind()+"/"+r.GetName()] = y
+	}
+	return out
+}
+
+// decode strictly decodes every object into its k8s.io/api type: an unknown field, a
+// wrong type or an unknown kind fails.
+func decode(t *testing.T, rendered map[string][]byte) *objects {
+	t.Helper()
+	o := &objects{}
+	for id, y := range rendered {
+		var meta struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(y, &meta); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		var into any
+		switch meta.APIVersion + " " + meta.Kind {
+		case "apps/v1 Deployment":
+			d := &appsv1.Deployment{}
+			o.deployments, into = append(o.deployments, d), d
+		case "v1 Service":
+			s := &corev1.Service{}
+			o.services, into = append(o.services, s), s
+		case "v1 ConfigMap":
+			c := &corev1.ConfigMap{}
+			o.configMaps, into = append(o.configMaps, c), c
+		case "v1 PersistentVolumeClaim":
+			p := &corev1.PersistentVolumeClaim{}
+			o.pvcs, into = append(o.pvcs, p), p
+		case "policy/v1 PodDisruptionBudget":
+			p := &policyv1.PodDisruptionBudget{}
+			o.pdbs, into = append(o.pdbs, p), p
+		case "networking.k8s.io/v1 NetworkPolicy":
+			n := &networkingv1.NetworkPolicy{}
+			o.netpols, into = append(o.netpols, n), n
+		default:
+			t.Fatalf("%s: no check knows %s %s", id, meta.APIVersion, meta.Kind)
+		}
+		if err := decodeStrict(y, into); err != nil {
+			t.Errorf("%s does not decode strictly into %T: %v", id, into, err)
+		}
+	}
+	return o
+}
+
+// decodeStrict decodes YAML into a k8s.io/api object as the API server does in strict
+// mode: field names match case-sensitively (encoding/json would take
+// readOnlyRootFileSystem for readOnlyRootFilesystem), and unknown or duplicate fields fail.
+func decodeStrict(y []byte, into any) error {
+	j, err := yaml.YAMLToJSONStrict(y)
+	if err != nil {
+		return err
+	}
+	strict, err := kjson.UnmarshalStrict(j, into, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
+}
+
+// binary is what the esign-evidence binary says about its settings.
+type binary struct {
+	path     string
+	env      map[string]bool   // every environment variable it reads
+	defaults map[string]string // each setting's default, by environment variable
+}
+
+func theBinary(t *testing.T) *binary {
+	t.Helper()
+	p := os.Getenv("ESIGN_EVIDENCE_BIN")
+	if p == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("ESIGN_EVIDENCE_BIN is not set (`make deploy-check` sets it)")
+		}
+		t.Skip("ESIGN_EVIDENCE_BIN is not set; run `make deploy-check`")
+	}
+	cmd := exec.Command(p, "-help")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, _ := cmd.CombinedOutput() // -help exits 0 or 2 depending on the flag package's mood; the text is what counts
+	b := &binary{path: p, env: map[string]bool{}, defaults: map[string]string{}}
+	line := regexp.MustCompile(`(?m)^\s+-(\S+)\s+([A-Z][A-Z0-9_]*)\s+default\s+(\S+)`)
+	for _, m := range line.FindAllStringSubmatch(string(out), -1) {
+		b.env[m[2]] = true
+		if m[3] != "(none)" {
+			b.defaults[m[2]] = m[3]
+		}
+	}
+	if m := regexp.MustCompile(`Environment only: ([A-Z0-9_, ]+)`).FindStringSubmatch(string(out)); m != nil {
+		for _, e := range strings.Split(m[1], ",") {
+			b.env[strings.TrimSpace(e)] = true
+		}
+	}
+	if len(b.env) < 10 || !b.env["GRPC_ADDR"] {
+		t.Fatalf("could not read the settings from `%s -help`:\n%s", p, out)
+	}
+	return b
+}
+
+// containerEnv is a container's environment as the pod gets it: envFrom ConfigMaps, then
+// env entries.
+func containerEnv(t *testing.T, o *objects, c corev1.Container) map[string]string {
+	t.Helper()
+	env := map[string]string{}
+	for _, from := range c.EnvFrom {
+		if from.ConfigMapRef == nil {
+			t.Errorf("container %s: envFrom other than a ConfigMap", c.Name)
+			continue
+		}
+		i := slices.IndexFunc(o.configMaps, func(cm *corev1.ConfigMap) bool { return cm.Name == from.ConfigMapRef.Name })
+		if i < 0 {
+			t.Errorf("container %s: envFrom names ConfigMap %s, which is not rendered", c.Name, from.ConfigMapRef.Name)
+			continue
+		}
+		for k, v := range o.configMaps[i].Data {
+			env[k] = v
+		}
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil {
+			t.Errorf("container %s: %s comes from valueFrom; secrets are mounted files (*_FILE), settings are values", c.Name, e.Name)
+		}
+		env[e.Name] = e.Value
+	}
+	return env
+}
+
+func port(t *testing.T, what, addr string) int32 {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	n, err2 := strconv.Atoi(p)
+	if err != nil || err2 != nil {
+		t.Fatalf("%s: %q is not host:port", what, addr)
+	}
+	return int32(n)
+}
+
+func TestKubernetesBase(t *testing.T) {
+	o := checkKustomization(t, "../kubernetes/base")
+	d := o.deployments[0]
+	if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
+		t.Errorf("the base runs %v replicas; it is the several-replica deployment", d.Spec.Replicas)
+	}
+	env := containerEnv(t, o, d.Spec.Template.Spec.Containers[0])
+	if env["DATABASE_URL_FILE"] == "" {
+		t.Error("several replicas need the shared PostgreSQL store: DATABASE_URL_FILE is not set")
+	}
+	if len(o.pdbs) != 1 {
+		t.Fatalf("want one PodDisruptionBudget, have %d", len(o.pdbs))
+	}
+	pdb := o.pdbs[0]
+	sel, err := metaSelector(pdb.Spec.Selector)
+	if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+		t.Errorf("the PodDisruptionBudget does not select the pods (%v)", err)
+	}
+	if pdb.Spec.MaxUnavailable == nil && pdb.Spec.MinAvailable == nil {
+		t.Error("the PodDisruptionBudget sets neither maxUnavailable nor minAvailable")
+	}
+}
+
+func TestKubernetesSingleNode(t *testing.T) {
+	o := checkKustomization(t, "../kubernetes/single-node")
+	d := o.deployments[0]
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
+		t.Errorf("replicas %v, want 1 (the embedded store admits one process)", d.Spec.Replicas)
+	}
+	if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		t.Errorf("strategy %q: a rolling update would start a second process on the same store", d.Spec.Strategy.Type)
+	}
+	if len(o.pdbs) != 0 {
+		t.Error("a PodDisruptionBudget on one replica only blocks node drains")
+	}
+	spec := d.Spec.Template.Spec
+	env := containerEnv(t, o, spec.Containers[0])
+	if env["DATABASE_URL_FILE"] != "" || env["DATABASE_URL"] != "" {
+		t.Error("the single-node overlay still points at PostgreSQL")
+	}
+	dbPath := env["DB_PATH"]
+	if dbPath == "" {
+		t.Fatal("DB_PATH is not set")
+	}
+	// The store's directory is a mounted PersistentVolumeClaim, rendered alongside.
+	vol := mountedVolume(spec, spec.Containers[0], path.Dir(dbPath))
+	if vol == nil || vol.PersistentVolumeClaim == nil {
+		t.Fatalf("DB_PATH's directory %s is not a mounted PersistentVolumeClaim", path.Dir(dbPath))
+	}
+	if !slices.ContainsFunc(o.pvcs, func(p *corev1.PersistentVolumeClaim) bool { return p.Name == vol.PersistentVolumeClaim.ClaimName }) {
+		t.Errorf("claim %s is not rendered", vol.PersistentVolumeClaim.ClaimName)
+	}
+}
+
+// mountedVolume is the volume mounted exactly at dir in container c.
+func mountedVolume(spec corev1.PodSpec, c corev1.Container, dir string) *corev1.Volume {
+	for _, m := range c.VolumeMounts {
+		if path.Clean(m.MountPath) != path.Clean(dir) {
+			continue
+		}
+		for i := range spec.Volumes {
+			if spec.Volumes[i].Name == m.Name {
+				return &spec.Volumes[i]
+			}
+		}
+	}
+	return nil
+}
+
+// checkKustomization renders dir and checks what every deployment of the service must hold.
+func checkKustomization(t *testing.T, dir string) *objects {
+	t.Helper()
+	rendered := render(t, dir)
+	crossCheckKubectl(t, dir, rendered)
+	o := decode(t, rendered)
+	bin := theBinary(t)
+	if len(o.deployments) != 1 || len(o.services) != 1 || len(o.netpols) != 1 {
+		t.Fatalf("want one Deployment, Service and NetworkPolicy; have %d, %d, %d", len(o.deployments), len(o.services), len(o.netpols))
+	}
+	d := o.deployments[0]
+	spec := d.Spec.Template.Spec
+	if len(spec.Containers) != 1 {
+		t.Fatalf("want one container, have %d", len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	podLabels := labels.Set(d.Spec.Template.Labels)
+	if sel, err := metaSelector(d.Spec.Selector); err != nil || !sel.Matches(podLabels) {
+		t.Errorf("the Deployment's selector does not match its pods (%v)", err)
+	}
+
+	// Every environment variable is one the binary reads, and the binary accepts them all.
+	env := containerEnv(t, o, c)
+	for name := range env {
+		if !bin.env[name] {
+			t.Errorf("environment variable %s is not a setting of the binary (see `esign-evidence -help`)", name)
+		}
+	}
+	checkConfigAccepted(t, bin, spec, c, env)
+
+	// Ports: each container port is one of the binary's listeners.
+	setting := func(name string) string {
+		if v, ok := env[name]; ok {
+			return v
+		}
+		return bin.defaults[name]
+	}
+	grpcPort := port(t, "GRPC_ADDR", setting("GRPC_ADDR"))
+	listeners := map[int32]string{grpcPort: "GRPC_ADDR", port(t, "HTTP_ADDR", setting("HTTP_ADDR")): "HTTP_ADDR"}
+	adminPort := int32(0)
+	if a := setting("ADMIN_ADDR"); a != "" {
+		adminPort = port(t, "ADMIN_ADDR", a)
+		listeners[adminPort] = "ADMIN_ADDR"
+	}
+	named := map[string]int32{}
+	for _, p := range c.Ports {
+		if _, ok := listeners[p.ContainerPort]; !ok {
+			t.Errorf("container port %s (%d) is none of the binary's listeners %v", p.Name, p.ContainerPort, listeners)
+		}
+		named[p.Name] = p.ContainerPort
+	}
+	resolve := func(what string, p intstr.IntOrString) int32 {
+		if p.Type == intstr.String {
+			n, ok := named[p.StrVal]
+			if !ok {
+				t.Errorf("%s names port %q, which the container does not have", what, p.StrVal)
+			}
+			return n
+		}
+		return p.IntVal
+	}
+
+	// Probes: native gRPC health checks on the gRPC listener, for a service the binary
+	// reports SERVING.
+	for what, p := range map[string]*corev1.Probe{"readinessProbe": c.ReadinessProbe, "livenessProbe": c.LivenessProbe, "startupProbe": c.StartupProbe} {
+		if p == nil {
+			if what != "startupProbe" {
+				t.Errorf("no %s", what)
+			}
+			continue
+		}
+		if p.GRPC == nil {
+			t.Errorf("%s is not a native gRPC probe", what)
+			continue
+		}
+		if p.GRPC.Port != grpcPort {
+			t.Errorf("%s probes port %d; gRPC listens on %d", what, p.GRPC.Port, grpcPort)
+		}
+		service := ""
+		if p.GRPC.Service != nil {
+			service = *p.GRPC.Service
+		}
+		checkHealthService(t, bin, service)
+	}
+
+	// Shutdown: the grace period covers the drain delay and the drain.
+	drain, err1 := time.ParseDuration(setting("SHUTDOWN_DRAIN_DELAY"))
+	timeout, err2 := time.ParseDuration(setting("SHUTDOWN_TIMEOUT"))
+	if err1 != nil || err2 != nil {
+		t.Errorf("SHUTDOWN_DRAIN_DELAY / SHUTDOWN_TIMEOUT: %v %v", err1, err2)
+	}
+	if drain <= 0 {
+		t.Error("SHUTDOWN_DRAIN_DELAY is 0: pods would stop accepting calls before endpoints stop sending them")
+	}
+	if g := spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= drain+timeout {
+		t.Errorf("terminationGracePeriodSeconds %v does not exceed SHUTDOWN_DRAIN_DELAY + SHUTDOWN_TIMEOUT (%v)", g, drain+timeout)
+	}
+
+	// Security context: non-root, read-only root filesystem, no capabilities, RuntimeDefault.
+	psc, csc := spec.SecurityContext, c.SecurityContext
+	switch {
+	case psc == nil || csc == nil:
+		t.Fatal("pod or container securityContext missing")
+	case psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0:
+		t.Error("the pod does not run as a non-root user")
+	case psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault:
+		t.Error("the pod's seccomp profile is not RuntimeDefault")
+	case csc.ReadOnlyRootFilesystem == nil || !*csc.ReadOnlyRootFilesystem:
+		t.Error("the root filesystem is writable")
+	case csc.AllowPrivilegeEscalation == nil || *csc.AllowPrivilegeEscalation:
+		t.Error("privilege escalation is allowed")
+	case csc.Capabilities == nil || !slices.Contains(csc.Capabilities.Drop, "ALL") || len(csc.Capabilities.Add) > 0:
+		t.Error("capabilities are not all dropped")
+	}
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Error("the pod mounts a service account token it never uses")
+	}
+	// With a read-only root, uploads need a writable /tmp.
+	if v := mountedVolume(spec, c, "/tmp"); v == nil || v.EmptyDir == nil {
+		t.Error("/tmp is not a mounted emptyDir (UploadFile spools there)")
+	}
+	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if _, ok := c.Resources.Requests[r]; !ok {
+			t.Errorf("no %s request", r)
+		}
+	}
+	if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
+		t.Error("no memory limit")
+	}
+	if c.Image == "" {
+		t.Error("no image")
+	}
+
+	// The Service serves gRPC and REST and never the admin port.
+	svc := o.services[0]
+	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) || len(svc.Spec.Selector) == 0 {
+		t.Error("the Service does not select the pods")
+	}
+	for _, p := range svc.Spec.Ports {
+		n := resolve("Service port "+p.Name, p.TargetPort)
+		if n == adminPort {
+			t.Errorf("the Service exposes the admin port (%s)", p.Name)
+		}
+	}
+
+	// The NetworkPolicy covers the pods and lets no one but its named peers reach admin.
+	np := o.netpols[0]
+	if sel, err := metaSelector(&np.Spec.PodSelector); err != nil || !sel.Matches(podLabels) {
+		t.Error("the NetworkPolicy does not select the pods")
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+		t.Error("the NetworkPolicy does not restrict ingress")
+	}
+	if adminPort != 0 {
+		for i, rule := range np.Spec.Ingress {
+			covers := len(rule.Ports) == 0
+			for _, p := range rule.Ports {
+				if p.Port == nil || resolve("NetworkPolicy port", *p.Port) == adminPort {
+					covers = true
+				}
+			}
+			if !covers {
+				continue
+			}
+			if len(rule.From) == 0 {
+				t.Errorf("NetworkPolicy rule %d lets anyone reach the admin port", i)
+			}
+			for _, peer := range rule.From {
+				if peer.IPBlock != nil || (peer.PodSelector == nil && peer.NamespaceSelector == nil) {
+					t.Errorf("NetworkPolicy rule %d opens the admin port to an address range", i)
+				}
+				if peer.PodSelector != nil {
+					if sel, err := metaSelector(peer.PodSelector); err == nil && (sel.Empty() || sel.Matches(podLabels)) {
+						t.Errorf("NetworkPolicy rule %d opens the admin port to every pod or to the service's own", i)
+					}
+				}
+			}
+		}
+	}
+	return o
+}
+
+// checkConfigAccepted runs the binary's -check-config with the container's environment:
+// every value must be accepted. Secret files are stood in for by files with plausible
+// content, at paths that must lie in a mounted Secret.
+func checkConfigAccepted(t *testing.T, bin *binary, spec corev1.PodSpec, c corev1.Container, env map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	stand := map[string]string{
+		"ESIGN_APP_SECRET_FILE": "an-app-secret",
+		"FINGERPRINT_KEY_FILE":  "a-fingerprint-key-of-enough-length",
+		"AUTH_TOKENS_FILE":      "billing a-token-of-enough-length\n",
+		"DATABASE_URL_FILE":     "postgres://esign:pw@db:5432/esign?sslmode=verify-full",
+	}
+	cmdEnv := []string{"PATH=" + os.Getenv("PATH")}
+	for name, v := range env {
+		if strings.HasSuffix(name, "_FILE") && v != "" {
+			vol := mountedVolume(spec, c, path.Dir(v))
+			if vol == nil || vol.Secret == nil {
+				t.Errorf("%s=%s is not in a mounted Secret", name, v)
+			}
+			content, ok := stand[name]
+			if !ok {
+				t.Errorf("%s: no stand-in content known; add one to this test", name)
+				continue
+			}
+			f := filepath.Join(dir, name)
+			if err := os.WriteFile(f, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			v = f
+		}
+		cmdEnv = append(cmdEnv, name+"="+v)
+	}
+	cmd := exec.Command(bin.path, "-check-config")
+	cmd.Env = cmdEnv
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("the binary refuses the manifest's settings: %v\n%s", err, out)
+	}
+}
+
+// checkHealthService starts the binary in demo mode and asks its gRPC health service for
+// service: a probe on a name the binary does not serve would never pass.
+func checkHealthService(t *testing.T, bin *binary, service string) {
+	t.Helper()
+	grpcurl := os.Getenv("GRPCURL")
+	if grpcurl == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("GRPCURL is not set (`make deploy-check` sets it)")
+		}
+		t.Skip("GRPCURL is not set; run `make deploy-check`")
+	}
+	addr := startDemo(t, bin.path)
+	req, _ := json.Marshal(map[string]string{"service": service})
+	out, err := exec.Command(grpcurl, "-plaintext", "-d", string(req), addr, "grpc.health.v1.Health/Check").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte(`"SERVING"`)) {
+		t.Errorf("health check of service %q: %v\n%s", service, err, out)
+	}
+}
+
+// demo is a running demo-mode binary's listeners.
+type demo struct{ grpc, http, admin string }
+
+// startDemo runs the binary in demo mode on loopback port 0 and returns its gRPC address.
+func startDemo(t *testing.T, bin string) string { return startDemoAll(t, bin).grpc }
+
+// startDemoAll runs the binary in demo mode on loopback port 0 (all three listeners) and
+// reads the addresses from its "serving" log line.
+func startDemoAll(t *testing.T, bin string) demo {
+	t.Helper()
+	logFile := filepath.Join(t.TempDir(), "log")
+	f, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-simulate", "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.Stderr = f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); f.Close() })
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(logFile)
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			var m map[string]any
+			if json.Unmarshal(line, &m) == nil && m["msg"] == "serving" {
+				str := func(k string) string { s, _ := m[k].(string); return s }
+				return demo{grpc: str("grpc_addr"), http: str("http_addr"), admin: str("admin_addr")}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(logFile)
+	t.Fatalf("the demo did not start:\n%s", b)
+	return demo{}
+}
+
+// crossCheckKubectl renders dir with `kubectl kustomize` as well, when a kubectl whose
+// kustomize is v5 or newer is installed, and requires the same objects.
+func crossCheckKubectl(t *testing.T, dir string, want map[string][]byte) {
+	t.Helper()
+	v, err := exec.Command("kubectl", "version", "--client").CombinedOutput()
+	if err != nil || !regexp.MustCompile(`Kustomize Version: v([5-9]|\d\d)\.`).Match(v) {
+		t.Logf("no kubectl with kustomize v5+ here; rendered with the kustomize library only")
+		return
+	}
+	out, err := exec.Command("kubectl", "kustomize", dir).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize %s: %v", dir, err)
+	}
+	got := map[string]any{}
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		var obj map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			t.Fatal(err)
+		}
+		md, _ := obj["metadata"].(map[string]any)
+		got[fmt.Sprint(obj["kind"], "/", md["name"])] = obj
+	}
+	if len(got) != len(want) {
+		t.Errorf("kubectl kustomize rendered %d objects, the library %d", len(got), len(want))
+	}
+	for id, y := range want {
+		var obj any
+		if err := yaml.Unmarshal(y, &obj); err != nil {
+			t.Fatal(err)
+		}
+		a, _ := json.Marshal(obj)
+		b, _ := json.Marshal(got[id])
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s: kubectl kustomize and the library disagree:\n%s\n%s", id, a, b)
+		}
+	}
+}
+
+func metaSelector(s *metav1.LabelSelector) (labels.Selector, error) {
+	return metav1.LabelSelectorAsSelector(s)
+}
