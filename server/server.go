@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -105,6 +106,9 @@ type Options struct {
 	// (a Kubernetes Service's endpoints) take a moment to stop sending new calls to an
 	// instance that is going away; 0 starts draining at once.
 	DrainDelay time.Duration
+	// Backup, when set, serves a consistent copy of the embedded store at GET /backup on
+	// the admin listener: it writes the copy to w, telling size its length first.
+	Backup func(w io.Writer, size func(int64)) error
 	// OpenAPI is the document served at OpenAPIPath.
 	OpenAPI []byte
 }

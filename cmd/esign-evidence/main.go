@@ -117,6 +117,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer closeStore()
+	var backup func(io.Writer, func(int64)) error
+	if b, ok := store.(*submission.BoltStore); ok {
+		backup = b.Backup // PostgreSQL is backed up with PostgreSQL's own tools
+	}
 	sub, err := submission.New(submission.Config{
 		Store:          store,
 		FingerprintKey: fingerprintKey(cfg),
@@ -159,6 +163,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		MaxRequestBytes:      cfg.MaxRequestBytes,
 		ShutdownTimeout:      cfg.ShutdownTimeout,
 		DrainDelay:           cfg.DrainDelay,
+		Backup:               backup,
 		Registry:             registry,
 		OpenAPI:              esignevidence.OpenAPIv2,
 	})
