@@ -62,6 +62,8 @@ check() {
   entrypoint=$(podman image inspect --format '{{json .Config.Entrypoint}}' "$IMAGE")
   [ "$entrypoint" = '["/usr/local/bin/esign-evidence"]' ] || fail "entrypoint is $entrypoint"
   passed=$((passed+1)); echo "ok: entrypoint $entrypoint"
+  [ "$(podman image inspect --format '{{.Config.WorkingDir}}' "$IMAGE")" = /var/lib/esign-evidence ] || fail "the working directory is not the state directory"
+  passed=$((passed+1)); echo "ok: working directory /var/lib/esign-evidence"
   volumes=$(podman image inspect --format '{{json .Config.Volumes}}' "$IMAGE")
   [[ $volumes == *'"/var/lib/esign-evidence"'* ]] || fail "volumes are $volumes"
   passed=$((passed+1)); echo "ok: volume /var/lib/esign-evidence"
