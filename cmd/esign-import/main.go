@@ -320,7 +320,7 @@ func send(o options, p *parser, rep *report, total int, client evidencev1.Eviden
 		if res.outcome != outcomeSucceeded && res.outcome != outcomeReplayed && res.outcome != outcomeInvalid {
 			prog.println(res.describe())
 		}
-		if res.reason == "Unauthenticated" || res.reason == "UNAUTHENTICATED" {
+		if res.reason == codes.Unauthenticated.String() || res.reason == "UNAUTHENTICATED" {
 			stop("the service refused the credentials (UNAUTHENTICATED): check -token-file; stopping")
 		}
 		if err := rep.add(res); err != nil && repErr == nil {

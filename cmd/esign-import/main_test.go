@@ -3,11 +3,18 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/csv"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -610,5 +617,106 @@ func TestInterruptedAndKilledRunsResume(t *testing.T) {
 	slices.Sort(reported)
 	if issuedIDs := e.issuedIDs(); !slices.Equal(reported, issuedIDs) {
 		t.Errorf("reported %d eviPointIds, e签宝 issued %d (or different ones)", len(reported), len(issuedIDs))
+	}
+}
+
+// writeTLS writes a CA and a server certificate for 127.0.0.1 signed by it into dir.
+func writeTLS(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	caKey, srvKey := newKey(), newKey()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "esign-import test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	srvDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "esign-evidence"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}, ca, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, certFile, keyFile = filepath.Join(dir, "ca.crt"), filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	for path, b := range map[string][]byte{
+		caFile:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		certFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER}),
+		keyFile:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}),
+	} {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return caFile, certFile, keyFile
+}
+
+// As against a remote deployment: TLS verified against -cacert, a bearer token. The
+// README's example file goes through whole; a wrong token stops the run.
+func TestTLSAndTokenWithTheExampleFile(t *testing.T) {
+	svc, bin := binaries(t)
+	e := newEsign(t)
+	caFile, certFile, keyFile := writeTLS(t, t.TempDir())
+	addr := startService(t, svc, e, "TLS_CERT_FILE="+certFile, "TLS_KEY_FILE="+keyFile)
+
+	report := filepath.Join(t.TempDir(), "example.csv")
+	code, stderr := runImport(t, bin, "-addr", addr, "-cacert", caFile, "-report", report, "../../testdata/import/people.jsonl")
+	if code != 0 {
+		t.Fatalf("exit %d, want 0\n%s", code, stderr)
+	}
+	rep, _ := readReport(t, report)
+	if n := outcomes(t, rep); n[outcomeSucceeded] != 6 || e.sim.Issued() != 6 {
+		t.Errorf("outcomes %v, %d evidence points; want 6 of each", n, e.sim.Issued())
+	}
+	if _, puts := e.snapshot(); puts != 2 {
+		t.Errorf("%d images stored, want the 2 sample images once each", puts)
+	}
+
+	wrong := filepath.Join(t.TempDir(), "wrong")
+	if err := os.WriteFile(wrong, []byte("not-the-right-token-0000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stderr = runImport(t, bin, "-addr", addr, "-cacert", caFile, "-token-file", wrong, "../../testdata/import/people.jsonl")
+	if code != 1 || !strings.Contains(stderr, "the service refused the credentials (UNAUTHENTICATED)") {
+		t.Errorf("wrong token: exit %d\n%s", code, stderr)
+	}
+	if strings.Contains(stderr, "not-the-right-token") {
+		t.Error("the output shows the token")
+	}
+}
+
+// Off a terminal, a summary line comes every period.
+func TestLineProgress(t *testing.T) {
+	var out lockedBuffer
+	tl := &tally{total: 10}
+	tl.add(outcomeSucceeded)
+	tl.add(outcomeInvalid)
+	p := newLineProgress(&out, tl, 10*time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "progress: 2/10 rows") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress line in %q", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.stop()
+	if s := out.String(); !strings.Contains(s, "succeeded 1, replayed 0, invalid 1, failed 0, unknown 0, retrying 0") {
+		t.Errorf("line %q", s)
 	}
 }

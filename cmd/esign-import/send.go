@@ -240,7 +240,8 @@ func (s *sender) process(ctx context.Context, r *row) result {
 
 // lookup asks the service for the row's submission. It reports done for a submission
 // that succeeded (the row is a replay) and waits while one is still in progress, so
-// that a resumed run never sends a row whose earlier call may still succeed.
+// that a resumed run never sends a row whose earlier call may still succeed. It also
+// reports done, as failed, when the service refuses the credentials or stays unreachable.
 func (s *sender) lookup(ctx context.Context, r *row, res result) (bool, result) {
 	fails, waits := 0, 0
 	for {
@@ -265,7 +266,13 @@ func (s *sender) lookup(ctx context.Context, r *row, res result) (bool, result) 
 		default:
 			ce := readError(err)
 			fails++
-			if !ce.transient() || fails >= s.retry.attempts {
+			switch {
+			case ce.code == codes.Unauthenticated || ce.code == codes.PermissionDenied,
+				ce.reason == unreachableReason && fails >= s.retry.attempts:
+				// The create call cannot get further: report it now, send nothing.
+				res.outcome, res.reason = outcomeFailed, ce.reason
+				return true, res
+			case !ce.transient() || fails >= s.retry.attempts:
 				// The create call meets the same problem and reports it with its outcome.
 				return false, res
 			}
