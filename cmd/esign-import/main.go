@@ -44,6 +44,9 @@ const (
 	exitUsage   = 2
 )
 
+// signalEcho is how soon after an interrupt another one counts as the same.
+const signalEcho = 500 * time.Millisecond
+
 // summaryEvery is how often a run that is not on a terminal prints a progress line.
 const summaryEvery = 10 * time.Second
 
@@ -223,14 +226,18 @@ func send(o options, p *parser, rep *report, total int, client evidencev1.Eviden
 		})
 	}
 	go func() {
-		n := 0
+		var first time.Time
 		for {
 			select {
 			case <-sigs:
-				n++
-				if n == 1 {
+				switch {
+				case first.IsZero():
+					first = time.Now()
 					stop("interrupted: finishing the rows in flight (interrupt again to abandon them)")
-				} else {
+				case time.Since(first) < signalEcho:
+					// The same interrupt delivered twice (to the process and to its group,
+					// as timeout(1) does): not a second one.
+				default:
 					prog.println("esign-import: abandoning the rows in flight")
 					abandon()
 					return

@@ -414,6 +414,11 @@ func (c *uploadCache) get(ctx context.Context, path string, up func(context.Cont
 		close(e.done)
 	}
 	select {
+	case <-e.done: // checked first: an image already uploaded is used even when ctx ends
+		return e.id, e.err
+	default:
+	}
+	select {
 	case <-e.done:
 		return e.id, e.err
 	case <-ctx.Done():
