@@ -88,14 +88,17 @@ bin/.hey-$(HEY_VERSION):
 
 BENCH_DURATION ?= 10s
 BENCH_SOAK ?= 60s
+# BENCH_BEFORE names an earlier build of esign-evidence to measure in the same run.
+BENCH_BEFORE ?=
 
 .PHONY: bench
 bench: bin/.ghz-$(GHZ_VERSION) bin/.hey-$(HEY_VERSION) ## Load-test gRPC and REST against a baseline; print the table (see BENCHMARKS.md).
 	go build -o bin/esign-evidence ./cmd/esign-evidence
 	go build -o bin/esign-sim ./cmd/esign-sim
 	go build -o bin/baseline ./bench/baseline
-	go test -run='^$$' -bench=. -benchmem ./validation/ ./server/translate/
-	go run ./bench/run -d $(BENCH_DURATION) -soak $(BENCH_SOAK)
+	go build -o bin/floor ./bench/floor
+	go test -run='^$$' -bench=. -benchmem ./validation/ ./server/ ./server/translate/
+	go run ./bench/run -d $(BENCH_DURATION) -soak $(BENCH_SOAK) $(if $(BENCH_BEFORE),-before $(BENCH_BEFORE))
 
 .PHONY: examples
 examples: tools ## Generate Node.js and Python stubs and run the examples and grpcurl against the demo.

@@ -1,7 +1,10 @@
 // Command run drives `make bench`: for each upstream setting it starts the simulator,
-// measures the baseline (a caller signing and posting to the simulator itself), then the
-// service's gRPC path (ghz) and REST path (hey), each in a fresh service process, and
-// prints one table with every path's ratio to the baseline measured in the same run.
+// measures the baseline (a caller signing and posting to the simulator itself), the floor
+// (bench/floor: a bare gRPC proxy to e签宝 with the service's upstream client), then the
+// service's gRPC path (ghz) and REST path (hey), each in a fresh process, and prints one
+// table with every path's ratio to the baseline, and the targets' ratios (service ÷
+// floor, REST ÷ gRPC, share of Little's-law limit), all measured in the same run. With
+// -before, an earlier build of the service is measured in the same run too.
 // A soak run then samples the service's RSS over a longer gRPC load.
 package main
 
@@ -48,14 +51,15 @@ type result struct {
 func main() {
 	dur := flag.Duration("d", 10*time.Second, "duration of each load run")
 	soak := flag.Duration("soak", 60*time.Second, "duration of the RSS soak run (0: none)")
+	before := flag.String("before", "", "an earlier build of bin/esign-evidence to measure in the same run (before/after)")
 	flag.Parse()
-	if err := run(*dur, *soak); err != nil {
+	if err := run(*dur, *soak, *before); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dur, soak time.Duration) error {
+func run(dur, soak time.Duration, before string) error {
 	scenarios := []scenario{
 		{"0 ms e签宝 latency, 50 concurrent", 0, 50},
 		{"50 ms e签宝 latency, 200 concurrent", 50 * time.Millisecond, 200},
@@ -72,8 +76,18 @@ func run(dur, soak time.Duration) error {
 			return err
 		}
 		results = append(results, base)
-		for _, path := range []string{"gRPC (ghz)", "REST (hey)"} {
-			r, err := servicePath(sc, path, simAddr, dur)
+		fl, err := floor(sc, simAddr, dur)
+		if err != nil {
+			stopSim()
+			return err
+		}
+		results = append(results, fl)
+		paths := []struct{ bin, path string }{{serviceBin, pathGRPC}, {serviceBin, pathREST}}
+		if before != "" {
+			paths = append(paths, struct{ bin, path string }{before, pathGRPC + " before"}, struct{ bin, path string }{before, pathREST + " before"})
+		}
+		for _, p := range paths {
+			r, err := servicePath(sc, p.bin, p.path, simAddr, dur)
 			if err != nil {
 				stopSim()
 				return err
@@ -83,6 +97,7 @@ func run(dur, soak time.Duration) error {
 		stopSim()
 	}
 	printTable(results)
+	printTargets(scenarios, results)
 	if soak > 0 {
 		return soakRun(soak)
 	}
@@ -151,16 +166,51 @@ func baseline(sc scenario, simAddr string, dur time.Duration) (result, error) {
 		return result{}, fmt.Errorf("baseline output: %w", err)
 	}
 	cpu, rss := usage(cmd.ProcessState)
-	return result{scenario: sc.name, path: "baseline (direct, signed by the caller)", rps: r.RPS, p50: r.P50, p99: r.P99,
+	return result{scenario: sc.name, path: pathBaseline, rps: r.RPS, p50: r.P50, p99: r.P99,
 		calls: r.Requests, errs: r.Errors, cpuPer1000: cpu / float64(max(1, r.Requests)) * 1000, rssMiB: rss}, nil
 }
 
-// startService runs the service against the simulator; the quota limiter is lifted so
-// that the service, not e签宝's quota, is measured.
-func startService(simAddr string) (*exec.Cmd, string, string, error) {
+// Paths of the table, and the binaries measured.
+const (
+	pathBaseline = "baseline (direct, signed by the caller)"
+	pathFloor    = "floor (bare gRPC proxy, ghz)"
+	pathGRPC     = "gRPC (ghz)"
+	pathREST     = "REST (hey)"
+	serviceBin   = "bin/esign-evidence"
+)
+
+// floor measures bench/floor with ghz, as the service's gRPC path is measured.
+func floor(sc scenario, simAddr string, dur time.Duration) (result, error) {
+	addr := freeAddr()
+	cmd := exec.Command("bin/floor", "-addr", addr, "-esign-base-url", "http://"+simAddr, "-app-id", appID)
+	cmd.Env = append(os.Environ(), "FLOOR_APP_SECRET="+secret)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	if err := waitTCP(addr); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return result{}, err
+	}
+	r, err := ghz(addr, sc.conc, dur)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	if err != nil {
+		return result{}, err
+	}
+	cpu, rss := usage(cmd.ProcessState)
+	r.scenario, r.path = sc.name, pathFloor
+	r.cpuPer1000, r.rssMiB = cpu/float64(max(1, r.calls))*1000, rss
+	return r, nil
+}
+
+// startService runs the service binary bin against the simulator; the quota limiter is
+// lifted so that the service, not e签宝's quota, is measured.
+func startService(bin, simAddr string) (*exec.Cmd, string, string, error) {
 	grpcAddr, httpAddr := freeAddr(), freeAddr()
 	dir, _ := os.MkdirTemp("", "esign-bench-")
-	cmd := exec.Command("bin/esign-evidence", "-grpc-addr", grpcAddr, "-http-addr", httpAddr, "-admin-addr", "")
+	cmd := exec.Command(bin, "-grpc-addr", grpcAddr, "-http-addr", httpAddr, "-admin-addr", "")
 	logFile, _ := os.Create(filepath.Join(dir, "service.log"))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = append(os.Environ(), "ESIGN_BASE_URL=http://"+simAddr, "ESIGN_APP_ID="+appID, "ESIGN_APP_SECRET="+secret,
@@ -179,8 +229,8 @@ func startService(simAddr string) (*exec.Cmd, string, string, error) {
 	return nil, "", "", errors.New("the service did not start")
 }
 
-func servicePath(sc scenario, path, simAddr string, dur time.Duration) (result, error) {
-	svc, grpcAddr, httpAddr, err := startService(simAddr)
+func servicePath(sc scenario, bin, path, simAddr string, dur time.Duration) (result, error) {
+	svc, grpcAddr, httpAddr, err := startService(bin, simAddr)
 	if err != nil {
 		return result{}, err
 	}
@@ -274,11 +324,50 @@ func printTable(rs []result) {
 	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	var base result
 	for _, r := range rs {
-		if strings.HasPrefix(r.path, "baseline") {
+		if r.path == pathBaseline {
 			base = r
 		}
 		fmt.Printf("| %s | %s | %.0f | %.2f | %.2f | %d | %.3f | %.1f | %.2f | %.2f |\n", r.scenario, r.path, r.rps, r.p50, r.p99,
 			r.errs, r.cpuPer1000, r.rssMiB, r.rps/base.rps, r.cpuPer1000/base.cpuPer1000)
+	}
+}
+
+// printTargets prints the issue's ratios, each from figures of this one run: the
+// service's CPU per call against the floor's and REST's against gRPC's, and at the
+// latency setting the share of Little's-law limit (concurrency ÷ latency) reached.
+func printTargets(scenarios []scenario, rs []result) {
+	find := func(sc, path string) (result, bool) {
+		for _, r := range rs {
+			if r.scenario == sc && r.path == path {
+				return r, true
+			}
+		}
+		return result{}, false
+	}
+	fmt.Println()
+	fmt.Println("| upstream | build | gRPC CPU ÷ floor (≤ 1.3) | REST CPU ÷ gRPC (≤ 1.15) | gRPC % of Little's limit | REST % of Little's limit | gRPC p99 ms | REST p99 ms |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|")
+	for _, sc := range scenarios {
+		fl, _ := find(sc.name, pathFloor)
+		for _, build := range []string{"", " before"} {
+			g, ok1 := find(sc.name, pathGRPC+build)
+			r, ok2 := find(sc.name, pathREST+build)
+			if !ok1 || !ok2 {
+				continue
+			}
+			limit := "—"
+			gPct, rPct := limit, limit
+			if sc.latency > 0 {
+				l := float64(sc.conc) / sc.latency.Seconds()
+				gPct, rPct = fmt.Sprintf("%.0f %%", 100*g.rps/l), fmt.Sprintf("%.0f %%", 100*r.rps/l)
+			}
+			name := "this"
+			if build != "" {
+				name = "before"
+			}
+			fmt.Printf("| %s | %s | %.2f | %.2f | %s | %s | %.1f | %.1f |\n", sc.name, name,
+				g.cpuPer1000/fl.cpuPer1000, r.cpuPer1000/g.cpuPer1000, gPct, rPct, g.p99, r.p99)
+		}
 	}
 }
 
@@ -290,7 +379,7 @@ func soakRun(dur time.Duration) error {
 		return err
 	}
 	defer stopSim()
-	svc, grpcAddr, _, err := startService(simAddr)
+	svc, grpcAddr, _, err := startService(serviceBin, simAddr)
 	if err != nil {
 		return err
 	}
