@@ -193,13 +193,15 @@ func floor(sc scenario, simAddr string, dur time.Duration) (result, error) {
 		_ = cmd.Wait()
 		return result{}, err
 	}
+	cpu0 := cpuSeconds(cmd.Process.Pid)
 	r, err := ghz(addr, sc.conc, dur)
+	cpu := cpuSeconds(cmd.Process.Pid) - cpu0
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Wait()
 	if err != nil {
 		return result{}, err
 	}
-	cpu, rss := usage(cmd.ProcessState)
+	_, rss := usage(cmd.ProcessState)
 	r.scenario, r.path = sc.name, pathFloor
 	r.cpuPer1000, r.rssMiB = cpu/float64(max(1, r.calls))*1000, rss
 	return r, nil
@@ -235,17 +237,19 @@ func servicePath(sc scenario, bin, path, simAddr string, dur time.Duration) (res
 		return result{}, err
 	}
 	var r result
+	cpu0 := cpuSeconds(svc.Process.Pid)
 	if strings.HasPrefix(path, "gRPC") {
 		r, err = ghz(grpcAddr, sc.conc, dur)
 	} else {
 		r, err = hey("http://"+httpAddr+restURL, sc.conc, dur)
 	}
+	cpu := cpuSeconds(svc.Process.Pid) - cpu0
 	_ = svc.Process.Signal(syscall.SIGTERM)
 	_ = svc.Wait()
 	if err != nil {
 		return result{}, err
 	}
-	cpu, rss := usage(svc.ProcessState)
+	_, rss := usage(svc.ProcessState)
 	r.scenario, r.path = sc.name, path
 	r.cpuPer1000 = cpu / float64(max(1, r.calls)) * 1000
 	r.rssMiB = rss
@@ -402,6 +406,28 @@ func soakRun(dur time.Duration) error {
 			samples = append(samples, fmt.Sprintf("%.1f", rssMiB(svc.Process.Pid)))
 		}
 	}
+}
+
+// cpuSeconds is the user+system CPU a running process has used so far (/proc/<pid>/stat,
+// in clock ticks of 1/100 s), so that a measurement covers the load run only, not the
+// process's start-up and shutdown.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may contain spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
 }
 
 func rssMiB(pid int) float64 {

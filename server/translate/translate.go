@@ -23,7 +23,7 @@ func ToUpstream(req *evidencev1.CreatePersonalEvidencePointRequest, rev upstream
 	p := &upstream.PsnEvidencePoint{
 		EviName:            req.GetEviName(),
 		CustomBizID:        req.GetCustomBizId(),
-		RealNameMethod:     realNameMethod(req),
+		RealNameMethod:     realNameMethod(req).String(),
 		TimeStamp:          time.UnixMilli(req.GetTimeStamp()),
 		Name:               req.GetName(),
 		CardNo:             req.GetCardNo(),
@@ -83,17 +83,18 @@ func hasCertAgreement(req *evidencev1.CreatePersonalEvidencePointRequest) bool {
 }
 
 // realNameMethod is the request's method, or the one its block implies when omitted.
-func realNameMethod(req *evidencev1.CreatePersonalEvidencePointRequest) string {
+// The enum's value names are e签宝's own spellings.
+func realNameMethod(req *evidencev1.CreatePersonalEvidencePointRequest) evidencev1.RealNameMethod {
 	switch req.GetVerification().(type) {
 	case *evidencev1.CreatePersonalEvidencePointRequest_ThreeElements:
-		return upstream.MethodThreeElements
+		return evidencev1.RealNameMethod_THREEELEMENTS
 	case *evidencev1.CreatePersonalEvidencePointRequest_BankCardFour:
-		return upstream.MethodBankCardFour
+		return evidencev1.RealNameMethod_BANKCARDFOUR
 	case *evidencev1.CreatePersonalEvidencePointRequest_Face:
-		return upstream.MethodFace
+		return evidencev1.RealNameMethod_FACE
 	}
 	// Unreachable for a validated request (a block is required); send what was given.
-	return req.GetRealNameMethod().String()
+	return req.GetRealNameMethod()
 }
 
 // cardType is e签宝's spelling of t; the enum's value names are e签宝's own.
@@ -114,8 +115,7 @@ func Canonical(req *evidencev1.CreatePersonalEvidencePointRequest) []byte {
 	if c.GetCardType() == evidencev1.CardType_CARD_TYPE_UNSPECIFIED {
 		c.CardType = evidencev1.CardType_CRED_PSN_CH_IDCARD
 	}
-	m, _ := evidencev1.RealNameMethod_value[realNameMethod(req)]
-	c.RealNameMethod = evidencev1.RealNameMethod(m)
+	c.RealNameMethod = realNameMethod(req)
 	// Marshalling a message that was just decoded and validated cannot fail.
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
 	return b
