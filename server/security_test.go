@@ -435,12 +435,12 @@ func TestSentinelPersonalDataNeverLeaks(t *testing.T) {
 	for _, s := range exporter.GetSpans() {
 		spans = append(spans, s.Name, s.Status.Description)
 		for _, a := range s.Attributes {
-			spans = append(spans, string(a.Key)+"="+a.Value.Emit())
+			spans = append(spans, string(a.Key)+"="+a.Value.String())
 		}
 		for _, e := range s.Events {
 			spans = append(spans, e.Name)
 			for _, a := range e.Attributes {
-				spans = append(spans, string(a.Key)+"="+a.Value.Emit())
+				spans = append(spans, string(a.Key)+"="+a.Value.String())
 			}
 		}
 	}

@@ -491,7 +491,15 @@ func TestConfigValidation(t *testing.T) {
 func TestSecretNeverPrints(t *testing.T) {
 	s := upstream.Secret(testSecret)
 	cfg := upstream.Config{AppSecret: s}
-	b, _ := json.Marshal(cfg)
+	// Config holds a func (Now), which encoding/json refuses: marshal the secret inside a
+	// struct of its own, as a caller's configuration dump would hold it.
+	b, err := json.Marshal(struct{ AppSecret upstream.Secret }{s})
+	if err != nil {
+		t.Fatalf("marshal: %v", err)
+	}
+	if !strings.Contains(string(b), "[REDACTED]") {
+		t.Errorf("JSON without the redaction marker: %s", b)
+	}
 	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %+v %#v %s", cfg, cfg, cfg, s), string(b)} {
 		if strings.Contains(out, testSecret) {
 			t.Errorf("secret printed: %s", out)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // BoltStore is the embedded store: one bbolt file, no server.
@@ -30,7 +31,7 @@ var boltBucket = []byte("submissions")
 func OpenBolt(path string) (*BoltStore, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%s is in use by another process; several replicas need the PostgreSQL store (DATABASE_URL)", path)
 		}
 		return nil, fmt.Errorf("opening %s: %w", path, err)
