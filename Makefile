@@ -23,8 +23,9 @@ protodeps: ## Fetch third-party .proto files into third_party/proto (gitignored)
 	@scripts/protodeps.sh
 
 .PHONY: generate
-generate: protodeps ## Regenerate gen/ from proto/.
+generate: protodeps ## Regenerate gen/ from proto/ (and merge openapi/*.swagger.json into the OpenAPI document).
 	$(BUF) generate
+	go run ./scripts/openapimerge gen/openapiv2/esign/evidence/v1/evidence.swagger.json openapi/upload.swagger.json
 
 .PHONY: lint
 lint: protodeps ## buf lint, buf format check, gofmt, go vet.
@@ -163,3 +164,7 @@ deploy-check: tools build ## Check deploy/: Kubernetes manifests, systemd unit, 
 	cd deploy/prometheus && promtool check rules esign-evidence.rules.yml && promtool test rules esign-evidence.rules.test.yml
 	cd deploy/check && go vet ./... && \
 	  ESIGN_EVIDENCE_BIN=$(CURDIR)/bin/esign-evidence GRPCURL=$(CURDIR)/bin/grpcurl go test -count=1 ./...
+
+.PHONY: openapi-check
+openapi-check: build ## Send the OpenAPI document's example requests to the demo; each must succeed as documented.
+	scripts/openapi-examples.sh

@@ -31,11 +31,13 @@ scripts/protodeps.sh
 (cd examples/node && npm ci --no-audit --no-fund --loglevel=error)
 go tool -modfile=tools/go.mod buf generate --template examples/node/buf.gen.yaml
 rm -rf examples/python/gen && mkdir -p examples/python/gen
-protoc -I proto -I third_party/proto/protovalidate -I third_party/proto/googleapis \
+protoc -I proto -I third_party/proto/protovalidate -I third_party/proto/googleapis -I third_party/proto/openapiv2 \
   --python_out=examples/python/gen --grpc_python_out=examples/python/gen \
   --plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin \
   esign/evidence/v1/evidence.proto buf/validate/validate.proto \
-  google/api/annotations.proto google/api/http.proto google/rpc/status.proto google/rpc/error_details.proto
+  google/api/annotations.proto google/api/http.proto google/api/field_behavior.proto \
+  google/rpc/status.proto google/rpc/error_details.proto \
+  protoc-gen-openapiv2/options/annotations.proto protoc-gen-openapiv2/options/openapiv2.proto
 
 echo "== starting the service in demo mode"
 go build -o bin/esign-evidence ./cmd/esign-evidence

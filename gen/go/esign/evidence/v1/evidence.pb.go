@@ -8,6 +8,7 @@ package evidencev1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1225,24 +1226,24 @@ var File_esign_evidence_v1_evidence_proto protoreflect.FileDescriptor
 
 const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\n" +
-	" esign/evidence/v1/evidence.proto\x12\x11esign.evidence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2%\n" +
-	"\"CreatePersonalEvidencePointRequest\x121\n" +
-	"\bevi_name\x18\x01 \x01(\tB\x16\xbaH\x13\xc8\x01\x01r\x0e\x18@2\n" +
+	" esign/evidence/v1/evidence.proto\x12\x11esign.evidence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xa4*\n" +
+	"\"CreatePersonalEvidencePointRequest\x124\n" +
+	"\bevi_name\x18\x01 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18@2\n" +
 	"[^\\s\\p{Z}]R\aeviName\x12+\n" +
 	"\rcustom_biz_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18$R\vcustomBizId\x12U\n" +
-	"\x10real_name_method\x18\x03 \x01(\x0e2!.esign.evidence.v1.RealNameMethodB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0erealNameMethod\x12\x84\x02\n" +
+	"\x10real_name_method\x18\x03 \x01(\x0e2!.esign.evidence.v1.RealNameMethodB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0erealNameMethod\x12\x87\x02\n" +
 	"\n" +
-	"time_stamp\x18\x04 \x01(\x03B\xe4\x01\xbaH\xe0\x01\xba\x01o\n" +
+	"time_stamp\x18\x04 \x01(\x03B\xe7\x01\xe0A\x02\xbaH\xe0\x01\xba\x01o\n" +
 	"\x17time_stamp.epoch_millis\x12>must be Unix epoch milliseconds after 2000-01-01 (not seconds)\x1a\x14this >= 946684800000\xba\x01h\n" +
-	"\x15time_stamp.not_future\x12-must not be more than 5 minutes in the future\x1a this <= int(now) * 1000 + 300000\xc8\x01\x01R\ttimeStamp\x12(\n" +
-	"\x04name\x18\x05 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\x04name\x12-\n" +
-	"\acard_no\x18\x06 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"\x15time_stamp.not_future\x12-must not be more than 5 minutes in the future\x1a this <= int(now) * 1000 + 300000\xc8\x01\x01R\ttimeStamp\x12+\n" +
+	"\x04name\x18\x05 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x04name\x120\n" +
+	"\acard_no\x18\x06 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
 	"[^\\s\\p{Z}]R\x06cardNo\x12B\n" +
-	"\tcard_type\x18\a \x01(\x0e2\x1b.esign.evidence.v1.CardTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\bcardType\x129\n" +
-	"\rcard_portrait\x18\b \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\fcardPortrait\x12F\n" +
-	"\x14card_national_emblem\x18\t \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"\tcard_type\x18\a \x01(\x0e2\x1b.esign.evidence.v1.CardTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\bcardType\x12<\n" +
+	"\rcard_portrait\x18\b \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\fcardPortrait\x12I\n" +
+	"\x14card_national_emblem\x18\t \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
 	"[^\\s\\p{Z}]R\x12cardNationalEmblem\x12\x12\n" +
 	"\x04mark\x18\n" +
 	" \x01(\tR\x04mark\x12I\n" +
@@ -1257,7 +1258,7 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x18cert_agreement_read_time\x18\x11 \x01(\tBf\xbaHc\xd8\x01\x01r^2\\^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]) ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$R\x15certAgreementReadTime\x12O\n" +
 	"\x18cert_agreement_read_type\x18\x12 \x01(\tB\x16\xbaH\x13\xd8\x01\x01r\x0eR\x05CHECKR\x05CLICKR\x15certAgreementReadType\x12?\n" +
 	"\x16cert_agreement_read_ip\x18\x13 \x01(\tB\n" +
-	"\xbaH\a\xd8\x01\x01r\x02p\x01R\x13certAgreementReadIP:\xaf\x19\xbaH\xab\x19\x1a\xc9\x03\n" +
+	"\xbaH\a\xd8\x01\x01r\x02p\x01R\x13certAgreementReadIP:\xef\x1d\x92A\xbc\x042\xb9\x04{\"eviName\": \"测试张三-个人实名证据\", \"customBizId\": \"openapi-example-0001\", \"realNameMethod\": \"THREEELEMENTS\", \"timeStamp\": \"1742809059000\", \"name\": \"测试张三\", \"cardNo\": \"130401199601018395\", \"cardType\": \"CRED_PSN_CH_IDCARD\", \"cardPortrait\": \"9631665ce202447bb254ab57a391808c\", \"cardNationalEmblem\": \"02723880e8da4611acc7a6d9ffe93f68\", \"threeElements\": {\"infoVerifySupplier\": \"信息核验供应商名字\", \"verifyTime\": \"20240324\", \"verifySerialNumber\": \"No1234567\", \"mobile\": \"19800002222\", \"smsCode\": \"123456\", \"smsSupplier\": \"短信供应商名字\"}}\xbaH\xab\x19\x1a\xc9\x03\n" +
 	"\x1crealNameMethod.matches_block\x12\x94\x01must agree with the verification block that is set (THREEELEMENTS with threeElements, BANKCARDFOUR with bankCardFour, FACE with face), or be omitted\x1a\x91\x02this.real_name_method == 0 || (this.real_name_method == 1 && has(this.three_elements)) || (this.real_name_method == 2 && has(this.bank_card_four)) || (this.real_name_method == 3 && has(this.face)) || !(has(this.three_elements) || has(this.bank_card_four) || has(this.face))\x1a\x98\x06\n" +
 	"\rcardNo.format\x1a\x86\x06this.card_no == '' ? '' : (this.card_type == 0 || this.card_type == 1) ? (this.card_no.matches('^([0-9]{17}[0-9Xx]|[0-9]{15})$') ? '' : 'must be a mainland ID number: 17 digits and a check digit or X, or the legacy 15 digits') : this.card_type == 2 ? (this.card_no.matches('^[Hh]([0-9]{8}|[0-9]{10})$') ? '' : 'must be a Hong Kong permit number: H then 8 or 10 digits') : this.card_type == 3 ? (this.card_no.matches('^[Mm]([0-9]{8}|[0-9]{10})$') ? '' : 'must be a Macao permit number: M then 8 or 10 digits') : this.card_type == 4 ? (this.card_no.matches('^([0-9]{8}|[0-9]{10})$') ? '' : 'must be a Taiwan permit number: 8 or 10 digits') : this.card_type == 5 ? (this.card_no.matches('^[A-Za-z0-9]{1,25}$') ? '' : 'must be a passport number: 1 to 25 letters or digits') : ''\x1a\xc9\x02\n" +
 	"\"certAgreementReadTitle.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_title != '' || (this.cert_agreement_read_version == '' && this.cert_agreement_read_hash == '' && this.cert_agreement_read_time == '' && this.cert_agreement_read_type == '' && this.cert_agreement_read_ip == '')\x1a\xcb\x02\n" +
@@ -1266,47 +1267,47 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"!certAgreementReadTime.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_time != '' || (this.cert_agreement_read_title == '' && this.cert_agreement_read_version == '' && this.cert_agreement_read_hash == '' && this.cert_agreement_read_type == '' && this.cert_agreement_read_ip == '')\x1a\xc8\x02\n" +
 	"!certAgreementReadType.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_type != '' || (this.cert_agreement_read_title == '' && this.cert_agreement_read_version == '' && this.cert_agreement_read_hash == '' && this.cert_agreement_read_time == '' && this.cert_agreement_read_ip == '')\x1a\xc6\x02\n" +
 	"\x1fcertAgreementReadIP.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_ip != '' || (this.cert_agreement_read_title == '' && this.cert_agreement_read_version == '' && this.cert_agreement_read_hash == '' && this.cert_agreement_read_time == '' && this.cert_agreement_read_type == '')B\x15\n" +
-	"\fverification\x12\x05\xbaH\x02\b\x01\"\xf7\x02\n" +
-	"\rThreeElements\x12F\n" +
-	"\x14info_verify_supplier\x18\x01 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\x12infoVerifySupplier\x125\n" +
-	"\vverify_time\x18\x02 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"\fverification\x12\x05\xbaH\x02\b\x01\"\x89\x03\n" +
+	"\rThreeElements\x12I\n" +
+	"\x14info_verify_supplier\x18\x01 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x12infoVerifySupplier\x128\n" +
+	"\vverify_time\x18\x02 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
 	"[^\\s\\p{Z}]R\n" +
-	"verifyTime\x12F\n" +
-	"\x14verify_serial_number\x18\x03 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\x12verifySerialNumber\x122\n" +
-	"\x06mobile\x18\x04 \x01(\tB\x1a\xbaH\x17\xc8\x01\x01r\x122\x10^1[3-9][0-9]{9}$R\x06mobile\x122\n" +
-	"\bsms_code\x18\x05 \x01(\tB\x17\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{1,16}$R\asmsCode\x127\n" +
-	"\fsms_supplier\x18\x06 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\vsmsSupplier\"\xe5\x03\n" +
-	"\fBankCardFour\x12F\n" +
-	"\x14info_verify_supplier\x18\x01 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\x12infoVerifySupplier\x125\n" +
-	"\vverify_time\x18\x02 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"verifyTime\x12I\n" +
+	"\x14verify_serial_number\x18\x03 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x12verifySerialNumber\x125\n" +
+	"\x06mobile\x18\x04 \x01(\tB\x1d\xe0A\x02\xbaH\x17\xc8\x01\x01r\x122\x10^1[3-9][0-9]{9}$R\x06mobile\x125\n" +
+	"\bsms_code\x18\x05 \x01(\tB\x1a\xe0A\x02\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{1,16}$R\asmsCode\x12:\n" +
+	"\fsms_supplier\x18\x06 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\vsmsSupplier\"\xfd\x03\n" +
+	"\fBankCardFour\x12I\n" +
+	"\x14info_verify_supplier\x18\x01 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x12infoVerifySupplier\x128\n" +
+	"\vverify_time\x18\x02 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
 	"[^\\s\\p{Z}]R\n" +
-	"verifyTime\x12F\n" +
-	"\x14verify_serial_number\x18\x03 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\x12verifySerialNumber\x127\n" +
-	"\fopening_bank\x18\x04 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\vopeningBank\x124\n" +
-	"\tbank_card\x18\x05 \x01(\tB\x17\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{8,19}$R\bbankCard\x122\n" +
-	"\x06mobile\x18\x06 \x01(\tB\x1a\xbaH\x17\xc8\x01\x01r\x122\x10^1[3-9][0-9]{9}$R\x06mobile\x122\n" +
-	"\bsms_code\x18\a \x01(\tB\x17\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{1,16}$R\asmsCode\x127\n" +
-	"\fsms_supplier\x18\b \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\vsmsSupplier\"\xae\x03\n" +
-	"\x04Face\x12F\n" +
-	"\x14info_verify_supplier\x18\x01 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\x12infoVerifySupplier\x125\n" +
-	"\vverify_time\x18\x02 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"verifyTime\x12I\n" +
+	"\x14verify_serial_number\x18\x03 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x12verifySerialNumber\x12:\n" +
+	"\fopening_bank\x18\x04 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\vopeningBank\x127\n" +
+	"\tbank_card\x18\x05 \x01(\tB\x1a\xe0A\x02\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{8,19}$R\bbankCard\x125\n" +
+	"\x06mobile\x18\x06 \x01(\tB\x1d\xe0A\x02\xbaH\x17\xc8\x01\x01r\x122\x10^1[3-9][0-9]{9}$R\x06mobile\x125\n" +
+	"\bsms_code\x18\a \x01(\tB\x1a\xe0A\x02\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{1,16}$R\asmsCode\x12:\n" +
+	"\fsms_supplier\x18\b \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\vsmsSupplier\"\xc0\x03\n" +
+	"\x04Face\x12I\n" +
+	"\x14info_verify_supplier\x18\x01 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x12infoVerifySupplier\x128\n" +
+	"\vverify_time\x18\x02 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
 	"[^\\s\\p{Z}]R\n" +
-	"verifyTime\x12F\n" +
-	"\x14verify_serial_number\x18\x03 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\x12verifySerialNumber\x123\n" +
+	"verifyTime\x12I\n" +
+	"\x14verify_serial_number\x18\x03 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\x12verifySerialNumber\x126\n" +
 	"\n" +
-	"face_image\x18\x04 \x01(\tB\x14\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\tfaceImage\x12V\n" +
-	"\x18face_image_similar_score\x18\x05 \x01(\tB\x1d\xbaH\x1a\xc8\x01\x01r\x152\x13^[0-9]+(\\.[0-9]+)?$R\x15faceImageSimilarScore\x12R\n" +
-	"\x16face_live_detect_score\x18\x06 \x01(\tB\x1d\xbaH\x1a\xc8\x01\x01r\x152\x13^[0-9]+(\\.[0-9]+)?$R\x13faceLiveDetectScore\"c\n" +
+	"face_image\x18\x04 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"[^\\s\\p{Z}]R\tfaceImage\x12Y\n" +
+	"\x18face_image_similar_score\x18\x05 \x01(\tB \xe0A\x02\xbaH\x1a\xc8\x01\x01r\x152\x13^[0-9]+(\\.[0-9]+)?$R\x15faceImageSimilarScore\x12U\n" +
+	"\x16face_live_detect_score\x18\x06 \x01(\tB \xe0A\x02\xbaH\x1a\xc8\x01\x01r\x152\x13^[0-9]+(\\.[0-9]+)?$R\x13faceLiveDetectScore\"c\n" +
 	"#CreatePersonalEvidencePointResponse\x12 \n" +
 	"\fevi_point_id\x18\x01 \x01(\tR\n" +
 	"eviPointId\x12\x1a\n" +
@@ -1314,18 +1315,17 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x11UploadFileRequest\x121\n" +
 	"\x04info\x18\x01 \x01(\v2\x1b.esign.evidence.v1.FileInfoH\x00R\x04info\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\r\n" +
-	"\x04part\x12\x05\xbaH\x02\b\x01\"\x8b\x01\n" +
-	"\bFileInfo\x12(\n" +
-	"\tfile_name\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\x18\xc8\x01R\bfileName\x12U\n" +
+	"\x04part\x12\x05\xbaH\x02\b\x01\"\x8e\x01\n" +
+	"\bFileInfo\x12+\n" +
+	"\tfile_name\x18\x01 \x01(\tB\x0e\xe0A\x02\xbaH\b\xc8\x01\x01r\x03\x18\xc8\x01R\bfileName\x12U\n" +
 	"\fcontent_type\x18\x02 \x01(\tB2\xbaH/r-R\x00R\x0fapplication/pdfR\x18application/octet-streamR\vcontentType\"b\n" +
 	"\x12UploadFileResponse\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\tR\x06fileId\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
 	"\vcontent_md5\x18\x03 \x01(\tR\n" +
-	"contentMd5\"F\n" +
-	"\x14GetSubmissionRequest\x12.\n" +
-	"\rcustom_biz_id\x18\x01 \x01(\tB\n" +
-	"\xbaH\a\xc8\x01\x01r\x02\x18$R\vcustomBizId\"\xcc\x02\n" +
+	"contentMd5\"d\n" +
+	"\x14GetSubmissionRequest\x12L\n" +
+	"\rcustom_biz_id\x18\x01 \x01(\tB(\x92A\x18J\x16\"openapi-example-0001\"\xe0A\x02\xbaH\a\xc8\x01\x01r\x02\x18$R\vcustomBizId\"\xcc\x02\n" +
 	"\x15GetSubmissionResponse\x12\"\n" +
 	"\rcustom_biz_id\x18\x01 \x01(\tR\vcustomBizId\x128\n" +
 	"\x05state\x18\x02 \x01(\x0e2\".esign.evidence.v1.SubmissionStateR\x05state\x12 \n" +
@@ -1362,7 +1362,42 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x1bCreatePersonalEvidencePoint\x125.esign.evidence.v1.CreatePersonalEvidencePointRequest\x1a6.esign.evidence.v1.CreatePersonalEvidencePointResponse\".\x82\xd3\xe4\x93\x02(:\x01*\"#/v3/evidence/evi-point/psn-realname\x12\x8b\x01\n" +
 	"\rGetSubmission\x12'.esign.evidence.v1.GetSubmissionRequest\x1a(.esign.evidence.v1.GetSubmissionResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/submissions/{custom_biz_id}\x12[\n" +
 	"\n" +
-	"UploadFile\x12$.esign.evidence.v1.UploadFileRequest\x1a%.esign.evidence.v1.UploadFileResponse(\x01BNZLgithub.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1;evidencev1b\x06proto3"
+	"UploadFile\x12$.esign.evidence.v1.UploadFileRequest\x1a%.esign.evidence.v1.UploadFileResponse(\x01B\xb5\x10\x92A\xe3\x0f\x12\xf3\x04\n" +
+	"\x0eesign-evidence\x12\xdc\x04Creates e签宝 personal real-name evidence points (个人实名认证证据点) for callers that verified a person themselves, and uploads the files they cite. Exactly once per `customBizId`: a repeated call with the same key and body is answered from the record (`replayed: true`).\n" +
+	"\n" +
+	"Every error is a `google.rpc.Status` with an `ErrorInfo` detail (domain `esign-evidence`): branch on the HTTP status and `ErrorInfo.reason`, not on the message. A validation failure adds a `BadRequest` detail naming each field by its JSON name. The same operations exist over gRPC (`esign.evidence.v1.EvidenceService`).2\x02v12\x10application/json:\x10application/jsonR\xc4\x01\n" +
+	"\x03400\x12\xbc\x01\n" +
+	"\x9c\x01The request breaks the contract (a `BadRequest` detail names each field), the body cannot be decoded, or e签宝 refused it (`ErrorInfo.reason` says which).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusRR\n" +
+	"\x03401\x12K\n" +
+	",No valid bearer token or client certificate.\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusR^\n" +
+	"\x03404\x12W\n" +
+	"8No such route, or no submission with that `customBizId`.\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusR\x80\x01\n" +
+	"\x03409\x12y\n" +
+	"ZThe `customBizId` was used with a different request, or a call with it is still in flight.\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusRv\n" +
+	"\x03413\x12o\n" +
+	"PThe body is larger than the service accepts (MAX_REQUEST_BYTES, MAX_FILE_BYTES).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusR{\n" +
+	"\x03429\x12t\n" +
+	"UThe e签宝 quota leaves no room within the call's deadline, or e签宝 answered 429.\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusR\x8e\x01\n" +
+	"\x03500\x12\x86\x01\n" +
+	"ge签宝 refused this service's own credentials, answered something undocumented, or the service failed.\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusR\xb7\x01\n" +
+	"\x03503\x12\xaf\x01\n" +
+	"\x8f\x01e签宝 or the submission store could not be reached, or the outcome is unknown (`ErrorInfo.metadata.retry_safe` says whether a retry is safe).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusRC\n" +
+	"\x03504\x12<\n" +
+	"\x1dThe caller's deadline passed.\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusZ\xb5\x01\n" +
+	"\xb2\x01\n" +
+	"\x06bearer\x12\xa7\x01\b\x02\x12\x91\x01A caller's token, sent as `Authorization: Bearer <token>` (configured with AUTH_TOKENS_FILE). A client certificate over mTLS is accepted instead.\x1a\rAuthorization \x02b\f\n" +
+	"\n" +
+	"\n" +
+	"\x06bearer\x12\x00ZLgithub.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1;evidencev1b\x06proto3"
 
 var (
 	file_esign_evidence_v1_evidence_proto_rawDescOnce sync.Once
