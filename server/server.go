@@ -24,6 +24,8 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -121,7 +123,12 @@ type Server struct {
 	health  *health.Server
 	rest    *inprocess.Channel
 	metrics *observe.Metrics
+	edge    *observe.HTTP
 }
+
+// propagator reads and writes W3C trace context (traceparent, tracestate): a REST or gRPC
+// caller's trace continues into this service's spans.
+var propagator = propagation.TraceContext{}
 
 // Listeners are where a Server serves. Admin (metrics, profiling) is optional.
 type Listeners struct {
@@ -158,7 +165,15 @@ func New(opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
+	if opts.TracerProvider != nil {
+		opts.Logger = slog.New(observe.WithTraceIDs(opts.Logger.Handler()))
+	}
 	m := observe.NewMetrics(opts.Registry)
+	grpcMetrics := observe.NewGRPCMetrics(opts.Registry)
+	if err := observe.RegisterRuntime(opts.Registry); err != nil {
+		return nil, err
+	}
+	edge := observe.NewHTTP(opts.Logger, opts.Registry, gateway.Routes(), []string{"GET " + gateway.HealthPath})
 	v, err := validation.New()
 	if err != nil {
 		return nil, err
@@ -171,12 +186,14 @@ func New(opts Options) (*Server, error) {
 	// REST; each concern is written once for both kinds of call.
 	unary := []grpc.UnaryServerInterceptor{
 		calls.UnaryServerInterceptor(),
+		grpcMetrics.UnaryServerInterceptor(),
 		recovery.UnaryServerInterceptor(recovered),
 		authn.UnaryServerInterceptor(),
 		valid.UnaryServerInterceptor(),
 	}
 	stream := []grpc.StreamServerInterceptor{
 		calls.StreamServerInterceptor(),
+		grpcMetrics.StreamServerInterceptor(),
 		recovery.StreamServerInterceptor(recovered),
 		authn.StreamServerInterceptor(),
 		valid.StreamServerInterceptor(),
@@ -203,7 +220,8 @@ func New(opts Options) (*Server, error) {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
 	if opts.TracerProvider != nil {
-		gopts = append(gopts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(opts.TracerProvider))))
+		gopts = append(gopts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(opts.TracerProvider), otelgrpc.WithPropagators(propagator))))
 	}
 	g := grpc.NewServer(gopts...)
 	guard := submission.NewGuard(observe.Instrument(opts.Upstream, m, opts.Logger), m.GuardConfig(opts.EsignQPS, opts.BreakerOpenFor))
@@ -222,7 +240,8 @@ func New(opts Options) (*Server, error) {
 	}
 	hs.SetServingStatus(evidencev1.EvidenceService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
 	reflection.Register(g) // v1 and v1alpha
-	return &Server{opts: opts, log: opts.Logger, grpc: g, rest: rest, health: hs, metrics: m}, nil
+	grpcMetrics.InitializeMetrics(g)
+	return &Server{opts: opts, log: opts.Logger, grpc: g, rest: rest, health: hs, metrics: m, edge: edge}, nil
 }
 
 // GRPCServer exposes the gRPC server, so tests and embedders can register more services.
@@ -240,8 +259,17 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	if err != nil {
 		return err
 	}
+	// The edge sees every REST response; with tracing on, it runs inside the REST request's
+	// span, started from the caller's traceparent when there is one.
+	handler := s.edge.Handler(gw)
+	if s.opts.TracerProvider != nil {
+		handler = otelhttp.NewHandler(handler, "rest",
+			otelhttp.WithTracerProvider(s.opts.TracerProvider),
+			otelhttp.WithPropagators(propagator),
+			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return s.edge.Route(r) }))
+	}
 	httpSrv := &http.Server{
-		Handler:           gw,
+		Handler:           handler,
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,

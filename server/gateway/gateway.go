@@ -225,3 +225,36 @@ type httpAddr string
 
 func (a httpAddr) Network() string { return "tcp" }
 func (a httpAddr) String() string  { return string(a) }
+
+// HealthPath is grpc-gateway's health route, which asks the gRPC health service.
+const HealthPath = "/healthz"
+
+// Routes are every REST route the facade serves, as ServeMux patterns: the contract's
+// google.api.http rules, the upload route, the OpenAPI document and the health check.
+func Routes() []string {
+	routes := []string{"GET " + OpenAPIPath, "POST " + UploadPath, "GET " + HealthPath}
+	services := evidencev1.File_esign_evidence_v1_evidence_proto.Services()
+	for i := 0; i < services.Len(); i++ {
+		methods := services.Get(i).Methods()
+		for j := 0; j < methods.Len(); j++ {
+			rule, _ := proto.GetExtension(methods.Get(j).Options(), annotations.E_Http).(*annotations.HttpRule)
+			var verb, path string
+			switch p := rule.GetPattern().(type) {
+			case *annotations.HttpRule_Get:
+				verb, path = http.MethodGet, p.Get
+			case *annotations.HttpRule_Post:
+				verb, path = http.MethodPost, p.Post
+			case *annotations.HttpRule_Put:
+				verb, path = http.MethodPut, p.Put
+			case *annotations.HttpRule_Patch:
+				verb, path = http.MethodPatch, p.Patch
+			case *annotations.HttpRule_Delete:
+				verb, path = http.MethodDelete, p.Delete
+			default:
+				continue
+			}
+			routes = append(routes, verb+" "+path)
+		}
+	}
+	return routes
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"regexp"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
@@ -26,6 +27,9 @@ import (
 // RequestIDKey is the metadata key (and, over REST, the X-Request-Id header) of the
 // request ID.
 const RequestIDKey = "x-request-id"
+
+// healthService prefixes the gRPC health methods' names; their calls are logged at debug.
+const healthService = "/grpc.health.v1.Health/"
 
 // validRequestID accepts a caller's request ID only if it is short and plain; anything
 // else is replaced, so a request ID can carry nothing into the logs.
@@ -65,6 +69,10 @@ func requestID(ctx context.Context) string {
 	if v := md.Get(RequestIDKey); len(v) > 0 && validRequestID.MatchString(v[0]) {
 		return v[0]
 	}
+	return newRequestID()
+}
+
+func newRequestID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
@@ -170,7 +178,10 @@ func (r *report) PostCall(err error, elapsed time.Duration) {
 		}
 	}
 	level := slog.LevelInfo
-	if st.Code() == codes.Internal || st.Code() == codes.Unknown {
+	switch {
+	case strings.HasPrefix(r.method, healthService):
+		level = slog.LevelDebug // probes every few seconds; only interesting when debugging
+	case st.Code() == codes.Internal || st.Code() == codes.Unknown:
 		level = slog.LevelError
 	}
 	r.c.log.LogAttrs(r.ctx, level, "call", attrs...)

@@ -1,0 +1,108 @@
+package observe
+
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/felixge/httpsnoop"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// unmatchedRoute is the route label of a request no route serves (a 404 or a 405).
+const unmatchedRoute = "unmatched"
+
+// HTTP is the REST listener's edge: it sees every response, including those refused before
+// the call reaches gRPC (an undecodable body's 400, a 413, a 404), gives each the request
+// ID the gRPC call will carry, counts it and writes one access line for it. Health checks
+// are logged at debug. It logs the route, never the raw path or query: those can hold a
+// customBizId's neighbours or a file name.
+type HTTP struct {
+	log      *slog.Logger
+	routes   *http.ServeMux
+	health   map[string]bool
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewHTTP registers the REST metrics with reg. routes are the REST routes as ServeMux
+// patterns ("POST /v1/files", "GET /v1/submissions/{custom_biz_id}"); health are those of
+// them that are health checks.
+func NewHTTP(log *slog.Logger, reg prometheus.Registerer, routes, health []string) *HTTP {
+	const ns = "esign_evidence"
+	h := &HTTP{
+		log:    log,
+		routes: http.NewServeMux(),
+		health: map[string]bool{},
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "http_requests_total",
+			Help: "REST responses by route, HTTP method and HTTP status, including requests refused before they reach gRPC."},
+			[]string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "http_request_duration_seconds",
+			Help: "REST response latency by route and HTTP method.", Buckets: prometheus.DefBuckets},
+			[]string{"route", "method"}),
+	}
+	noop := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	for _, r := range routes {
+		h.routes.Handle(r, noop)
+	}
+	for _, r := range health {
+		h.health[r] = true
+	}
+	reg.MustRegister(h.requests, h.duration)
+	return h
+}
+
+// Route names the route r is for, or "unmatched".
+func (h *HTTP) Route(r *http.Request) string {
+	if _, pattern := h.routes.Handler(r); pattern != "" {
+		return pattern
+	}
+	return unmatchedRoute
+}
+
+// Handler wraps the REST handler.
+func (h *HTTP) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID.MatchString(id) {
+			id = newRequestID()
+		}
+		// The gateway forwards X-Request-Id into the call's metadata: the gRPC access line
+		// and this one carry the same ID.
+		r.Header.Set("X-Request-Id", id)
+		w.Header().Set("X-Request-Id", id)
+		route := h.Route(r)
+
+		m := httpsnoop.CaptureMetrics(next, w, r)
+
+		method := knownMethod(r.Method)
+		code := strconv.Itoa(m.Code)
+		h.requests.WithLabelValues(route, method, code).Inc()
+		h.duration.WithLabelValues(route, method).Observe(m.Duration.Seconds())
+		level := slog.LevelInfo
+		switch {
+		case h.health[route]:
+			level = slog.LevelDebug
+		case m.Code == http.StatusInternalServerError:
+			level = slog.LevelError
+		}
+		h.log.LogAttrs(r.Context(), level, "http",
+			slog.String("http_method", method),
+			slog.String("route", route),
+			slog.Int("status", m.Code),
+			slog.Int64("bytes", m.Written),
+			slog.String("request_id", id),
+			slog.Float64("latency_ms", float64(m.Duration.Microseconds())/1000),
+		)
+	})
+}
+
+// knownMethod bounds the method label: a client can send any token as a method.
+func knownMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
+}
