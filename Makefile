@@ -59,6 +59,8 @@ bin/.grpcurl-$(GRPCURL_VERSION):
 # staticcheck release 2026.2.2 is module version v0.8.2.
 STATICCHECK_VERSION := v0.8.2
 GOVULNCHECK_VERSION := v1.9.0
+# The vulnerability reports as of this module version; take newer ones with
+# `go list -m golang.org/x/vulndb@latest` and put its version here.
 VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
 
 bin/.staticcheck-$(STATICCHECK_VERSION):
