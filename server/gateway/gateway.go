@@ -96,12 +96,18 @@ func New(ctx context.Context, ch *inprocess.Channel, o Options) (http.Handler, e
 }
 
 // errorHandler writes errors as google.rpc.Status JSON with their details and the
-// standard HTTP status. A decoding error raised inside the gateway carries protojson's
-// text, which quotes the input: it is replaced. (strictBodies catches such bodies first;
-// this is the second line.)
+// standard HTTP status. A body the gateway could not decode is described by
+// validation.CheckJSON, field by field (see strictBodies); protojson's own text, which
+// quotes the input, is never shown.
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	st := status.Convert(err)
 	if st.Code() == codes.InvalidArgument && len(st.Details()) == 0 {
+		if b, ok := ctx.Value(bodyKey{}).(*jsonBody); ok {
+			if vs := validation.CheckJSON(b.body, b.md); len(vs) > 0 {
+				writeStatus(w, http.StatusBadRequest, invalidBody(b.md, vs))
+				return
+			}
+		}
 		err = status.Error(codes.InvalidArgument, "the request body could not be decoded")
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, errorMarshaler, w, r, err)
@@ -143,9 +149,24 @@ func bodyRoutes(services protoreflect.ServiceDescriptors) map[string]protoreflec
 	return routes
 }
 
-// strictBodies caps every body at maxBody bytes and checks the JSON body of each RPC
-// route before the gateway decodes it, so that a body protojson would refuse gets a 400
-// with a BadRequest naming the field, and never an error quoting the body.
+// bodyKey carries a JSON body and its message type to errorHandler.
+type bodyKey struct{}
+
+type jsonBody struct {
+	body []byte
+	md   protoreflect.MessageDescriptor
+}
+
+// invalidBody is the answer to a body protojson refuses: a BadRequest naming each field.
+func invalidBody(md protoreflect.MessageDescriptor, vs []validation.FieldViolation) *status.Status {
+	return apierror.WithDetails(status.New(codes.InvalidArgument, "the request body is not a valid "+string(md.Name())),
+		apierror.Info(apierror.ReasonInvalidRequest, nil), apierror.BadRequest(vs))
+}
+
+// strictBodies caps every body at maxBody bytes and keeps the JSON body of each RPC
+// route, so that a body protojson refuses gets a 400 with a BadRequest naming the field
+// (validation.CheckJSON, run by errorHandler only when decoding failed: a body protojson
+// accepts is parsed once), and never an error quoting the body.
 func strictBodies(next http.Handler, routes map[string]protoreflect.MessageDescriptor, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody {
@@ -163,12 +184,12 @@ func strictBodies(next http.Handler, routes map[string]protoreflect.MessageDescr
 			writeReadError(w, err, "the request body", maxBody)
 			return
 		}
-		if vs := validation.CheckJSON(body, md); len(vs) > 0 {
-			st := apierror.WithDetails(status.New(codes.InvalidArgument, "the request body is not a valid "+string(md.Name())),
-				apierror.Info(apierror.ReasonInvalidRequest, nil), apierror.BadRequest(vs))
-			writeStatus(w, http.StatusBadRequest, st)
+		if len(body) == 0 {
+			// The gateway would take an empty body for an empty message.
+			writeStatus(w, http.StatusBadRequest, invalidBody(md, validation.CheckJSON(body, md)))
 			return
 		}
+		r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, &jsonBody{body: body, md: md}))
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
 		next.ServeHTTP(w, r)
