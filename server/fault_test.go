@@ -35,13 +35,20 @@ func TestFaultsUnderLoad(t *testing.T) {
 		{"reset after the body", esignsim.Fault{ResetAfterBody: true}, 0, codes.Unavailable, apierror.ReasonEsignOutcomeUnknown},
 		{"malformed JSON", esignsim.Fault{MalformedJSON: true}, 0, codes.Unavailable, apierror.ReasonEsignOutcomeUnknown},
 		{"parameter error", esignsim.Fault{BusinessCode: 1435002, BusinessMessage: "参数错误"}, 0, codes.InvalidArgument, apierror.ReasonEsignParameterError},
-		{"timeout", esignsim.Fault{Latency: 2 * time.Second}, 0, codes.Unavailable, apierror.ReasonEsignOutcomeUnknown},
+		{"timeout", esignsim.Fault{Latency: 10 * time.Second}, 0, codes.Unavailable, apierror.ReasonEsignOutcomeUnknown},
 		{"quota", esignsim.Fault{}, 5, codes.ResourceExhausted, apierror.ReasonEsignRateLimited},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			// Only the timeout case needs e签宝's answer to outlast the client's timeout;
+			// the others keep a timeout that a loaded two-core machine running the race
+			// detector never reaches, so that each call gets its fault's own answer.
+			timeout := 10 * time.Second
+			if tc.fault.Latency > 0 {
+				timeout = time.Second
+			}
 			st := startStack(t, stackOpt{
-				upstreamCfg: func(c *upstream.Config) { c.Timeout = 300 * time.Millisecond },
+				upstreamCfg: func(c *upstream.Config) { c.Timeout = timeout },
 				configure:   func(o *server.Options) { o.BreakerOpenFor = 500 * time.Millisecond },
 			})
 			const workers, perWorker = 16, 8
