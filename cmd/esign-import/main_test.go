@@ -75,10 +75,9 @@ type esign struct {
 	sim *esignsim.Simulator
 	srv *httptest.Server
 
-	mu       sync.Mutex
-	calls    []time.Time // evidence-point and upload-URL calls
-	putsOK   int         // file bytes stored
-	evidence []string    // eviPointIds issued
+	mu     sync.Mutex
+	calls  []time.Time // evidence-point and upload-URL calls
+	putsOK int         // file bytes stored
 }
 
 func newEsign(t *testing.T) *esign {
