@@ -96,12 +96,13 @@ func TestValidRequests(t *testing.T) {
 		"eviName of 32 characters outside the BMP (64 UTF-16 units)": func(r *req) {
 			r.EviName = strings.Repeat("𠀀", 32)
 		},
-		"customBizId of 36 characters": func(r *req) { r.CustomBizId = strings.Repeat("a", 36) },
-		"realNameMethod omitted":       func(r *req) { r.RealNameMethod = evidencev1.RealNameMethod_REAL_NAME_METHOD_UNSPECIFIED },
-		"cardType omitted":             func(r *req) { r.CardType = evidencev1.CardType_CARD_TYPE_UNSPECIFIED },
-		"mainland ID with X check":     func(r *req) { r.CardNo = aValidIDWithX },
-		"mainland ID with x check":     func(r *req) { r.CardNo = strings.ToLower(aValidIDWithX) },
-		"legacy 15-digit mainland ID":  func(r *req) { r.CardNo = "130401960101839" },
+		"customBizId of 36 characters":        func(r *req) { r.CustomBizId = strings.Repeat("a", 36) },
+		"customBizId with spaces and Chinese": func(r *req) { r.CustomBizId = "订单 42/a_b-c.d:e" },
+		"realNameMethod omitted":              func(r *req) { r.RealNameMethod = evidencev1.RealNameMethod_REAL_NAME_METHOD_UNSPECIFIED },
+		"cardType omitted":                    func(r *req) { r.CardType = evidencev1.CardType_CARD_TYPE_UNSPECIFIED },
+		"mainland ID with X check":            func(r *req) { r.CardNo = aValidIDWithX },
+		"mainland ID with x check":            func(r *req) { r.CardNo = strings.ToLower(aValidIDWithX) },
+		"legacy 15-digit mainland ID":         func(r *req) { r.CardNo = "130401960101839" },
 		"Hong Kong permit, 8 digits": func(r *req) {
 			r.CardType, r.CardNo = evidencev1.CardType_CRED_PSN_CH_HONGKONG, "H12345678"
 		},
@@ -160,6 +161,10 @@ func TestInvalidRequests(t *testing.T) {
 		{"eviName of ASCII spaces", func(r *req) { r.EviName = "   " }, "eviName", "string.not_blank", ""},
 		{"eviName of ideographic spaces", func(r *req) { r.EviName = "\u3000\u3000" }, "eviName", "string.not_blank", ""},
 		{"customBizId of 37 characters", func(r *req) { r.CustomBizId = strings.Repeat("a", 37) }, "customBizId", "string.max_len", ""},
+		{"customBizId with NUL", func(r *req) { r.CustomBizId = "order\x0042" }, "customBizId", "string.printable", ""},
+		{"customBizId with a newline", func(r *req) { r.CustomBizId = "order-42\n" }, "customBizId", "string.printable", ""},
+		{"customBizId with DEL", func(r *req) { r.CustomBizId = "order\x7f42" }, "customBizId", "string.printable", ""},
+		{"customBizId with a C1 control", func(r *req) { r.CustomBizId = "order\u008542" }, "customBizId", "string.printable", ""},
 		{"name missing", func(r *req) { r.Name = "" }, "name", "required", ""},
 		{"name blank", func(r *req) { r.Name = " \t" }, "name", "string.not_blank", ""},
 		{"cardNo missing", func(r *req) { r.CardNo = "" }, "cardNo", "required", ""},

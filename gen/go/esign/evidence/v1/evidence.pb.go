@@ -258,7 +258,9 @@ type CreatePersonalEvidencePointRequest struct {
 	// Evidence-point name (证据点名称, `eviName`), at most 64 characters. Required.
 	EviName string `protobuf:"bytes,1,opt,name=evi_name,json=eviName,proto3" json:"evi_name,omitempty"`
 	// The caller's own business number (开发者自定义业务编号, `customBizId`), at most 36
-	// characters. Optional. It is logged and stored: never put personal data in it.
+	// characters, none of them a control character (`string.printable`: no NUL, tab,
+	// newline, DEL or C1 control). Optional. It is the key of exactly-once submission, logged
+	// and stored: never put personal data in it.
 	CustomBizId string `protobuf:"bytes,2,opt,name=custom_biz_id,json=customBizId,proto3" json:"custom_biz_id,omitempty"`
 	// Verification method (实名方式, `realNameMethod`). Optional: it follows from the
 	// verification block; when given it must agree with that block.
@@ -1226,11 +1228,12 @@ var File_esign_evidence_v1_evidence_proto protoreflect.FileDescriptor
 
 const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\n" +
-	" esign/evidence/v1/evidence.proto\x12\x11esign.evidence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xa4*\n" +
+	" esign/evidence/v1/evidence.proto\x12\x11esign.evidence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x89+\n" +
 	"\"CreatePersonalEvidencePointRequest\x124\n" +
 	"\bevi_name\x18\x01 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18@2\n" +
-	"[^\\s\\p{Z}]R\aeviName\x12+\n" +
-	"\rcustom_biz_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18$R\vcustomBizId\x12U\n" +
+	"[^\\s\\p{Z}]R\aeviName\x12\x8f\x01\n" +
+	"\rcustom_biz_id\x18\x02 \x01(\tBk\xbaHh\xba\x01a\n" +
+	"\x10string.printable\x12#must not contain control characters\x1a(this.matches('^[^\\x00-\\x1F\\x7F-\\x9F]*$')r\x02\x18$R\vcustomBizId\x12U\n" +
 	"\x10real_name_method\x18\x03 \x01(\x0e2!.esign.evidence.v1.RealNameMethodB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0erealNameMethod\x12\x87\x02\n" +
 	"\n" +
 	"time_stamp\x18\x04 \x01(\x03B\xe7\x01\xe0A\x02\xbaH\xe0\x01\xba\x01o\n" +
@@ -1323,9 +1326,10 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\afile_id\x18\x01 \x01(\tR\x06fileId\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
 	"\vcontent_md5\x18\x03 \x01(\tR\n" +
-	"contentMd5\"d\n" +
-	"\x14GetSubmissionRequest\x12L\n" +
-	"\rcustom_biz_id\x18\x01 \x01(\tB(\x92A\x18J\x16\"openapi-example-0001\"\xe0A\x02\xbaH\a\xc8\x01\x01r\x02\x18$R\vcustomBizId\"\xcc\x02\n" +
+	"contentMd5\"\xca\x01\n" +
+	"\x14GetSubmissionRequest\x12\xb1\x01\n" +
+	"\rcustom_biz_id\x18\x01 \x01(\tB\x8c\x01\x92A\x18J\x16\"openapi-example-0001\"\xe0A\x02\xbaHk\xba\x01a\n" +
+	"\x10string.printable\x12#must not contain control characters\x1a(this.matches('^[^\\x00-\\x1F\\x7F-\\x9F]*$')\xc8\x01\x01r\x02\x18$R\vcustomBizId\"\xcc\x02\n" +
 	"\x15GetSubmissionResponse\x12\"\n" +
 	"\rcustom_biz_id\x18\x01 \x01(\tR\vcustomBizId\x128\n" +
 	"\x05state\x18\x02 \x01(\x0e2\".esign.evidence.v1.SubmissionStateR\x05state\x12 \n" +
