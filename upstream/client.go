@@ -266,7 +266,9 @@ func (c *Client) post(ctx context.Context, path string, body []byte, personal []
 	if err != nil {
 		cause := transportCause(ctx, err)
 		if !wrote.Load() {
-			return "", &SendError{Err: cause}
+			// A cancelled context is the caller leaving (or the service stopping the
+			// attempt itself): a local reason, which says nothing about e签宝.
+			return "", &SendError{Err: cause, Local: errors.Is(cause, context.Canceled)}
 		}
 		return "", &UnknownOutcomeError{Err: cause}
 	}
@@ -278,25 +280,31 @@ func (c *Client) post(ctx context.Context, path string, body []byte, personal []
 	trace = resp.Header.Get(HeaderTraceID)
 
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, c.maxResp+1))
-	if err != nil {
+	if err != nil && resp.StatusCode == http.StatusOK {
 		return trace, &UnknownOutcomeError{Status: resp.StatusCode, Err: transportCause(ctx, err), Trace: trace}
 	}
-	if int64(len(raw)) > c.maxResp {
+	if int64(len(raw)) > c.maxResp && resp.StatusCode == http.StatusOK {
 		return trace, &MalformedResponseError{Status: resp.StatusCode, Reason: fmt.Sprintf("body larger than %d bytes", c.maxResp), Trace: trace}
 	}
-
+	// Any other status decides the outcome by itself, whatever its body's size or
+	// completeness: a 401 is a refusal of the credentials even with a huge page attached.
 	return trace, decodeResponse(resp.StatusCode, raw, trace, personal, out)
 }
 
 // decodeResponse turns a whole e签宝 answer (status and body) into nil, with data decoded
 // into out, or one of the package's errors.
+//
+// Only what e签宝 documents is definite: 200 with its {code, message, data} body, and
+// the gateway's 401/403. A 5xx, and any other 2xx or 3xx, proves nothing about whether
+// the evidence point was created (a 202 may have queued it), so it is an outcome unknown.
+// Other 4xx statuses refuse the request as a whole.
 func decodeResponse(status int, raw []byte, trace string, personal []string, out any) error {
 	switch {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		var g gatewayBody
-		_ = json.Unmarshal(raw, &g) // may be empty or not JSON: the status says enough
+		_ = json.Unmarshal(raw, &g) // may be empty, cut or not JSON: the status says enough
 		return &AuthError{Status: status, Reason: mask(g.Message, personal), Trace: trace}
-	case status >= 500:
+	case status >= 500 || (status >= 200 && status < 400 && status != http.StatusOK):
 		return &UnknownOutcomeError{Status: status, Trace: trace}
 	case status != http.StatusOK:
 		return &StatusError{Status: status, Trace: trace}

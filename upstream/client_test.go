@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -503,6 +504,92 @@ func TestSecretNeverPrints(t *testing.T) {
 	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %+v %#v %s", cfg, cfg, cfg, s), string(b)} {
 		if strings.Contains(out, testSecret) {
 			t.Errorf("secret printed: %s", out)
+		}
+	}
+}
+
+// Only e签宝's documented answers are definite: an undocumented 2xx or 3xx may mean the
+// evidence point was created (or queued), so it is an outcome unknown, never a refusal;
+// 401 and 403 are credential refusals whatever the size of their body; other 4xx refuse.
+func TestStatusClassification(t *testing.T) {
+	cases := []struct {
+		status int
+		body   string
+		want   upstream.Outcome
+		check  func(error) bool
+	}{
+		{201, `{"code":0,"data":{}}`, upstream.OutcomeUnknown, func(err error) bool {
+			var u *upstream.UnknownOutcomeError
+			return errors.As(err, &u) && u.Status == 201
+		}},
+		{202, ``, upstream.OutcomeUnknown, func(err error) bool {
+			var u *upstream.UnknownOutcomeError
+			return errors.As(err, &u) && u.Status == 202
+		}},
+		{204, ``, upstream.OutcomeUnknown, nil},
+		{302, ``, upstream.OutcomeUnknown, nil},
+		{304, ``, upstream.OutcomeUnknown, nil},
+		{503, strings.Repeat("x", 4096), upstream.OutcomeUnknown, nil},
+		{401, `{"success":false,"code":401,"message":"INVALID_SIGNATURE` + strings.Repeat("x", 4096) + `"}`, upstream.OutcomeRefused, func(err error) bool { var a *upstream.AuthError; return errors.As(err, &a) && a.Status == 401 }},
+		{403, strings.Repeat("<p>denied</p>", 1000), upstream.OutcomeRefused, func(err error) bool { var a *upstream.AuthError; return errors.As(err, &a) && a.Status == 403 }},
+		{404, ``, upstream.OutcomeRefused, func(err error) bool { var s *upstream.StatusError; return errors.As(err, &s) && s.Status == 404 }},
+		{429, ``, upstream.OutcomeRefused, nil},
+	}
+	for _, tc := range cases {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Location", "/elsewhere")
+				w.WriteHeader(tc.status)
+				_, _ = w.Write([]byte(tc.body))
+			}))
+			defer srv.Close()
+			c, err := upstream.New(upstream.Config{BaseURL: srv.URL, AppID: testAppID, AppSecret: testSecret, MaxResponseBytes: 1024})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.CreatePsnEvidencePoint(context.Background(), seedPoint())
+			if got := upstream.OutcomeOf(err); got != tc.want {
+				t.Fatalf("outcome %v, want %v (%v)", got, tc.want, err)
+			}
+			if tc.want == upstream.OutcomeUnknown && upstream.IsRetrySafe(err) {
+				t.Errorf("%d is reported retry-safe", tc.status)
+			}
+			if tc.check != nil && !tc.check(err) {
+				t.Errorf("wrong error: %#v", err)
+			}
+		})
+	}
+}
+
+// Each error type states one outcome, and the outcome alone decides retry safety and
+// whether the breaker counts it.
+func TestOutcomeVocabulary(t *testing.T) {
+	cases := []struct {
+		err     error
+		want    upstream.Outcome
+		failure bool
+	}{
+		{nil, upstream.OutcomeOK, false},
+		{&upstream.SendError{Err: errors.New("refused")}, upstream.OutcomeNotSent, true},
+		{&upstream.SendError{Err: context.Canceled, Local: true}, upstream.OutcomeLocal, false},
+		{&upstream.LocalError{What: "opening a temporary file", Err: errors.New("too many open files")}, upstream.OutcomeLocal, false},
+		{&upstream.InvalidRequestError{Reason: "x"}, upstream.OutcomeLocal, false},
+		{&upstream.UnknownOutcomeError{Status: 502}, upstream.OutcomeUnknown, true},
+		{&upstream.MalformedResponseError{Status: 200}, upstream.OutcomeUnknown, true},
+		{&upstream.AuthError{Status: 401}, upstream.OutcomeRefused, false},
+		{&upstream.BusinessError{Code: 1}, upstream.OutcomeRefused, false},
+		{&upstream.StatusError{Status: 429}, upstream.OutcomeRefused, false},
+		{fmt.Errorf("wrapped: %w", &upstream.BusinessError{Code: 1}), upstream.OutcomeRefused, false},
+		{errors.New("says nothing"), upstream.OutcomeUnknown, true},
+	}
+	for _, tc := range cases {
+		got := upstream.OutcomeOf(tc.err)
+		if got != tc.want || got.UpstreamFailure() != tc.failure || got.RetrySafe() != (tc.want != upstream.OutcomeUnknown) {
+			t.Errorf("%v: outcome %v (failure %v)", tc.err, got, got.UpstreamFailure())
+		}
+		var ue upstream.Error
+		if errors.As(tc.err, &ue) && ue.RetrySafe() != got.RetrySafe() {
+			t.Errorf("%v: RetrySafe disagrees with its outcome", tc.err)
 		}
 	}
 }

@@ -7,20 +7,120 @@ import (
 	"strings"
 )
 
+// Outcome is what the end of one e签宝 call says about e签宝's state. Every error of this
+// package states its outcome once (Error.Outcome); everything that acts on a failure (the
+// circuit breaker, the submission store, the mapping to gRPC statuses) reads it there
+// instead of inspecting error types.
+type Outcome uint8
+
+// The outcomes of an e签宝 call.
+const (
+	// OutcomeOK: e签宝 acted and answered with its result.
+	OutcomeOK Outcome = iota
+	// OutcomeNotSent: the request never reached e签宝 (connection refused, DNS, TLS, the
+	// connection failing before the request was written in full). Nothing exists at
+	// e签宝 and a retry is safe; e签宝 (or the way to it) failed, which counts against
+	// the circuit breaker.
+	OutcomeNotSent
+	// OutcomeRefused: e签宝 answered and did not act (a business error, a refusal of the
+	// service's credentials, a 4xx). A retry is safe; e签宝 is up.
+	OutcomeRefused
+	// OutcomeUnknown: the request may have been acted on (sent, but no definite answer:
+	// a timeout, a lost connection, a 5xx, an unreadable or undocumented answer). A blind
+	// retry may create a second evidence point; e签宝 failed to answer, which counts
+	// against the circuit breaker.
+	OutcomeUnknown
+	// OutcomeLocal: this service failed before anything was sent, for a reason of its own
+	// (the request cannot be expressed, the caller's context ended, a local resource such
+	// as file descriptors, memory, a temporary file or the submission store failed).
+	// Nothing reached e签宝, so a retry is safe, and it says nothing about e签宝: the
+	// circuit breaker ignores it.
+	OutcomeLocal
+)
+
+var outcomeNames = [...]string{"ok", "not_sent", "refused", "unknown", "local"}
+
+// String names the outcome: ok, not_sent, refused, unknown, local.
+func (o Outcome) String() string {
+	if int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// RetrySafe reports whether sending the same request again cannot create a second
+// evidence point: every outcome but OutcomeUnknown.
+func (o Outcome) RetrySafe() bool { return o != OutcomeUnknown }
+
+// UpstreamFailure reports whether the outcome means e签宝 (or the way to it) failed:
+// OutcomeNotSent and OutcomeUnknown. The circuit breaker counts these, and only these.
+func (o Outcome) UpstreamFailure() bool { return o == OutcomeNotSent || o == OutcomeUnknown }
+
+// Definite reports whether e签宝's state is known after the call: it acted
+// (OutcomeOK) or certainly did not (every other outcome but OutcomeUnknown).
+func (o Outcome) Definite() bool { return o != OutcomeUnknown }
+
+// OutcomeOf returns the outcome of a call that ended with err: OutcomeOK for nil, the
+// outcome an Error states, and OutcomeUnknown for any other error, the only safe reading
+// of a failure that does not say whether e签宝 acted.
+func OutcomeOf(err error) Outcome {
+	if err == nil {
+		return OutcomeOK
+	}
+	var e Error
+	if errors.As(err, &e) {
+		return e.Outcome()
+	}
+	return OutcomeUnknown
+}
+
 // Error is implemented by every error the client returns. None of them prints the app
 // secret or any personal data from the request.
 type Error interface {
 	error
+	// Outcome says what the failure means for e签宝's state; see Outcome.
+	Outcome() Outcome
 	// RetrySafe reports whether sending the same request again cannot create a second
-	// evidence point: true when e签宝 certainly did not act on this one.
+	// evidence point: Outcome().RetrySafe().
 	RetrySafe() bool
 	// TraceID is e签宝's trace ID when a response carried one, else "".
 	TraceID() string
-	// Kind names the outcome for metrics and logs: invalid_request, not_sent,
-	// outcome_unknown, credentials_rejected, business_error, malformed_response,
-	// http_<status>, upload_failed.
+	// Kind names the failure for metrics and logs: invalid_request, not_sent,
+	// local_failure, outcome_unknown, credentials_rejected, business_error,
+	// malformed_response, http_<status>, upload_failed.
 	Kind() string
 }
+
+// LocalError: this service failed before sending, for a reason of its own (a local
+// resource ran out, a temporary file or the submission store failed). Nothing reached
+// e签宝; the circuit breaker ignores it.
+type LocalError struct {
+	// What says what failed, without personal data ("spooling the upload").
+	What string
+	Err  error
+}
+
+func (e *LocalError) Error() string {
+	if e.Err == nil {
+		return "e签宝 request not sent: " + e.What + " failed locally"
+	}
+	return "e签宝 request not sent: " + e.What + ": " + e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *LocalError) Unwrap() error { return e.Err }
+
+// Outcome is OutcomeLocal.
+func (e *LocalError) Outcome() Outcome { return OutcomeLocal }
+
+// RetrySafe is true: nothing was sent.
+func (e *LocalError) RetrySafe() bool { return true }
+
+// TraceID is always "": there was no response.
+func (e *LocalError) TraceID() string { return "" }
+
+// Kind names the failure.
+func (e *LocalError) Kind() string { return "local_failure" }
 
 // InvalidRequestError: the request was refused before anything was sent because it
 // cannot be expressed in the configured API revision.
@@ -37,6 +137,9 @@ func (e *InvalidRequestError) Error() string {
 	return "e签宝 request not sent: " + strings.Join(e.Fields, ", ") + " missing: " + e.Reason
 }
 
+// Outcome is OutcomeLocal: the request could not be built, nothing was sent.
+func (e *InvalidRequestError) Outcome() Outcome { return OutcomeLocal }
+
 // RetrySafe is true: nothing was sent.
 func (e *InvalidRequestError) RetrySafe() bool { return true }
 
@@ -51,12 +154,23 @@ func (e *InvalidRequestError) Kind() string { return "invalid_request" }
 // ending before sending).
 type SendError struct {
 	Err error
+	// Local is true when the failure was this service's own (the caller's context was
+	// cancelled before sending, a local resource ran out): it says nothing about e签宝.
+	Local bool
 }
 
 func (e *SendError) Error() string { return "e签宝 request not sent: " + e.Err.Error() }
 
 // Unwrap returns the cause (a context error when the caller's context ended).
 func (e *SendError) Unwrap() error { return e.Err }
+
+// Outcome is OutcomeNotSent, or OutcomeLocal when the failure was this service's own.
+func (e *SendError) Outcome() Outcome {
+	if e.Local {
+		return OutcomeLocal
+	}
+	return OutcomeNotSent
+}
 
 // RetrySafe is true: e签宝 never received the request.
 func (e *SendError) RetrySafe() bool { return true }
@@ -68,7 +182,8 @@ func (e *SendError) TraceID() string { return "" }
 func (e *SendError) Kind() string { return "not_sent" }
 
 // UnknownOutcomeError: the request was sent but no definite answer came back (a timeout
-// or a lost connection after writing, or an HTTP 5xx from e签宝's side). e签宝 may or may
+// or a lost connection after writing, an HTTP 5xx from e签宝's side, or a 2xx/3xx status
+// e签宝 does not document for the call). e签宝 may or may
 // not have created the evidence point.
 type UnknownOutcomeError struct {
 	// Status is the HTTP status when one came back (5xx), else 0.
@@ -91,6 +206,9 @@ func (e *UnknownOutcomeError) Error() string {
 
 // Unwrap returns the cause.
 func (e *UnknownOutcomeError) Unwrap() error { return e.Err }
+
+// Outcome is OutcomeUnknown.
+func (e *UnknownOutcomeError) Outcome() Outcome { return OutcomeUnknown }
 
 // RetrySafe is false: a retry may create a second evidence point.
 func (e *UnknownOutcomeError) RetrySafe() bool { return false }
@@ -118,6 +236,9 @@ func (e *AuthError) Error() string {
 	}
 	return fmt.Sprintf("e签宝 refused the service's credentials: HTTP %d %s%s", e.Status, reason, traceSuffix(e.Trace))
 }
+
+// Outcome is OutcomeRefused.
+func (e *AuthError) Outcome() Outcome { return OutcomeRefused }
 
 // RetrySafe is true: the gateway refused the call before e签宝 acted on it.
 func (e *AuthError) RetrySafe() bool { return true }
@@ -158,6 +279,9 @@ func (e *BusinessError) Error() string {
 	return fmt.Sprintf("e签宝 business error %d: %s%s", e.Code, e.Message, traceSuffix(e.Trace))
 }
 
+// Outcome is OutcomeRefused.
+func (e *BusinessError) Outcome() Outcome { return OutcomeRefused }
+
 // RetrySafe is true: e签宝 definitely did not create the evidence point.
 func (e *BusinessError) RetrySafe() bool { return true }
 
@@ -182,6 +306,9 @@ func (e *MalformedResponseError) Error() string {
 	return fmt.Sprintf("e签宝 response malformed (HTTP %d): %s%s", e.Status, e.Reason, traceSuffix(e.Trace))
 }
 
+// Outcome is OutcomeUnknown.
+func (e *MalformedResponseError) Outcome() Outcome { return OutcomeUnknown }
+
 // RetrySafe is false: e签宝 may have acted on the request.
 func (e *MalformedResponseError) RetrySafe() bool { return false }
 
@@ -191,9 +318,10 @@ func (e *MalformedResponseError) TraceID() string { return e.Trace }
 // Kind names the outcome.
 func (e *MalformedResponseError) Kind() string { return "malformed_response" }
 
-// StatusError: e签宝 answered with an HTTP status other than 200, 401, 403 or 5xx (for
-// example when a quota is exceeded: e签宝 does not document that answer). The request
-// was refused as a whole.
+// StatusError: e签宝 answered with a 4xx status other than 401 and 403 (for example when
+// a quota is exceeded: e签宝 does not document that answer). The request was refused as
+// a whole. (An undocumented 2xx or 3xx is no proof that nothing was created: it is an
+// UnknownOutcomeError.)
 type StatusError struct {
 	Status int
 	Trace  string
@@ -202,6 +330,9 @@ type StatusError struct {
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("e签宝 answered HTTP %d%s", e.Status, traceSuffix(e.Trace))
 }
+
+// Outcome is OutcomeRefused: a 4xx answer means the request was refused, not acted on.
+func (e *StatusError) Outcome() Outcome { return OutcomeRefused }
 
 // RetrySafe is true: a 4xx answer means the request was refused, not acted on.
 func (e *StatusError) RetrySafe() bool { return true }
@@ -222,7 +353,7 @@ func traceSuffix(t string) string {
 // IsRetrySafe reports whether err is an upstream Error that is safe to retry.
 func IsRetrySafe(err error) bool {
 	var e Error
-	return errors.As(err, &e) && e.RetrySafe()
+	return errors.As(err, &e) && e.Outcome().RetrySafe()
 }
 
 // mask replaces every occurrence of each personal value in msg with "***", ignoring case

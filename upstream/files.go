@@ -82,6 +82,15 @@ func (e *UploadError) Error() string {
 // Unwrap returns the cause.
 func (e *UploadError) Unwrap() error { return e.Err }
 
+// Outcome is OutcomeRefused when the storage answered 4xx, else OutcomeNotSent: either
+// way no file exists that a retry could duplicate harmfully.
+func (e *UploadError) Outcome() Outcome {
+	if e.Status >= 400 && e.Status < 500 {
+		return OutcomeRefused
+	}
+	return OutcomeNotSent
+}
+
 // RetrySafe is true: uploading again creates at most one more unused file ID.
 func (e *UploadError) RetrySafe() bool { return true }
 

@@ -248,3 +248,6 @@ type PsnEvidencePointResult struct {
 	// TraceID is e签宝's trace ID for the call, when it sent one.
 	TraceID string
 }
+
+// EsignTraceID returns e签宝's trace ID of the call that created the evidence point.
+func (r *PsnEvidencePointResult) EsignTraceID() string { return r.TraceID }
