@@ -75,6 +75,12 @@ type Options struct {
 	// EsignQPS is the app's e签宝 quota, enforced before sending; submission.DefaultQPS
 	// when 0.
 	EsignQPS float64
+	// Quota, when set, hands out the quota's slots instead of an in-process limiter at
+	// EsignQPS (a quota every replica shares).
+	Quota submission.Quota
+	// MinRemaining is the admission rule: no e签宝 call is started for a caller whose
+	// remaining deadline is shorter; submission.DefaultMinRemaining when 0.
+	MinRemaining time.Duration
 	// Auth configures caller authentication. The zero value refuses every call but the
 	// public ones: authentication is off only when Auth.Disabled says so.
 	Auth auth.Config
@@ -224,11 +230,14 @@ func New(opts Options) (*Server, error) {
 			otelgrpc.WithTracerProvider(opts.TracerProvider), otelgrpc.WithPropagators(propagator))))
 	}
 	g := grpc.NewServer(gopts...)
-	guard := submission.NewGuard(observe.Instrument(opts.Upstream, m, opts.Logger), m.GuardConfig(opts.EsignQPS, opts.BreakerOpenFor))
+	guard := submission.NewGuard(m.GuardConfig(submission.GuardConfig{
+		QPS: opts.EsignQPS, Quota: opts.Quota, MinRemaining: opts.MinRemaining, BreakerOpenFor: opts.BreakerOpenFor,
+	}, opts.Logger))
+	m.RegisterStoreUp(opts.Registry, opts.Submitter.StoreUp)
+	opts.Submitter.OnDuplicate(m.Duplicate)
 	evidence := service.New(service.Config{
 		Revision:     opts.Upstream.Revision(),
 		Guard:        guard,
-		Sender:       guard,
 		Submitter:    opts.Submitter,
 		Files:        opts.Upstream,
 		MaxFileBytes: opts.MaxFileBytes,

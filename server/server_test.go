@@ -122,7 +122,7 @@ func startStack(t testing.TB, o stackOpt) *stack {
 		store = bolt
 	}
 	policy := o.unknown
-	sub, err := submission.New(submission.Config{Store: store, FingerprintKey: []byte("test-fingerprint-key-0123456789"), Unknown: policy})
+	sub, err := submission.New(submission.Config{Store: store, FingerprintKeys: [][]byte{[]byte("test-fingerprint-key-0123456789")}, Unknown: policy})
 	if err != nil {
 		t.Fatal(err)
 	}

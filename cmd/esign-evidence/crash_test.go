@@ -45,7 +45,8 @@ func newCrashRig(t *testing.T, storeEnv []string) *crashRig {
 	seed = bytes.Replace(seed, []byte(`"eviName"`), []byte(`"customBizId": "crash-0001", "eviName"`), 1)
 	env := append([]string{
 		"ESIGN_BASE_URL=" + srv.URL, "ESIGN_APP_ID=crash-app", "ESIGN_APP_SECRET=crash-secret",
-		"SUBMISSION_LEASE=2s", "ESIGN_TIMEOUT=10s", "AUTH_DISABLED=true",
+		"SUBMISSION_LEASE=2s", "STORE_TIMEOUT=1s", "ESIGN_TIMEOUT=10s", "AUTH_DISABLED=true",
+		"FINGERPRINT_KEY=crash-test-fingerprint-key", "JOURNAL_PATH=" + filepath.Join(t.TempDir(), "journal"),
 	}, storeEnv...)
 	return &crashRig{t: t, bin: buildBinary(t), sim: sim, env: env, seed: seed}
 }

@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, closeStore, err := openStore(ctx, cfg)
+	store, journalPath, closeStore, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -121,15 +121,35 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if b, ok := store.(*submission.BoltStore); ok {
 		backup = b.Backup // PostgreSQL is backed up with PostgreSQL's own tools
 	}
+	keys, err := fingerprintKeys(cfg, store)
+	if err != nil {
+		return err
+	}
+	journal, err := submission.OpenJournal(journalPath)
+	if err != nil {
+		return fmt.Errorf("JOURNAL_PATH: %w", err)
+	}
+	defer journal.Close()
 	sub, err := submission.New(submission.Config{
-		Store:          store,
-		FingerprintKey: fingerprintKey(cfg),
-		Unknown:        cfg.UnknownOutcome,
-		Lease:          cfg.SubmissionLease,
-		Logger:         log,
+		Store:           store,
+		FingerprintKeys: keys,
+		Unknown:         cfg.UnknownOutcome,
+		Lease:           cfg.SubmissionLease,
+		StoreTimeout:    cfg.StoreTimeout,
+		Retention:       cfg.Retention,
+		Journal:         journal,
+		Logger:          log,
 	})
 	if err != nil {
 		return err
+	}
+	if err := sub.Start(ctx); err != nil {
+		return fmt.Errorf("JOURNAL_PATH: %w", err)
+	}
+	// With PostgreSQL, every replica shares the app's quota through the database.
+	var quota submission.Quota
+	if pg, ok := store.(*submission.PostgresStore); ok {
+		quota = pg.Quota(cfg.AppID, cfg.EsignQPS, cfg.StoreTimeout)
 	}
 	var tlsCfg *tls.Config
 	if cfg.TLSCertFile != "" {
@@ -153,6 +173,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Upstream:             client,
 		Submitter:            sub,
 		EsignQPS:             cfg.EsignQPS,
+		Quota:                quota,
+		MinRemaining:         cfg.MinRemaining,
 		Auth:                 cfg.Auth,
 		TLS:                  tlsCfg,
 		TracerProvider:       tracer,
@@ -196,28 +218,38 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 const tlsReloadInterval = 30 * time.Second
 
 // openStore opens the PostgreSQL store when DATABASE_URL is set, else the embedded one
-// (in demo mode, in a temporary file removed at exit unless DB_PATH names one).
-func openStore(ctx context.Context, cfg *config.Config) (submission.Store, func(), error) {
+// (in demo mode, in a temporary file removed at exit unless DB_PATH names one). It also
+// returns where the journal goes: JOURNAL_PATH, else next to the embedded store, else
+// esign-evidence.journal.
+func openStore(ctx context.Context, cfg *config.Config) (submission.Store, string, func(), error) {
 	if cfg.DatabaseURL != "" {
 		s, err := submission.OpenPostgres(ctx, string(cfg.DatabaseURL))
 		if err != nil {
-			return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
+			return nil, "", nil, fmt.Errorf("DATABASE_URL: %w", err)
 		}
-		return s, func() { _ = s.Close() }, nil
+		journal := cfg.JournalPath
+		if journal == "" {
+			journal = "esign-evidence.journal"
+		}
+		return s, journal, func() { _ = s.Close() }, nil
 	}
 	path, temp := cfg.DBPath, false
 	if path == "" {
 		dir, err := os.MkdirTemp("", "esign-evidence-demo-")
 		if err != nil {
-			return nil, nil, err
+			return nil, "", nil, err
 		}
 		path, temp = filepath.Join(dir, "submissions.db"), true
 	}
 	s, err := submission.OpenBolt(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("DB_PATH: %w", err)
+		return nil, "", nil, fmt.Errorf("DB_PATH: %w", err)
 	}
-	return s, func() {
+	journal := cfg.JournalPath
+	if journal == "" {
+		journal = path + ".journal"
+	}
+	return s, journal, func() {
 		_ = s.Close()
 		if temp {
 			_ = os.RemoveAll(filepath.Dir(path))
@@ -225,15 +257,29 @@ func openStore(ctx context.Context, cfg *config.Config) (submission.Store, func(
 	}, nil
 }
 
-// fingerprintKey is FINGERPRINT_KEY, or a key derived from the app secret, so that
-// replicas sharing a store and an app agree without more configuration.
-func fingerprintKey(cfg *config.Config) []byte {
-	if cfg.FingerprintKey != "" {
-		return []byte(cfg.FingerprintKey)
+// fingerprintKeys are FINGERPRINT_KEY(_FILE)'s keys. Without them (only allowed with the
+// embedded store) the store keeps its own key, so rotating the app secret never changes
+// a request's fingerprint. A store that already holds records from before it kept a key
+// adopts the key those were made with, derived from the app secret.
+func fingerprintKeys(cfg *config.Config, store submission.Store) ([][]byte, error) {
+	var keys [][]byte
+	for _, k := range cfg.FingerprintKeys {
+		keys = append(keys, []byte(k))
+	}
+	if len(keys) > 0 {
+		return keys, nil
+	}
+	bs, ok := store.(*submission.BoltStore)
+	if !ok {
+		return nil, errors.New("FINGERPRINT_KEY: required with DATABASE_URL")
 	}
 	m := hmac.New(sha256.New, []byte(cfg.AppSecret))
 	m.Write([]byte("esign-evidence request fingerprint v1"))
-	return m.Sum(nil)
+	k, err := bs.FingerprintKey(m.Sum(nil))
+	if err != nil {
+		return nil, fmt.Errorf("DB_PATH: %w", err)
+	}
+	return [][]byte{k}, nil
 }
 
 // startSimulator serves the offline e签宝 on a loopback port with a fresh secret and

@@ -68,8 +68,18 @@ type Config struct {
 	SubmissionLease time.Duration
 	// EsignQPS is the app's e签宝 quota, enforced before sending.
 	EsignQPS float64
-	// FingerprintKey keys the hash of each request kept in the store.
-	FingerprintKey upstream.Secret
+	// FingerprintKeys key the hash of each request kept in the store: the first keys new
+	// records, every one is accepted (rotation). Empty: the embedded store keeps its own.
+	FingerprintKeys []upstream.Secret
+	// StoreTimeout bounds every store operation.
+	StoreTimeout time.Duration
+	// MinRemaining is the admission rule: no e签宝 call is started for a caller whose
+	// remaining deadline is shorter.
+	MinRemaining time.Duration
+	// JournalPath is the local journal of results the store could not record yet.
+	JournalPath string
+	// Retention is how long submissions are kept after their last change.
+	Retention time.Duration
 
 	AdminAddr string
 	// TLSCertFile and TLSKeyFile serve both listeners over TLS; TLSClientCAFile adds
@@ -120,6 +130,9 @@ func newFlagSet(c *Config, out io.Writer) (*flag.FlagSet, *raw) {
 	c.UnknownOutcome = submission.ResendUnknown
 	c.SubmissionLease = submission.DefaultLease
 	c.EsignQPS = submission.DefaultQPS
+	c.StoreTimeout = submission.DefaultStoreTimeout
+	c.MinRemaining = submission.DefaultMinRemaining
+	c.Retention = submission.DefaultRetention
 	c.MaxConcurrentStreams = server.DefaultMaxConcurrentStreams
 	c.ReadHeaderTimeout = server.DefaultReadHeaderTimeout
 	c.MaxFileBytes = service.DefaultMaxFileBytes
@@ -144,9 +157,13 @@ func newFlagSet(c *Config, out io.Writer) (*flag.FlagSet, *raw) {
 	fs.StringVar(&c.DBPath, "db-path", DefaultDBPath, "embedded submission store file; its directory must exist and be writable (demo mode: a temporary file); ignored when DATABASE_URL is set")
 	fs.StringVar(&r.databaseURLFile, "database-url-file", "", "file holding the PostgreSQL connection string, to use PostgreSQL instead of DB_PATH (or set DATABASE_URL)")
 	v("unknown-outcome-retry", &c.UnknownOutcome, "after an unknown outcome, a retry with the same customBizId: resend or refuse")
-	v("submission-lease", &c.SubmissionLease, "how long an in-progress submission holds its customBizId (a replica that died frees it after this)")
-	v("esign-qps", &c.EsignQPS, "e签宝 requests per second allowed for the app (its quota)")
-	fs.StringVar(&r.fingerprintFile, "fingerprint-key-file", "", "file holding the key of the request fingerprints (or set FINGERPRINT_KEY; default: derived from the app secret)")
+	v("submission-lease", &c.SubmissionLease, "how long an in-progress submission holds its customBizId without being renewed (its holder renews it while its call is in flight; a replica that died frees it after this)")
+	v("store-timeout", &c.StoreTimeout, "bound of every submission-store operation, whatever the caller's deadline")
+	v("submission-retention", &c.Retention, "how long submissions are kept after their last change (at least 1h)")
+	fs.StringVar(&c.JournalPath, "journal-path", "", "local journal of e签宝 results the store could not record yet (default: DB_PATH + .journal, or esign-evidence.journal with DATABASE_URL)")
+	v("esign-qps", &c.EsignQPS, "e签宝 requests per second allowed for the app (its quota); with DATABASE_URL shared by every replica")
+	v("esign-min-remaining", &c.MinRemaining, "no e签宝 call is started for a caller with less deadline left (after waiting for the quota)")
+	fs.StringVar(&r.fingerprintFile, "fingerprint-key-file", "", "file holding the keys of the request fingerprints, one per line, the first for new records (or set FINGERPRINT_KEY); required with DATABASE_URL; default with DB_PATH: a key kept in the store")
 	fs.Var(&address{name: "admin-addr", dst: &c.AdminAddr, emptyOK: true}, "admin-addr", "admin listen address: /metrics and /debug/pprof (empty: none)")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", "", "serve gRPC and REST over TLS with this certificate (PEM; reloaded when the file changes)")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", "", "the TLS certificate's private key (PEM)")
@@ -215,15 +232,36 @@ func Load(args []string, usageOut io.Writer) (*Config, error) {
 		bad("fingerprint-key-file", "FINGERPRINT_KEY_FILE", "set either FINGERPRINT_KEY or FINGERPRINT_KEY_FILE, not both")
 	case fpFile != "":
 		b, err := os.ReadFile(fpFile)
-		if err != nil || len(strings.TrimSpace(string(b))) < 16 {
-			bad("fingerprint-key-file", "FINGERPRINT_KEY_FILE", "cannot read at least 16 characters from %q", fpFile)
+		if err != nil {
+			bad("fingerprint-key-file", "FINGERPRINT_KEY_FILE", "cannot read %q", fpFile)
 		}
-		c.FingerprintKey = upstream.Secret(strings.TrimSpace(string(b)))
+		for i, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			if len(line) < 16 {
+				bad("fingerprint-key-file", "FINGERPRINT_KEY_FILE", "%s line %d: a key must be at least 16 characters", fpFile, i+1)
+			}
+			c.FingerprintKeys = append(c.FingerprintKeys, upstream.Secret(line))
+		}
+		if err == nil && len(c.FingerprintKeys) == 0 {
+			bad("fingerprint-key-file", "FINGERPRINT_KEY_FILE", "%q holds no key", fpFile)
+		}
 	case fpKey != "":
 		if len(fpKey) < 16 {
 			bad("fingerprint-key-file", "FINGERPRINT_KEY", "must be at least 16 characters")
 		}
-		c.FingerprintKey = upstream.Secret(fpKey)
+		c.FingerprintKeys = []upstream.Secret{upstream.Secret(fpKey)}
+	}
+	if c.DatabaseURL != "" && fpKey == "" && fpFile == "" {
+		bad("fingerprint-key-file", "FINGERPRINT_KEY", "is required with DATABASE_URL (set FINGERPRINT_KEY or FINGERPRINT_KEY_FILE, the same on every replica): the request fingerprints must not change when the app secret is rotated")
+	}
+	if err := submission.CheckTiming(c.SubmissionLease, c.StoreTimeout); err != nil {
+		bad("submission-lease", "SUBMISSION_LEASE", "%v", err)
+	}
+	if c.Retention < time.Hour {
+		bad("submission-retention", "SUBMISSION_RETENTION", "%v is shorter than an hour: retries of recent submissions would be sent again", c.Retention)
 	}
 
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {

@@ -1,7 +1,9 @@
 package submission
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,11 +53,20 @@ func boltKey(k Key) []byte {
 	return []byte(k.Namespace + "\x00" + k.CustomBizID)
 }
 
+// bucketFor is the bucket of an operation's submissions: "submissions" for
+// OpPsnRealname (where they always were), "submissions:<op>" for the others.
+func bucketFor(op Op) []byte {
+	if op == OpPsnRealname {
+		return boltBucket
+	}
+	return []byte(string(boltBucket) + ":" + string(op))
+}
+
 // boltRecord is the stored JSON form.
 type boltRecord struct {
 	Fingerprint []byte    `json:"fp"`
 	State       State     `json:"state"`
-	EviPointID  string    `json:"evi,omitempty"`
+	Result      string    `json:"evi,omitempty"`
 	EsignCode   int       `json:"code,omitempty"`
 	Attempts    int       `json:"attempts"`
 	AttemptID   string    `json:"attempt,omitempty"`
@@ -72,17 +83,37 @@ func decodeBolt(k Key, b []byte) (*Record, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("%w: corrupt record", ErrStoreUnavailable)
 	}
-	return &Record{Key: k, Fingerprint: r.Fingerprint, State: r.State, EviPointID: r.EviPointID, EsignCode: r.EsignCode,
+	return &Record{Key: k, Fingerprint: r.Fingerprint, State: r.State, Result: r.Result, EsignCode: r.EsignCode,
 		Attempts: r.Attempts, AttemptID: r.AttemptID, LeaseUntil: r.LeaseUntil, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}, nil
+}
+
+// bounded runs op, but returns when ctx ends even if op (a write stuck on a failing
+// disk) does not.
+func bounded(ctx context.Context, op func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- op() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %v", ErrStoreUnavailable, ctx.Err())
+	}
 }
 
 // Mutate implements Store.
 func (s *BoltStore) Mutate(ctx context.Context, key Key, fn func(cur *Record) (*Record, error)) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+	return bounded(ctx, func() error { return s.mutate(key, fn) })
+}
+
+func (s *BoltStore) mutate(key Key, fn func(cur *Record) (*Record, error)) error {
 	return s.db.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(boltBucket)
+		b, err := tx.CreateBucketIfNotExists(bucketFor(key.op()))
+		if err != nil {
+			return err
+		}
 		cur, err := decodeBolt(key, b.Get(boltKey(key)))
 		if err != nil {
 			return err
@@ -91,7 +122,7 @@ func (s *BoltStore) Mutate(ctx context.Context, key Key, fn func(cur *Record) (*
 		if err != nil || next == nil {
 			return err
 		}
-		v, err := json.Marshal(boltRecord{Fingerprint: next.Fingerprint, State: next.State, EviPointID: next.EviPointID,
+		v, err := json.Marshal(boltRecord{Fingerprint: next.Fingerprint, State: next.State, Result: next.Result,
 			EsignCode: next.EsignCode, Attempts: next.Attempts, AttemptID: next.AttemptID, LeaseUntil: next.LeaseUntil,
 			CreatedAt: next.CreatedAt, UpdatedAt: next.UpdatedAt})
 		if err != nil {
@@ -102,14 +133,53 @@ func (s *BoltStore) Mutate(ctx context.Context, key Key, fn func(cur *Record) (*
 }
 
 // Get implements Store.
-func (s *BoltStore) Get(_ context.Context, key Key) (*Record, error) {
+func (s *BoltStore) Get(ctx context.Context, key Key) (*Record, error) {
 	var rec *Record
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		rec, err = decodeBolt(key, tx.Bucket(boltBucket).Get(boltKey(key)))
-		return err
+	err := bounded(ctx, func() error {
+		return s.db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketFor(key.op()))
+			if b == nil {
+				return nil
+			}
+			var err error
+			rec, err = decodeBolt(key, b.Get(boltKey(key)))
+			return err
+		})
 	})
 	return rec, err
+}
+
+// DeleteBefore implements Store. It scans every record (the embedded store serves one
+// replica, and runs this at most hourly), deleting in transactions of at most 1000.
+func (s *BoltStore) DeleteBefore(ctx context.Context, cutoff time.Time) (int64, error) {
+	var removed int64
+	now := time.Now()
+	for {
+		var n int
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+				if n >= 1000 || (string(name) != string(boltBucket) && !bytes.HasPrefix(name, append(boltBucket, ':'))) {
+					return nil
+				}
+				c := b.Cursor()
+				for k, v := c.First(); k != nil && n < 1000; k, v = c.Next() {
+					var r boltRecord
+					if json.Unmarshal(v, &r) != nil || !r.UpdatedAt.Before(cutoff) || (r.State == StateInProgress && r.LeaseUntil.After(now)) {
+						continue
+					}
+					if err := c.Delete(); err != nil {
+						return err
+					}
+					n++
+				}
+				return nil
+			})
+		})
+		removed += int64(n)
+		if err != nil || n < 1000 || ctx.Err() != nil {
+			return removed, err
+		}
+	}
 }
 
 // Close implements Store.
@@ -124,4 +194,37 @@ func (s *BoltStore) Backup(w io.Writer, size func(int64)) error {
 		_, err := tx.WriteTo(w)
 		return err
 	})
+}
+
+var (
+	metaBucket = []byte("meta")
+	metaFPKey  = []byte("fingerprint_key")
+)
+
+// FingerprintKey returns the key of request fingerprints kept in the file, creating it
+// on first use: a random one for a new file, or legacy (the key earlier versions derived
+// from the app secret) for a file that already holds records made with it. Once kept,
+// it no longer depends on the app secret.
+func (s *BoltStore) FingerprintKey(legacy []byte) ([]byte, error) {
+	var key []byte
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(metaBucket)
+		if err != nil {
+			return err
+		}
+		if k := meta.Get(metaFPKey); k != nil {
+			key = append([]byte(nil), k...)
+			return nil
+		}
+		if k, _ := tx.Bucket(boltBucket).Cursor().First(); k != nil {
+			key = legacy
+		} else {
+			key = make([]byte, 32)
+			if _, err := rand.Read(key); err != nil {
+				return err
+			}
+		}
+		return meta.Put(metaFPKey, key)
+	})
+	return key, err
 }

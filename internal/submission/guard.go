@@ -15,7 +15,12 @@ import (
 const (
 	// DefaultQPS is e签宝's default quota per app ID: 50 requests per second.
 	DefaultQPS = 50
-	// maxLimiterWait bounds a wait for the rate limiter when the caller set no deadline.
+	// DefaultMinRemaining is the least remaining deadline a call must have for the
+	// service to start an e签宝 call for it: about what e签宝 takes to answer. A call
+	// started with less would most likely outlive its caller, who then retries and
+	// creates another evidence point (or, keyless, never learns the first one's ID).
+	DefaultMinRemaining = time.Second
+	// maxLimiterWait bounds a wait for the quota when the caller set no deadline.
 	maxLimiterWait = 5 * time.Second
 	// breakerFailures consecutive failures of e签宝 to answer open the breaker.
 	breakerFailures = 5
@@ -26,63 +31,148 @@ const (
 	unsentRetries = 2
 )
 
+// Op names an e签宝 operation. It labels metrics and log lines and is part of a
+// submission's key, so one customBizId used for two operations makes two submissions.
+type Op string
+
+// OpPsnRealname is the personal real-name evidence point (POST
+// /v3/evidence/evi-point/psn-realname).
+const OpPsnRealname Op = "psn-realname"
+
+// refusal is a call the guard refused before sending. It states its outcome like an
+// upstream error: nothing was sent, for a reason of this service's own.
+type refusal struct {
+	kind, msg string
+}
+
+func (r *refusal) Error() string             { return r.msg }
+func (r *refusal) Outcome() upstream.Outcome { return upstream.OutcomeLocal }
+func (r *refusal) RetrySafe() bool           { return true }
+func (r *refusal) TraceID() string           { return "" }
+func (r *refusal) Kind() string              { return r.kind }
+
+func newRefusal(kind, msg string) *refusal { return &refusal{kind: kind, msg: msg} }
+
+var _ upstream.Error = (*refusal)(nil)
+
+// The guard's refusals. Each is an upstream.Error with OutcomeLocal: nothing was sent.
 var (
-	// ErrRateLimited: the app's quota would be exceeded within the caller's deadline.
-	ErrRateLimited = errors.New("e签宝 request quota exhausted for now")
+	// ErrRateLimited: the app's quota leaves no slot within the caller's deadline.
+	ErrRateLimited error = newRefusal("rate_limited", "e签宝 request quota exhausted for now")
 	// ErrCircuitOpen: e签宝 keeps failing; calls fail fast until a probe succeeds.
-	ErrCircuitOpen = errors.New("e签宝 is failing; not sending for now")
+	ErrCircuitOpen error = newRefusal("circuit_open", "e签宝 is failing; not sending for now")
+	// ErrDeadlineTooShort: the caller's remaining deadline is shorter than the admission
+	// minimum (GuardConfig.MinRemaining), so the call would most likely outlive it.
+	ErrDeadlineTooShort error = newRefusal("deadline_too_short", "the call's remaining deadline is too short for an e签宝 call")
 )
 
-// Sender is the e签宝 call the guard protects.
-type Sender interface {
-	CreatePsnEvidencePoint(ctx context.Context, p *upstream.PsnEvidencePoint) (*upstream.PsnEvidencePointResult, error)
+// Quota hands out the app's e签宝 send slots. Implementations: the in-process limiter
+// (NewLocalQuota) and the one every replica shares through PostgreSQL
+// (PostgresStore.Quota).
+type Quota interface {
+	// Reserve takes the next free slot if it comes within maxWait, and returns how long
+	// to wait for it. ok is false (and nothing is taken) when the next slot is later.
+	Reserve(ctx context.Context, maxWait time.Duration) (wait time.Duration, ok bool, err error)
+}
+
+// localQuota is golang.org/x/time/rate's token bucket, for one process.
+type localQuota struct{ l *rate.Limiter }
+
+// NewLocalQuota is a quota of qps per second (burst qps) for this process alone.
+func NewLocalQuota(qps float64) Quota {
+	return localQuota{rate.NewLimiter(rate.Limit(qps), max(1, int(qps)))}
+}
+
+func (q localQuota) Reserve(_ context.Context, maxWait time.Duration) (time.Duration, bool, error) {
+	now := time.Now()
+	r := q.l.ReserveN(now, 1)
+	if !r.OK() {
+		return 0, false, nil
+	}
+	d := r.DelayFrom(now)
+	if d > maxWait {
+		r.CancelAt(now)
+		return d, false, nil
+	}
+	return d, true, nil
+}
+
+// CallInfo describes one e签宝 call the guard made, for metrics and the debug log. It
+// carries no request or response content.
+type CallInfo struct {
+	Op      Op
+	Outcome upstream.Outcome
+	// Kind is "success" or the error's Kind.
+	Kind string
+	// EsignCode is e签宝's business code when it answered with one (0 on success).
+	EsignCode int
+	// TraceID is e签宝's trace ID when the answer carried one.
+	TraceID string
+	Elapsed time.Duration
 }
 
 // GuardConfig configures a Guard.
 type GuardConfig struct {
 	// QPS is the app's quota; DefaultQPS when 0. Burst is the same number.
 	QPS float64
+	// Quota, when set, hands out the slots instead of an in-process limiter at QPS (a
+	// quota shared by every replica).
+	Quota Quota
+	// MinRemaining is the admission rule: no e签宝 call is started for a caller whose
+	// remaining deadline, after waiting for its quota slot, is shorter.
+	// DefaultMinRemaining when 0.
+	MinRemaining time.Duration
 	// OnBreakerChange, when set, is told of every breaker state change (for metrics).
 	OnBreakerChange func(from, to string)
-	// OnLimiter, when set, is told how long each call waited for the limiter and whether
+	// OnLimiter, when set, is told how long each call waited for the quota and whether
 	// it was refused.
 	OnLimiter func(waited time.Duration, refused bool)
+	// OnCall, when set, is told of every e签宝 call made (for metrics and the debug
+	// log). ctx is the call's context.
+	OnCall func(ctx context.Context, info CallInfo)
 	// BreakerOpenFor is how long the open breaker fails fast; 10 s when zero.
 	BreakerOpenFor time.Duration
 }
 
-// Guard applies the upstream policy around a Sender: a rate limiter matching e签宝's
-// per-app quota (golang.org/x/time/rate), a circuit breaker that fails fast while e签宝
-// keeps failing (sony/gobreaker), and automatic retry of attempts that provably never
-// reached e签宝 — never of one that may have.
+// Guard applies the upstream policy to every e签宝 operation: admission by remaining
+// deadline, the app's quota, a circuit breaker that fails fast while e签宝 keeps failing
+// (sony/gobreaker), automatic retry of attempts that provably never reached e签宝 (never
+// of one that may have), and a metrics and debug-log report of each call.
+//
+// The breaker counts only outcomes that mean e签宝 failed (upstream.Outcome's
+// UpstreamFailure: not sent, unknown); a refusal means e签宝 is up, and a local failure
+// (upstream.OutcomeLocal: the caller left, a local resource ran out) is ignored.
+//
+// Use Call for a keyless operation, Submit for one that is exactly-once by key.
 type Guard struct {
-	next    Sender
-	limiter *rate.Limiter
-	breaker *gobreaker.CircuitBreaker[*upstream.PsnEvidencePointResult]
+	quota   Quota
+	breaker *gobreaker.CircuitBreaker[any]
 	cfg     GuardConfig
 }
 
-// NewGuard wraps next.
-func NewGuard(next Sender, cfg GuardConfig) *Guard {
+// NewGuard builds a Guard.
+func NewGuard(cfg GuardConfig) *Guard {
 	if cfg.QPS <= 0 {
 		cfg.QPS = DefaultQPS
 	}
 	if cfg.BreakerOpenFor <= 0 {
 		cfg.BreakerOpenFor = breakerOpenFor
 	}
-	g := &Guard{next: next, cfg: cfg, limiter: rate.NewLimiter(rate.Limit(cfg.QPS), max(1, int(cfg.QPS)))}
-	g.breaker = gobreaker.NewCircuitBreaker[*upstream.PsnEvidencePointResult](gobreaker.Settings{
+	if cfg.MinRemaining <= 0 {
+		cfg.MinRemaining = DefaultMinRemaining
+	}
+	g := &Guard{cfg: cfg, quota: cfg.Quota}
+	if g.quota == nil {
+		g.quota = NewLocalQuota(cfg.QPS)
+	}
+	g.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:    "esign",
 		Timeout: cfg.BreakerOpenFor,
 		ReadyToTrip: func(c gobreaker.Counts) bool {
 			return c.ConsecutiveFailures >= breakerFailures
 		},
-		// Only e签宝 failing to answer counts: a business error or a refusal is e签宝
-		// answering, and the caller's own cancellation says nothing about e签宝.
-		IsSuccessful: func(err error) bool { return err == nil || !upstreamDown(err) },
-		IsExcluded: func(err error) bool {
-			return errors.Is(err, context.Canceled) || errors.Is(err, ErrRateLimited)
-		},
+		IsSuccessful: func(err error) bool { return !upstream.OutcomeOf(err).UpstreamFailure() },
+		IsExcluded:   func(err error) bool { return upstream.OutcomeOf(err) == upstream.OutcomeLocal },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			if cfg.OnBreakerChange != nil {
 				cfg.OnBreakerChange(from.String(), to.String())
@@ -95,73 +185,143 @@ func NewGuard(next Sender, cfg GuardConfig) *Guard {
 // BreakerState reports "closed", "half-open" or "open".
 func (g *Guard) BreakerState() string { return g.breaker.State().String() }
 
-// upstreamDown reports whether err means e签宝 did not answer definitively.
-func upstreamDown(err error) bool {
-	var (
-		se *upstream.SendError
-		uo *upstream.UnknownOutcomeError
-		me *upstream.MalformedResponseError
-	)
-	return errors.As(err, &se) || errors.As(err, &uo) || errors.As(err, &me)
+// Call makes one keyless e签宝 operation through g: it is admitted (deadline rule and
+// quota), not sent at all if the caller has gone meanwhile, then sent through the
+// breaker, with provably unsent attempts retried.
+//
+// Once the request may be on its way, it is not abandoned when ctx ends (the client's
+// own timeout bounds it): its answer is still reported to metrics.
+func Call[R any](ctx context.Context, g *Guard, op Op, call func(context.Context) (R, error)) (R, error) {
+	var zero R
+	if err := g.Admit(ctx); err != nil {
+		return zero, err
+	}
+	if err := ctx.Err(); err != nil {
+		// The caller has gone while waiting for its slot: nobody would learn the result.
+		return zero, err
+	}
+	v, err := g.send(context.WithoutCancel(ctx), op, func(ctx context.Context) (any, error) { return call(ctx) })
+	if err != nil {
+		return zero, err
+	}
+	return v.(R), nil
 }
 
-// CreatePsnEvidencePoint sends p through the limiter and the breaker.
+// Wait admits a call the guard does not make itself, on the same terms as Call.
 //
-// The wait for the limiter honours ctx. The e签宝 call itself does not stop when ctx is
-// cancelled (the client's own timeout bounds it): once a request may be on its way, its
-// answer is worth having, so that an eviPointId is recorded even if the caller hung up.
-func (g *Guard) CreatePsnEvidencePoint(ctx context.Context, p *upstream.PsnEvidencePoint) (*upstream.PsnEvidencePointResult, error) {
-	if err := g.wait(ctx); err != nil {
-		return nil, err
+// Deprecated: route the operation through Call, which also applies the breaker and
+// reports it.
+func (g *Guard) Wait(ctx context.Context) error { return g.Admit(ctx) }
+
+// Admit applies the admission rule and takes a quota slot, waiting for it. It refuses
+// with ErrDeadlineTooShort when ctx's remaining deadline is below MinRemaining, and with
+// ErrRateLimited when the next slot would leave less than that (or, without a deadline,
+// would take longer than 5 s). A quota that fails (its store is unreachable) is
+// replaced by this process's own limiter for the call.
+func (g *Guard) Admit(ctx context.Context) error {
+	maxWait := maxLimiterWait
+	if d, ok := ctx.Deadline(); ok {
+		remaining := time.Until(d)
+		if remaining < g.cfg.MinRemaining {
+			return ErrDeadlineTooShort
+		}
+		maxWait = remaining - g.cfg.MinRemaining
 	}
-	callCtx := context.WithoutCancel(ctx)
+	start := time.Now()
+	wait, ok, err := g.quota.Reserve(ctx, maxWait)
+	if err != nil {
+		wait, ok, _ = g.fallback().Reserve(ctx, maxWait)
+	}
+	if !ok {
+		g.reportLimiter(time.Since(start), true)
+		return ErrRateLimited
+	}
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			g.reportLimiter(time.Since(start), false)
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	g.reportLimiter(time.Since(start), false)
+	return nil
+}
+
+func (g *Guard) reportLimiter(waited time.Duration, refused bool) {
+	if g.cfg.OnLimiter != nil {
+		g.cfg.OnLimiter(waited, refused)
+	}
+}
+
+// fallback is the in-process limiter used while a shared quota cannot be reached.
+func (g *Guard) fallback() Quota {
+	if lq, ok := g.quota.(localQuota); ok {
+		return lq
+	}
+	if fq, ok := g.quota.(interface{ Fallback() Quota }); ok {
+		return fq.Fallback()
+	}
+	return NewLocalQuota(g.cfg.QPS)
+}
+
+// send makes the call through the breaker, reports it, and retries an attempt that
+// provably never reached e签宝 (taking a new quota slot) while ctx allows. The caller
+// has already been admitted once.
+func (g *Guard) send(ctx context.Context, op Op, call func(context.Context) (any, error)) (any, error) {
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		res, err := g.breaker.Execute(func() (*upstream.PsnEvidencePointResult, error) {
-			return g.next.CreatePsnEvidencePoint(callCtx, p)
-		})
+		start := time.Now()
+		v, err := g.breaker.Execute(func() (any, error) { return call(ctx) })
 		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 			return nil, ErrCircuitOpen
 		}
-		var se *upstream.SendError
-		if err == nil || !errors.As(err, &se) || ctx.Err() != nil || attempt == unsentRetries {
-			return res, err
+		g.report(ctx, op, v, err, time.Since(start))
+		if err == nil || upstream.OutcomeOf(err) != upstream.OutcomeNotSent || ctx.Err() != nil || attempt == unsentRetries {
+			return v, err
 		}
 		// Provably never reached e签宝: safe to send again, if time allows.
 		if d, ok := ctx.Deadline(); ok && time.Until(d) < backoff {
-			return res, err
+			return v, err
 		}
+		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
-			return res, err
-		case <-time.After(backoff):
+			t.Stop()
+			return v, err
+		case <-t.C:
 		}
 		backoff *= 3
-		if err := g.wait(ctx); err != nil {
-			return nil, err
+		if g.Admit(ctx) != nil {
+			return v, err
 		}
 	}
 }
 
-// Wait takes a token of the e签宝 quota for a call the guard does not make itself (a
-// file upload), on the same terms: ErrRateLimited if none is free within ctx's deadline.
-func (g *Guard) Wait(ctx context.Context) error { return g.wait(ctx) }
+// traced is implemented by results that carry e签宝's trace ID.
+type traced interface{ EsignTraceID() string }
 
-// wait takes a token, waiting only as long as the caller's deadline (or maxLimiterWait)
-// allows; rate.Limiter refuses at once when the wait would overrun it.
-func (g *Guard) wait(ctx context.Context) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, maxLimiterWait)
-		defer cancel()
+func (g *Guard) report(ctx context.Context, op Op, v any, err error, elapsed time.Duration) {
+	if g.cfg.OnCall == nil {
+		return
 	}
-	start := time.Now()
-	err := g.limiter.Wait(ctx)
-	if g.cfg.OnLimiter != nil {
-		g.cfg.OnLimiter(time.Since(start), err != nil)
+	info := CallInfo{Op: op, Outcome: upstream.OutcomeOf(err), Kind: "success", Elapsed: elapsed}
+	var ue upstream.Error
+	switch {
+	case err == nil:
+		if t, ok := v.(traced); ok {
+			info.TraceID = t.EsignTraceID()
+		}
+	case errors.As(err, &ue):
+		info.Kind, info.TraceID = ue.Kind(), ue.TraceID()
+	default:
+		info.Kind = "error"
 	}
-	if err != nil {
-		return ErrRateLimited
+	var be *upstream.BusinessError
+	if errors.As(err, &be) {
+		info.EsignCode = be.Code
 	}
-	return nil
+	g.cfg.OnCall(ctx, info)
 }

@@ -24,10 +24,30 @@ func simClient(t *testing.T) (*esignsim.Simulator, *upstream.Client) {
 	return sim, c
 }
 
+// guarded is the evidence-point call through a Guard, as the service makes it.
+type guarded struct {
+	*submission.Guard
+	next sender
+}
+
+type sender interface {
+	CreatePsnEvidencePoint(ctx context.Context, p *upstream.PsnEvidencePoint) (*upstream.PsnEvidencePointResult, error)
+}
+
+func newGuard(next sender, cfg submission.GuardConfig) guarded {
+	return guarded{submission.NewGuard(cfg), next}
+}
+
+func (g guarded) CreatePsnEvidencePoint(ctx context.Context, p *upstream.PsnEvidencePoint) (*upstream.PsnEvidencePointResult, error) {
+	return submission.Call(ctx, g.Guard, submission.OpPsnRealname, func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
+		return g.next.CreatePsnEvidencePoint(ctx, p)
+	})
+}
+
 func TestRateLimiterWaitsWithinDeadlineOnly(t *testing.T) {
 	sim, c := simClient(t)
 	var waits, refusals int
-	g := submission.NewGuard(c, submission.GuardConfig{QPS: 2, OnLimiter: func(_ time.Duration, refused bool) {
+	g := newGuard(c, submission.GuardConfig{QPS: 2, MinRemaining: 10 * time.Millisecond, OnLimiter: func(_ time.Duration, refused bool) {
 		waits++
 		if refused {
 			refusals++
@@ -60,7 +80,7 @@ func TestRateLimiterWaitsWithinDeadlineOnly(t *testing.T) {
 func TestCircuitBreakerFailsFast(t *testing.T) {
 	sim, c := simClient(t)
 	var changes []string
-	g := submission.NewGuard(c, submission.GuardConfig{QPS: 1000, OnBreakerChange: func(from, to string) { changes = append(changes, from+">"+to) }})
+	g := newGuard(c, submission.GuardConfig{QPS: 1000, OnBreakerChange: func(from, to string) { changes = append(changes, from+">"+to) }})
 	sim.Inject(esignsim.Fault{Status: 503})
 	for range 5 {
 		_, _ = g.CreatePsnEvidencePoint(context.Background(), point())
@@ -82,7 +102,7 @@ func TestCircuitBreakerFailsFast(t *testing.T) {
 
 func TestBusinessErrorsDoNotOpenTheBreaker(t *testing.T) {
 	sim, c := simClient(t)
-	g := submission.NewGuard(c, submission.GuardConfig{QPS: 1000})
+	g := newGuard(c, submission.GuardConfig{QPS: 1000})
 	sim.Inject(esignsim.Fault{BusinessCode: 1435002})
 	for range 8 {
 		_, _ = g.CreatePsnEvidencePoint(context.Background(), point())
@@ -96,7 +116,7 @@ func TestBusinessErrorsDoNotOpenTheBreaker(t *testing.T) {
 type flakySender struct {
 	failures int
 	calls    int
-	next     submission.Sender
+	next     sender
 }
 
 func (f *flakySender) CreatePsnEvidencePoint(ctx context.Context, p *upstream.PsnEvidencePoint) (*upstream.PsnEvidencePointResult, error) {
@@ -110,7 +130,7 @@ func (f *flakySender) CreatePsnEvidencePoint(ctx context.Context, p *upstream.Ps
 func TestOnlyUnsentAttemptsAreRetried(t *testing.T) {
 	sim, c := simClient(t)
 	f := &flakySender{failures: 2, next: c}
-	g := submission.NewGuard(f, submission.GuardConfig{QPS: 1000})
+	g := newGuard(f, submission.GuardConfig{QPS: 1000})
 	if _, err := g.CreatePsnEvidencePoint(context.Background(), point()); err != nil {
 		t.Fatalf("after two unsent attempts: %v", err)
 	}
@@ -126,5 +146,69 @@ func TestOnlyUnsentAttemptsAreRetried(t *testing.T) {
 	}
 	if sim.Count() != 2 {
 		t.Errorf("e签宝 received %d; the reset request must not be re-sent", sim.Count())
+	}
+}
+
+// Admission: no call is started for a caller whose remaining deadline (after its wait
+// for the quota) is below the minimum; such calls are refused at once, unsent, and
+// retry-safe.
+func TestAdmissionByRemainingDeadline(t *testing.T) {
+	sim, c := simClient(t)
+	g := newGuard(c, submission.GuardConfig{QPS: 2, MinRemaining: time.Second})
+	call := func(d time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		_, err := g.CreatePsnEvidencePoint(ctx, point())
+		return err
+	}
+	start := time.Now()
+	if err := call(500 * time.Millisecond); !errors.Is(err, submission.ErrDeadlineTooShort) || !upstream.IsRetrySafe(err) {
+		t.Fatalf("500 ms left: %v", err)
+	}
+	if time.Since(start) > 100*time.Millisecond {
+		t.Errorf("refusal took %v", time.Since(start))
+	}
+	// The burst of 2 passes; the third would wait ~500 ms, leaving < 1 s of 1.3 s.
+	for range 2 {
+		if err := call(3 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := call(1300 * time.Millisecond); !errors.Is(err, submission.ErrRateLimited) {
+		t.Fatalf("queued past the minimum: %v", err)
+	}
+	// Without a deadline there is no minimum.
+	if err := call(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if n := sim.Count(); n != 3 {
+		t.Errorf("e签宝 received %d, want 3", n)
+	}
+	// A keyless caller that leaves while waiting for its slot is not sent.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	if _, err := g.CreatePsnEvidencePoint(ctx, point()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("caller gone while queued: %v", err)
+	}
+	time.Sleep(600 * time.Millisecond) // its slot comes and goes
+	if n := sim.Count(); n != 3 {
+		t.Errorf("e签宝 received %d after the caller left, want 3", n)
+	}
+}
+
+// Local failures (the caller leaving, a local resource running out) never open the
+// breaker: they say nothing about e签宝.
+func TestLocalFailuresDoNotOpenTheBreaker(t *testing.T) {
+	g := submission.NewGuard(submission.GuardConfig{QPS: 1000})
+	for range 10 {
+		_, err := submission.Call(context.Background(), g, "test-op", func(context.Context) (int, error) {
+			return 0, &upstream.LocalError{What: "opening a temporary file", Err: errors.New("too many open files")}
+		})
+		if upstream.OutcomeOf(err) != upstream.OutcomeLocal {
+			t.Fatalf("got %v", err)
+		}
+	}
+	if g.BreakerState() != "closed" {
+		t.Errorf("breaker %s after local failures", g.BreakerState())
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,7 +19,7 @@ type PostgresStore struct {
 }
 
 // schemaVersion is the version migrate brings the schema to.
-const schemaVersion = 1
+const schemaVersion = 3
 
 // migrations[i] brings the schema from version i to i+1.
 var migrations = []string{
@@ -34,6 +36,18 @@ var migrations = []string{
 		created_at     timestamptz NOT NULL,
 		updated_at     timestamptz NOT NULL,
 		PRIMARY KEY (namespace, custom_biz_id)
+	)`,
+	// Submissions of every e签宝 operation; records older than the retention are found
+	// by updated_at.
+	`ALTER TABLE esign_evidence_submissions ADD COLUMN operation text NOT NULL DEFAULT 'psn-realname';
+	ALTER TABLE esign_evidence_submissions DROP CONSTRAINT esign_evidence_submissions_pkey;
+	ALTER TABLE esign_evidence_submissions ADD PRIMARY KEY (operation, namespace, custom_biz_id);
+	CREATE INDEX esign_evidence_submissions_updated_at ON esign_evidence_submissions (updated_at)`,
+	// The app's e签宝 quota, shared by every replica: one row per app holding the
+	// theoretical arrival time of GCRA.
+	`CREATE TABLE esign_evidence_quota (
+		app text        PRIMARY KEY,
+		tat timestamptz NOT NULL
 	)`,
 }
 
@@ -94,7 +108,7 @@ const pgColumns = `fingerprint, state, evi_point_id, esign_code, attempts, attem
 func scanRecord(key Key, row pgx.Row) (*Record, error) {
 	r := &Record{Key: key}
 	var state string
-	err := row.Scan(&r.Fingerprint, &state, &r.EviPointID, &r.EsignCode, &r.Attempts, &r.AttemptID, &r.LeaseUntil, &r.CreatedAt, &r.UpdatedAt)
+	err := row.Scan(&r.Fingerprint, &state, &r.Result, &r.EsignCode, &r.Attempts, &r.AttemptID, &r.LeaseUntil, &r.CreatedAt, &r.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -108,11 +122,11 @@ func scanRecord(key Key, row pgx.Row) (*Record, error) {
 // Mutate implements Store.
 func (s *PostgresStore) Mutate(ctx context.Context, key Key, fn func(cur *Record) (*Record, error)) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))`, key.Namespace, key.CustomBizID); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2), hashtext($3))`, string(key.op()), key.Namespace, key.CustomBizID); err != nil {
 			return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 		}
-		cur, err := scanRecord(key, tx.QueryRow(ctx, `SELECT `+pgColumns+` FROM esign_evidence_submissions WHERE namespace = $1 AND custom_biz_id = $2`,
-			key.Namespace, key.CustomBizID))
+		cur, err := scanRecord(key, tx.QueryRow(ctx, `SELECT `+pgColumns+` FROM esign_evidence_submissions WHERE operation = $1 AND namespace = $2 AND custom_biz_id = $3`,
+			string(key.op()), key.Namespace, key.CustomBizID))
 		if err != nil {
 			return err
 		}
@@ -120,14 +134,14 @@ func (s *PostgresStore) Mutate(ctx context.Context, key Key, fn func(cur *Record
 		if err != nil || next == nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO esign_evidence_submissions (namespace, custom_biz_id, `+pgColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-			ON CONFLICT (namespace, custom_biz_id) DO UPDATE SET
+		_, err = tx.Exec(ctx, `INSERT INTO esign_evidence_submissions (operation, namespace, custom_biz_id, `+pgColumns+`)
+			VALUES ($12, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+			ON CONFLICT (operation, namespace, custom_biz_id) DO UPDATE SET
 				fingerprint = EXCLUDED.fingerprint, state = EXCLUDED.state, evi_point_id = EXCLUDED.evi_point_id,
 				esign_code = EXCLUDED.esign_code, attempts = EXCLUDED.attempts, attempt_id = EXCLUDED.attempt_id,
 				lease_until = EXCLUDED.lease_until, updated_at = EXCLUDED.updated_at`,
-			key.Namespace, key.CustomBizID, next.Fingerprint, string(next.State), next.EviPointID, next.EsignCode,
-			next.Attempts, next.AttemptID, next.LeaseUntil.UTC(), next.CreatedAt.UTC(), next.UpdatedAt.UTC())
+			key.Namespace, key.CustomBizID, next.Fingerprint, string(next.State), next.Result, next.EsignCode,
+			next.Attempts, next.AttemptID, next.LeaseUntil.UTC(), next.CreatedAt.UTC(), next.UpdatedAt.UTC(), string(key.op()))
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 		}
@@ -137,8 +151,94 @@ func (s *PostgresStore) Mutate(ctx context.Context, key Key, fn func(cur *Record
 
 // Get implements Store.
 func (s *PostgresStore) Get(ctx context.Context, key Key) (*Record, error) {
-	return scanRecord(key, s.pool.QueryRow(ctx, `SELECT `+pgColumns+` FROM esign_evidence_submissions WHERE namespace = $1 AND custom_biz_id = $2`,
-		key.Namespace, key.CustomBizID))
+	return scanRecord(key, s.pool.QueryRow(ctx, `SELECT `+pgColumns+` FROM esign_evidence_submissions WHERE operation = $1 AND namespace = $2 AND custom_biz_id = $3`,
+		string(key.op()), key.Namespace, key.CustomBizID))
+}
+
+// DeleteBefore implements Store, in batches of 1000 rows so no statement holds many
+// locks for long.
+func (s *PostgresStore) DeleteBefore(ctx context.Context, cutoff time.Time) (int64, error) {
+	var removed int64
+	for {
+		tag, err := s.pool.Exec(ctx, `DELETE FROM esign_evidence_submissions WHERE ctid IN (
+			SELECT ctid FROM esign_evidence_submissions
+			WHERE updated_at < $1 AND (state <> 'in_progress' OR lease_until < now()) LIMIT 1000)`, cutoff.UTC())
+		if err != nil {
+			return removed, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+		}
+		removed += tag.RowsAffected()
+		if tag.RowsAffected() < 1000 {
+			return removed, nil
+		}
+	}
+}
+
+// Quota is the app's e签宝 quota of qps per second (burst qps), shared by every replica
+// on this database: GCRA over one row per app, updated by one atomic statement per
+// call (one round trip, the row locked only for that statement), on the database's
+// clock so the replicas' clocks do not matter. It is work-conserving: one busy replica
+// can use the whole quota.
+//
+// While the database cannot be reached, Reserve fails and the guard uses this process's
+// own limiter at the full rate (Fallback) for the call; the shared row is tried again a
+// second later.
+func (s *PostgresStore) Quota(app string, qps float64, timeout time.Duration) Quota {
+	return &pgQuota{pool: s.pool, app: app, interval: time.Duration(float64(time.Second) / qps),
+		burst: max(1, int(qps)), timeout: timeout, local: NewLocalQuota(qps)}
+}
+
+type pgQuota struct {
+	pool     *pgxpool.Pool
+	app      string
+	interval time.Duration
+	burst    int
+	timeout  time.Duration
+	local    Quota
+	// downUntil (unix nanoseconds) skips the database after a failure.
+	downUntil atomic.Int64
+	// ready is set once the app's row exists.
+	ready atomic.Bool
+}
+
+// Fallback is the in-process limiter used while the database is unreachable.
+func (q *pgQuota) Fallback() Quota { return q.local }
+
+// errQuotaDown reports that the shared quota was skipped after a recent failure.
+var errQuotaDown = errors.New("shared quota unreachable")
+
+func (q *pgQuota) Reserve(ctx context.Context, maxWait time.Duration) (time.Duration, bool, error) {
+	if time.Now().UnixNano() < q.downUntil.Load() {
+		return 0, false, errQuotaDown
+	}
+	ctx, cancel := context.WithTimeout(ctx, q.timeout)
+	defer cancel()
+	// GCRA: a slot is free at max(tat, now) - tolerance; taking it moves tat on by one
+	// interval. The app's row is created on first use.
+	tolerance := time.Duration(q.burst-1) * q.interval
+	var waitSecs float64
+	var ok bool
+	if !q.ready.Load() {
+		if _, err := q.pool.Exec(ctx, `INSERT INTO esign_evidence_quota (app, tat) VALUES ($1, clock_timestamp()) ON CONFLICT (app) DO NOTHING`, q.app); err != nil {
+			q.downUntil.Store(time.Now().Add(time.Second).UnixNano())
+			return 0, false, err
+		}
+		q.ready.Store(true)
+	}
+	err := q.pool.QueryRow(ctx, `WITH cur AS (
+			SELECT greatest(tat, clock_timestamp()) AS base, clock_timestamp() AS now FROM esign_evidence_quota WHERE app = $1 FOR UPDATE
+		), upd AS (
+			UPDATE esign_evidence_quota q SET tat = cur.base + make_interval(secs => $2)
+			FROM cur WHERE q.app = $1 AND cur.base - make_interval(secs => $3) - cur.now <= make_interval(secs => $4)
+			RETURNING 1
+		)
+		SELECT coalesce((SELECT extract(epoch FROM greatest(base - make_interval(secs => $3) - now, interval '0')) FROM cur), 0)::float8,
+			EXISTS (SELECT 1 FROM upd)`,
+		q.app, q.interval.Seconds(), tolerance.Seconds(), maxWait.Seconds()).Scan(&waitSecs, &ok)
+	if err != nil {
+		q.downUntil.Store(time.Now().Add(time.Second).UnixNano())
+		return 0, false, err
+	}
+	return time.Duration(waitSecs * float64(time.Second)), ok, nil
 }
 
 // Close implements Store.

@@ -14,7 +14,7 @@ const (
 	// StateInProgress: an attempt holds the key and is sending (or about to send) the
 	// request. Its lease says until when; a lease that ran out means the replica died.
 	StateInProgress State = "in_progress"
-	// StateSucceeded: e签宝 created the evidence point; EviPointID is set.
+	// StateSucceeded: e签宝 performed the operation; Result is set.
 	StateSucceeded State = "succeeded"
 	// StateFailed: e签宝 definitely did not create it (it refused, or never got it).
 	StateFailed State = "failed"
@@ -22,11 +22,21 @@ const (
 	StateOutcomeUnknown State = "outcome_unknown"
 )
 
-// Key identifies a submission: the caller's namespace (its identity, once callers have
-// one) and its customBizId.
+// Key identifies a submission: the operation, the caller's namespace (its identity) and
+// its customBizId.
 type Key struct {
+	// Op is the e签宝 operation; Submit sets it. "" reads as OpPsnRealname.
+	Op          Op
 	Namespace   string
 	CustomBizID string
+}
+
+// op is the key's operation, OpPsnRealname when unset.
+func (k Key) op() Op {
+	if k.Op == "" {
+		return OpPsnRealname
+	}
+	return k.Op
 }
 
 // Record is a stored submission. It holds no personal data: the payload is kept only as
@@ -37,7 +47,9 @@ type Record struct {
 	// fingerprint key.
 	Fingerprint []byte
 	State       State
-	EviPointID  string
+	// Result is the operation's result as its Operation encodes it (for
+	// OpPsnRealname, the eviPointId); set once succeeded.
+	Result string
 	// EsignCode is e签宝's business code of the last answer, when one came back.
 	EsignCode int
 	// Attempts counts the times the request was handed to e签宝 (or about to be).
@@ -58,6 +70,9 @@ type Store interface {
 	Mutate(ctx context.Context, key Key, fn func(cur *Record) (*Record, error)) error
 	// Get returns the key's record, or nil if there is none.
 	Get(ctx context.Context, key Key) (*Record, error)
+	// DeleteBefore removes the records last changed before cutoff, except one whose
+	// lease is still running, and returns how many it removed.
+	DeleteBefore(ctx context.Context, cutoff time.Time) (int64, error)
 	// Close releases the store.
 	Close() error
 }

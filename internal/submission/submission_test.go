@@ -43,12 +43,24 @@ func eachStore(t *testing.T, f func(t *testing.T, open func(t *testing.T) submis
 	}
 }
 
-// rig is a submitter in front of the real upstream client and the simulator.
+// rig is a submitter and a guard in front of the real upstream client and the
+// simulator.
 type rig struct {
 	sim    *esignsim.Simulator
-	client submission.Sender
+	client *upstream.Client
+	guard  *submission.Guard
 	store  submission.Store
 	sub    *submission.Submitter
+}
+
+type result = submission.Result[*upstream.PsnEvidencePointResult]
+
+// evi is a result's eviPointId, "" when there is none.
+func evi(r result) string {
+	if r.Value == nil {
+		return ""
+	}
+	return r.Value.EviPointID
 }
 
 var fpKey = []byte("0123456789abcdef-fingerprint-key")
@@ -62,13 +74,13 @@ func newRig(t *testing.T, store submission.Store, policy submission.UnknownPolic
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := submission.New(submission.Config{Store: store, FingerprintKey: fpKey, Unknown: policy, Lease: 2 * time.Second})
+	sub, err := submission.New(submission.Config{Store: store, FingerprintKeys: [][]byte{fpKey}, Unknown: policy, Lease: 2 * time.Second, StoreTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Through the Guard, as the service does: it keeps a sent request going when the
-	// caller hangs up.
-	return &rig{sim: sim, client: submission.NewGuard(c, submission.GuardConfig{QPS: 1000}), store: store, sub: sub}
+	// Through the Guard, as the service does. Its admission minimum is lowered so that
+	// callers with short deadlines are sent (the tests of admission set their own).
+	return &rig{sim: sim, client: c, guard: submission.NewGuard(submission.GuardConfig{QPS: 1000, MinRemaining: time.Millisecond}), store: store, sub: sub}
 }
 
 func point() *upstream.PsnEvidencePoint {
@@ -84,10 +96,14 @@ func (r *rig) send(ctx context.Context) (*upstream.PsnEvidencePointResult, error
 	return r.client.CreatePsnEvidencePoint(ctx, point())
 }
 
-var key = submission.Key{Namespace: "", CustomBizID: "biz-0001"}
+var key = submission.Key{Op: submission.OpPsnRealname, Namespace: "", CustomBizID: "biz-0001"}
 
-func (r *rig) submit(ctx context.Context, payload string) (submission.Result, error) {
-	return r.sub.Submit(ctx, key, r.sub.Fingerprint([]byte(payload)), r.send)
+func (r *rig) submit(ctx context.Context, payload string) (result, error) {
+	return r.submitWith(ctx, payload, r.send)
+}
+
+func (r *rig) submitWith(ctx context.Context, payload string, call func(context.Context) (*upstream.PsnEvidencePointResult, error)) (result, error) {
+	return submission.Submit(ctx, r.sub, r.guard, submission.PsnRealname, key, r.sub.Fingerprint([]byte(payload)), call)
 }
 
 func (r *rig) record(t *testing.T) *submission.Record {
@@ -103,7 +119,7 @@ func TestFirstRequestRecordedBeforeSendingAndAfter(t *testing.T) {
 	eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
 		r := newRig(t, open(t), "")
 		var during *submission.Record
-		res, err := r.sub.Submit(context.Background(), key, r.sub.Fingerprint([]byte("p")), func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
+		res, err := r.submitWith(context.Background(), "p", func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
 			during = r.record(t)
 			return r.send(ctx)
 		})
@@ -114,7 +130,7 @@ func TestFirstRequestRecordedBeforeSendingAndAfter(t *testing.T) {
 			t.Fatalf("before sending: %+v", during)
 		}
 		after := r.record(t)
-		if after.State != submission.StateSucceeded || after.EviPointID != res.EviPointID || res.Replayed {
+		if after.State != submission.StateSucceeded || after.Result != evi(res) || res.Replayed {
 			t.Fatalf("after: %+v, result %+v", after, res)
 		}
 		if string(after.Fingerprint) == "p" || len(after.Fingerprint) != 32 {
@@ -131,7 +147,7 @@ func TestReplayAndConflict(t *testing.T) {
 			t.Fatal(err)
 		}
 		again, err := r.submit(context.Background(), "p")
-		if err != nil || !again.Replayed || again.EviPointID != first.EviPointID {
+		if err != nil || !again.Replayed || evi(again) != evi(first) {
 			t.Fatalf("replay: %+v %v", again, err)
 		}
 		if _, err := r.submit(context.Background(), "other payload"); !errors.Is(err, submission.ErrConflict) {
@@ -147,7 +163,7 @@ func TestInFlightDuplicateWaitsAndReplays(t *testing.T) {
 	eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
 		r := newRig(t, open(t), "")
 		r.sim.Inject(esignsim.Fault{Latency: 400 * time.Millisecond, Times: 1})
-		firstDone := make(chan submission.Result, 1)
+		firstDone := make(chan result, 1)
 		go func() {
 			res, err := r.submit(context.Background(), "p")
 			if err != nil {
@@ -169,7 +185,7 @@ func TestInFlightDuplicateWaitsAndReplays(t *testing.T) {
 			t.Fatal(err)
 		}
 		first := <-firstDone
-		if !second.Replayed || second.EviPointID != first.EviPointID {
+		if !second.Replayed || evi(second) != evi(first) {
 			t.Errorf("first %+v second %+v", first, second)
 		}
 		if n := r.sim.Count(); n != 1 {
@@ -257,7 +273,7 @@ func TestExpiredLeaseIsOutcomeUnknown(t *testing.T) {
 				fp := r.sub.Fingerprint([]byte("p"))
 				dead := func(lease time.Time) {
 					err := r.store.Mutate(context.Background(), key, func(*submission.Record) (*submission.Record, error) {
-						return &submission.Record{Key: key, Fingerprint: fp, State: submission.StateInProgress, Attempts: 1,
+						return &submission.Record{Key: key, Fingerprint: fp[0], State: submission.StateInProgress, Attempts: 1,
 							AttemptID: "dead-replica", LeaseUntil: lease, CreatedAt: time.Now(), UpdatedAt: time.Now()}, nil
 					})
 					if err != nil {
@@ -299,7 +315,7 @@ func TestConcurrentDuplicatesSendOnce(t *testing.T) {
 	eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
 		r := newRig(t, open(t), "")
 		r.sim.Inject(esignsim.Fault{Latency: 100 * time.Millisecond})
-		ids := concurrently(t, 50, func() (submission.Result, error) { return r.submit(context.Background(), "p") })
+		ids := concurrently(t, 50, func() (result, error) { return r.submit(context.Background(), "p") })
 		if len(ids) != 1 {
 			t.Errorf("%d different eviPointIds: %v", len(ids), ids)
 		}
@@ -326,7 +342,7 @@ func TestTwoReplicasOnePostgresSendOnce(t *testing.T) {
 	a.sim.Inject(esignsim.Fault{Latency: 100 * time.Millisecond})
 	i := 0
 	var mu sync.Mutex
-	ids := concurrently(t, 40, func() (submission.Result, error) {
+	ids := concurrently(t, 40, func() (result, error) {
 		mu.Lock()
 		rg := a
 		if i%2 == 1 {
@@ -356,7 +372,7 @@ func TestCallerHangsUpResultStillRecorded(t *testing.T) {
 		}
 		waitFor(t, func() bool { return r.record(t).State == submission.StateSucceeded })
 		res, err := r.submit(context.Background(), "p")
-		if err != nil || !res.Replayed || res.EviPointID == "" {
+		if err != nil || !res.Replayed || evi(res) == "" {
 			t.Fatalf("retry: %+v %v", res, err)
 		}
 		if n := r.sim.Count(); n != 1 {
@@ -368,7 +384,7 @@ func TestCallerHangsUpResultStillRecorded(t *testing.T) {
 func TestNoCustomBizIDIsNotDeduplicated(t *testing.T) {
 	r := newRig(t, storeKinds["bolt"](t), "")
 	for range 2 {
-		if _, err := r.sub.Submit(context.Background(), submission.Key{}, nil, r.send); err != nil {
+		if _, err := submission.Submit(context.Background(), r.sub, r.guard, submission.PsnRealname, submission.Key{}, nil, r.send); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -377,7 +393,7 @@ func TestNoCustomBizIDIsNotDeduplicated(t *testing.T) {
 	}
 }
 
-func concurrently(t *testing.T, n int, f func() (submission.Result, error)) map[string]bool {
+func concurrently(t *testing.T, n int, f func() (result, error)) map[string]bool {
 	t.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -392,7 +408,7 @@ func concurrently(t *testing.T, n int, f func() (submission.Result, error)) map[
 				return
 			}
 			mu.Lock()
-			ids[res.EviPointID] = true
+			ids[evi(res)] = true
 			mu.Unlock()
 		}()
 	}

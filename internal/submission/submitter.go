@@ -1,11 +1,21 @@
-// Package submission makes creating an evidence point exactly-once per customBizId:
-// e签宝 does not de-duplicate, and every caller retries after a timeout.
+// Package submission makes e签宝 operations exactly-once per customBizId (e签宝 does not
+// de-duplicate, and every caller retries after a timeout) and guards every call to
+// e签宝 (Guard: admission, quota, circuit breaker, retry of unsent attempts, metrics).
 //
 // A submission is recorded as in progress before anything is sent and with its result
-// after. A repeat of a succeeded submission gets the stored eviPointId without anything
+// after. A repeat of a succeeded submission gets the stored result without anything
 // being sent; the same key with a different request is refused; a repeat while another
-// call holds the key waits for it (within the caller's deadline). The semantics live
-// here once; the stores (bbolt, PostgreSQL) only provide an atomic read-modify-write.
+// attempt holds the key waits for it (within the caller's deadline). The semantics live
+// here once, for every operation; the stores (bbolt, PostgreSQL) only provide an atomic
+// read-modify-write of one key.
+//
+// While one attempt for a key may still reach e签宝, no other attempt for that key is
+// sent. An attempt takes the key only once it has been admitted past the quota; it then
+// holds a lease (SUBMISSION_LEASE) that it renews while its call is in flight, and the
+// call is cut off before the last lease it renewed runs out (less ClockAllowance for the
+// replicas' clocks). So however long the quota wait, the e签宝 timeout or the store's
+// answers take, another replica can only take over a key whose holder can no longer be
+// sending.
 package submission
 
 import (
@@ -17,6 +27,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/esign-evidence/esign-evidence/upstream"
@@ -36,15 +48,25 @@ const (
 
 // Defaults.
 const (
-	// DefaultLease is how long an in-progress record holds its key. It must outlast one
-	// call: the e签宝 timeout (15 s) plus the rate limiter's wait and retries of unsent
-	// attempts. A record whose lease ran out belongs to a replica that died mid-call.
+	// DefaultLease is how long an in-progress record holds its key without being
+	// renewed. The holder renews it every third of it while its call is in flight, so it
+	// bounds how long a key stays blocked after a replica dies, not how long a call may
+	// take.
 	DefaultLease = 45 * time.Second
 	// DefaultMaxWait bounds how long a repeat waits for a call in flight with the same
 	// key when its own context has no deadline.
 	DefaultMaxWait = 20 * time.Second
-	// finishTimeout bounds recording a result, which runs even if the caller has gone.
-	finishTimeout = 10 * time.Second
+	// DefaultStoreTimeout bounds every single store operation, whatever the caller's
+	// deadline: a hung store fails the call instead of holding it.
+	DefaultStoreTimeout = 2 * time.Second
+	// DefaultRetention is how long records are kept after their last change.
+	DefaultRetention = 30 * 24 * time.Hour
+	// ClockAllowance is how far the replicas' clocks may disagree: a holder stops
+	// sending this long before its lease runs out by its own clock. NTP keeps clocks
+	// within milliseconds.
+	ClockAllowance = 250 * time.Millisecond
+	// recordFor bounds how long a failure's record is retried in the foreground.
+	recordFor = 3
 )
 
 // Errors a submission can end with besides the upstream ones.
@@ -58,24 +80,43 @@ var (
 	ErrUnknownRefused = errors.New("an earlier attempt with this customBizId has an unknown outcome; retries are refused by configuration")
 )
 
-// Result is a submission's outcome.
-type Result struct {
-	EviPointID string
-	// Replayed is true when the stored result of an earlier call was returned.
-	Replayed bool
-	// Attempts is the number of attempts recorded so far.
-	Attempts int
+// CheckTiming reports a combination of lease and store timeout under which a holder
+// could not renew its lease before cutting off its own call, naming the settings. Every
+// combination it accepts keeps the exactly-once guarantee.
+func CheckTiming(lease, storeTimeout time.Duration) error {
+	if lease < 4*ClockAllowance {
+		return fmt.Errorf("SUBMISSION_LEASE (%v) must be at least %v", lease, 4*ClockAllowance)
+	}
+	// A renewal starts a third into the lease and must end before the holder stops
+	// sending (lease - ClockAllowance).
+	if storeTimeout > 2*lease/3-ClockAllowance {
+		return fmt.Errorf("STORE_TIMEOUT (%v) must be at most 2/3 of SUBMISSION_LEASE (%v) minus %v, so that a lease can be renewed before it runs out",
+			storeTimeout, lease, ClockAllowance)
+	}
+	return nil
 }
 
 // Config configures a Submitter.
 type Config struct {
 	Store Store
-	// FingerprintKey keys the HMAC of the request. Replicas sharing a store must share it.
-	FingerprintKey []byte
-	Unknown        UnknownPolicy
-	Lease          time.Duration
-	MaxWait        time.Duration
-	Logger         *slog.Logger
+	// FingerprintKeys key the HMAC of requests. The first keys new records; every one is
+	// accepted when comparing (rotation). Replicas sharing a store must share them.
+	FingerprintKeys [][]byte
+	Unknown         UnknownPolicy
+	Lease           time.Duration
+	MaxWait         time.Duration
+	// StoreTimeout bounds each store operation; DefaultStoreTimeout when 0.
+	StoreTimeout time.Duration
+	// Retention is how long a record is kept after its last change; DefaultRetention
+	// when 0. Run removes older ones.
+	Retention time.Duration
+	// Journal, when set, keeps results e签宝 returned that the store could not record
+	// yet, so that they survive a restart.
+	Journal *Journal
+	// OnDuplicate, when set, is told each time an attempt created a second result for a
+	// key that already had one (for a metric).
+	OnDuplicate func(op Op)
+	Logger      *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -83,6 +124,15 @@ type Config struct {
 // Submitter runs submissions against a store.
 type Submitter struct {
 	cfg Config
+	// storeDown is set while the last store operation failed.
+	storeDown atomic.Bool
+	// pending holds results not yet recorded (journaled), by key.
+	mu      sync.Mutex
+	pending map[Key]pendingResult
+}
+
+type pendingResult struct {
+	attemptID, result string
 }
 
 // New validates cfg and returns a Submitter.
@@ -90,8 +140,13 @@ func New(cfg Config) (*Submitter, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("submission: Store is required")
 	}
-	if len(cfg.FingerprintKey) < 16 {
-		return nil, errors.New("submission: FingerprintKey must be at least 16 bytes")
+	if len(cfg.FingerprintKeys) == 0 {
+		return nil, errors.New("submission: a FingerprintKey is required")
+	}
+	for _, k := range cfg.FingerprintKeys {
+		if len(k) < 16 {
+			return nil, errors.New("submission: every FingerprintKey must be at least 16 bytes")
+		}
 	}
 	switch cfg.Unknown {
 	case "":
@@ -106,34 +161,108 @@ func New(cfg Config) (*Submitter, error) {
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = DefaultMaxWait
 	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = DefaultStoreTimeout
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if err := CheckTiming(cfg.Lease, cfg.StoreTimeout); err != nil {
+		return nil, fmt.Errorf("submission: %w", err)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Submitter{cfg: cfg}, nil
+	return &Submitter{cfg: cfg, pending: map[Key]pendingResult{}}, nil
 }
 
-// Fingerprint is the keyed hash of a request's canonical bytes: the only trace of the
-// payload the store keeps.
-func (s *Submitter) Fingerprint(canonical []byte) []byte {
-	m := hmac.New(sha256.New, s.cfg.FingerprintKey)
-	m.Write(canonical)
-	return m.Sum(nil)
+// Fingerprint is the keyed hash of a request's canonical bytes under each fingerprint
+// key: the only trace of the payload the store keeps.
+type Fingerprint [][]byte
+
+// Fingerprint hashes a request's canonical bytes.
+func (s *Submitter) Fingerprint(canonical []byte) Fingerprint {
+	fp := make(Fingerprint, 0, len(s.cfg.FingerprintKeys))
+	for _, k := range s.cfg.FingerprintKeys {
+		m := hmac.New(sha256.New, k)
+		m.Write(canonical)
+		fp = append(fp, m.Sum(nil))
+	}
+	return fp
 }
+
+// matches reports whether stored is the fingerprint of the same request under any key.
+func (fp Fingerprint) matches(stored []byte) bool {
+	for _, h := range fp {
+		if hmac.Equal(h, stored) {
+			return true
+		}
+	}
+	return false
+}
+
+func (fp Fingerprint) current() []byte {
+	if len(fp) == 0 {
+		return nil
+	}
+	return fp[0]
+}
+
+// OnDuplicate sets the function told of each extra result created for a key that
+// already had one (for a metric). Call it before the Submitter is used.
+func (s *Submitter) OnDuplicate(f func(op Op)) { s.cfg.OnDuplicate = f }
+
+// StoreUp reports whether the last store operation succeeded.
+func (s *Submitter) StoreUp() bool { return !s.storeDown.Load() }
 
 // Lookup returns the stored record of key, or nil.
 func (s *Submitter) Lookup(ctx context.Context, key Key) (*Record, error) {
+	return s.get(ctx, key)
+}
+
+// get and mutate bound every store operation by StoreTimeout.
+func (s *Submitter) get(ctx context.Context, key Key) (*Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+	defer cancel()
 	rec, err := s.cfg.Store.Get(ctx, key)
+	s.noteStore(err)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}
 	return rec, nil
 }
 
-// SendFunc sends the request to e签宝 once.
-type SendFunc func(ctx context.Context) (*upstream.PsnEvidencePointResult, error)
+func (s *Submitter) mutate(ctx context.Context, key Key, fn func(cur *Record) (*Record, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+	defer cancel()
+	err := s.cfg.Store.Mutate(ctx, key, fn)
+	s.noteStore(err)
+	return err
+}
+
+func (s *Submitter) noteStore(err error) {
+	s.storeDown.Store(err != nil && !errors.Is(err, context.Canceled))
+}
+
+// Operation describes an e签宝 operation for Submit: its name and how its result is kept
+// in a record (Encode) and given back on a replay (Decode).
+type Operation[R any] struct {
+	Name   Op
+	Encode func(R) string
+	Decode func(string) R
+}
+
+// Result is a submission's outcome.
+type Result[R any] struct {
+	Value R
+	// Replayed is true when the stored result of an earlier attempt was returned.
+	Replayed bool
+	// Attempts is the number of attempts recorded so far.
+	Attempts int
+}
 
 type verdict int
 
@@ -147,9 +276,9 @@ const (
 
 // decide is the whole state machine: given the stored record (nil if none), what this
 // attempt does and what is written. It is pure, so every store runs the same rules.
-func (s *Submitter) decide(cur *Record, fp []byte, now time.Time, attemptID string) (verdict, *Record) {
+func (s *Submitter) decide(cur *Record, fp Fingerprint, now time.Time, attemptID string) (verdict, *Record) {
 	claim := func(r *Record) (verdict, *Record) {
-		r.Fingerprint = fp
+		r.Fingerprint = fp.current()
 		r.State = StateInProgress
 		r.Attempts++
 		r.AttemptID = attemptID
@@ -161,7 +290,7 @@ func (s *Submitter) decide(cur *Record, fp []byte, now time.Time, attemptID stri
 		return claim(&Record{CreatedAt: now})
 	}
 	next := *cur
-	same := hmac.Equal(cur.Fingerprint, fp)
+	same := fp.matches(cur.Fingerprint)
 	switch cur.State {
 	case StateSucceeded:
 		if same {
@@ -179,7 +308,8 @@ func (s *Submitter) decide(cur *Record, fp []byte, now time.Time, attemptID stri
 		if now.Before(cur.LeaseUntil) {
 			return inFlight, nil
 		}
-		// The replica holding the lease died mid-call: the outcome is unknown.
+		// The replica holding the lease stopped renewing it: it died mid-call, and its
+		// call has been cut off. The outcome is unknown.
 		next.State = StateOutcomeUnknown
 		fallthrough
 	case StateOutcomeUnknown:
@@ -198,31 +328,110 @@ func (s *Submitter) decide(cur *Record, fp []byte, now time.Time, attemptID stri
 	return conflict, nil
 }
 
-// Submit runs one submission under key: it claims the key, calls send at most once, and
-// records the result. fp is the request's Fingerprint.
+// Submit runs one operation for key through g, exactly once per key: it admits the call
+// (g's deadline rule and quota), claims the key, calls call at most once (g's breaker
+// and retry of provably unsent attempts apply), and records the result. fp is the
+// request's Fingerprint. A key with an empty CustomBizID is not de-duplicated: the call
+// goes through g alone (Call) and nothing is stored.
 //
-// send must not abandon a request that may be on its way when ctx ends (Guard does
-// not): its result is recorded when it comes, so that an eviPointId e签宝 returns is not
-// lost because the caller hung up; the caller's retry then gets it as a replay. Submit
-// then returns ctx's error, which the caller has already seen.
+// call must not abandon a request that may be on its way when its context ends for the
+// caller's sake: Submit gives it a context that ends only when the key's lease could no
+// longer be renewed, so that an answer e签宝 returns is recorded even if the caller hung
+// up; the caller's retry then gets it as a replay. Submit then returns the caller's
+// context error.
 //
-// A key with an empty CustomBizID is not de-duplicated: send is called and nothing is
-// stored.
-func (s *Submitter) Submit(ctx context.Context, key Key, fp []byte, send SendFunc) (Result, error) {
+// Every caller of one key is told the same result: an attempt whose success finds
+// another one already recorded returns the recorded one (and reports the extra one
+// through Config.OnDuplicate and the log).
+func Submit[R any](ctx context.Context, s *Submitter, g *Guard, op Operation[R], key Key, fp Fingerprint, call func(context.Context) (R, error)) (Result[R], error) {
+	key.Op = op.Name
 	if key.CustomBizID == "" {
-		return s.sendOnly(ctx, send)
+		v, err := Call(ctx, g, op.Name, call)
+		if err != nil {
+			return Result[R]{}, err
+		}
+		return Result[R]{Value: v, Attempts: 1}, nil
 	}
+	var fresh R
+	got, err := s.submit(ctx, g, key, fp, func(ctx context.Context) (string, error) {
+		v, err := call(ctx)
+		if err != nil {
+			return "", err
+		}
+		fresh = v
+		return op.Encode(v), nil
+	})
+	res := Result[R]{Replayed: got.replayed, Attempts: got.attempts}
+	if err != nil {
+		return res, err
+	}
+	if got.fresh {
+		res.Value = fresh
+	} else {
+		res.Value = op.Decode(got.result)
+	}
+	return res, nil
+}
+
+type outcome struct {
+	result   string
+	fresh    bool // result is this attempt's own
+	replayed bool
+	attempts int
+}
+
+func (s *Submitter) submit(ctx context.Context, g *Guard, key Key, fp Fingerprint, call func(context.Context) (string, error)) (outcome, error) {
 	attemptID := newAttemptID()
-	var rec *Record
 	backoff := 20 * time.Millisecond
 	waitUntil := s.cfg.Now().Add(s.cfg.MaxWait)
 	if d, ok := ctx.Deadline(); ok {
 		waitUntil = d
 	}
+	waitInFlight := func() error {
+		if !s.cfg.Now().Add(backoff).Before(waitUntil) {
+			return ErrInFlight
+		}
+		t := time.NewTimer(backoff)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+		return nil
+	}
+	var rec *Record
 	for {
-		var v verdict
+		// Look first, without writing: a replay, a conflict or a call in flight needs
+		// no quota slot.
+		cur, err := s.get(ctx, key)
+		if err != nil {
+			return outcome{}, storeErr(ctx, err)
+		}
+		v, _ := s.decide(cur, fp, s.cfg.Now(), "")
+		switch v {
+		case replay:
+			return outcome{result: cur.Result, replayed: true, attempts: cur.Attempts}, nil
+		case conflict:
+			return outcome{}, ErrConflict
+		case inFlight:
+			if err := waitInFlight(); err != nil {
+				return outcome{}, err
+			}
+			continue
+		case proceed:
+			// The key is taken only once the call is admitted past the quota, so that
+			// waiting for a slot never eats into the lease.
+			if err := g.Admit(ctx); err != nil {
+				return outcome{}, err
+			}
+			if err := ctx.Err(); err != nil {
+				return outcome{}, err
+			}
+		}
 		var last *Record
-		err := s.cfg.Store.Mutate(ctx, key, func(cur *Record) (*Record, error) {
+		err = s.mutate(ctx, key, func(cur *Record) (*Record, error) {
 			var write *Record
 			v, write = s.decide(cur, fp, s.cfg.Now(), attemptID)
 			last = cur
@@ -233,111 +442,310 @@ func (s *Submitter) Submit(ctx context.Context, key Key, fp []byte, send SendFun
 			return write, nil
 		})
 		if err != nil {
-			return Result{}, storeErr(ctx, err)
+			return outcome{}, storeErr(ctx, err)
 		}
 		switch v {
 		case proceed:
 		case replay:
-			return Result{EviPointID: last.EviPointID, Replayed: true, Attempts: last.Attempts}, nil
+			return outcome{result: last.Result, replayed: true, attempts: last.Attempts}, nil
 		case conflict:
-			return Result{}, ErrConflict
+			return outcome{}, ErrConflict
 		case unknownRefused:
-			return Result{}, ErrUnknownRefused
+			return outcome{}, ErrUnknownRefused
 		case inFlight:
-			if !s.cfg.Now().Add(backoff).Before(waitUntil) {
-				return Result{}, ErrInFlight
+			// Another attempt claimed the key since the look: wait for it.
+			if err := waitInFlight(); err != nil {
+				return outcome{}, err
 			}
-			select {
-			case <-ctx.Done():
-				return Result{}, ctx.Err()
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 500*time.Millisecond)
 			continue
 		}
 		break
 	}
 
-	res, err := send(ctx)
-	s.finish(key, attemptID, res, err)
+	res, err := s.sendHolding(ctx, g, key, attemptID, rec.LeaseUntil.Add(-s.cfg.Lease), call)
+	out := s.finish(key, attemptID, res, err)
+	out.attempts = rec.Attempts
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		// The caller has gone; the result is recorded for its retry.
-		return Result{Attempts: rec.Attempts}, ctxErr
+		return out, ctxErr
 	}
-	if err != nil {
-		return Result{Attempts: rec.Attempts}, err
+	if out.result != "" {
+		return out, nil
 	}
-	return Result{EviPointID: res.EviPointID, Attempts: rec.Attempts}, nil
+	return out, err
 }
 
-// sendOnly sends without recording.
-func (s *Submitter) sendOnly(ctx context.Context, send SendFunc) (Result, error) {
-	res, err := send(ctx)
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		return Result{}, ctxErr
-	}
-	if err != nil {
-		return Result{}, err
-	}
-	return Result{EviPointID: res.EviPointID, Attempts: 1}, nil
-}
-
-// finish records an attempt's result. A success is always recorded (an eviPointId is
-// never dropped, even if another attempt took the key over after this one's lease ran
-// out); a failure or unknown outcome only while this attempt still holds the key.
-func (s *Submitter) finish(key Key, attemptID string, res *upstream.PsnEvidencePointResult, sendErr error) {
-	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
+// sendHolding makes the call while holding key: the lease, taken at claimed, is renewed
+// every third of it, and the call's context ends before the last lease renewed runs
+// out (less ClockAllowance), so no other attempt can take the key while this one may
+// still be sending. The call is not ended by the caller leaving.
+func (s *Submitter) sendHolding(ctx context.Context, g *Guard, key Key, attemptID string, claimed time.Time, call func(context.Context) (string, error)) (string, error) {
+	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	state, code := classify(sendErr)
-	err := s.cfg.Store.Mutate(ctx, key, func(cur *Record) (*Record, error) {
-		if cur == nil {
-			return nil, nil
+	lease := s.cfg.Lease
+	stopAt := func(from time.Time) time.Duration { return time.Until(from.Add(lease - ClockAllowance)) }
+	cutoff := time.AfterFunc(stopAt(claimed), cancel)
+	defer cutoff.Stop()
+
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(lease / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			from := s.cfg.Now()
+			held := true
+			err := s.mutate(sendCtx, key, func(cur *Record) (*Record, error) {
+				if cur == nil || cur.AttemptID != attemptID || cur.State != StateInProgress {
+					held = false
+					return nil, nil
+				}
+				next := *cur
+				next.LeaseUntil = from.Add(lease)
+				return &next, nil
+			})
+			switch {
+			case err != nil:
+				// Not renewed: the cut-off stays where the last renewal put it.
+			case !held:
+				cancel()
+				return
+			default:
+				cutoff.Reset(stopAt(from))
+			}
 		}
-		next := *cur
-		now := s.cfg.Now()
-		if state == StateSucceeded {
-			if cur.State == StateSucceeded {
-				// Two attempts both created one: keep the first, log the other.
+	}()
+	v, err := g.send(sendCtx, key.Op, func(c context.Context) (any, error) { return call(c) })
+	close(done)
+	wg.Wait()
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
+}
+
+// finish records an attempt's result and returns what the caller is told. A success is
+// always recorded (an eviPointId is never dropped), retried while the store is
+// unavailable and kept in the journal meanwhile; if another result is already recorded,
+// that one is returned and this one reported as a duplicate. A failure or unknown
+// outcome is recorded only while this attempt still holds the key.
+func (s *Submitter) finish(key Key, attemptID, result string, sendErr error) outcome {
+	state, code := classify(sendErr)
+	if state == StateSucceeded {
+		stored, err := s.recordSuccess(key, attemptID, result, recordFor)
+		if err != nil {
+			s.keep(key, attemptID, result)
+			return outcome{result: result, fresh: true}
+		}
+		if stored != result {
+			return outcome{result: stored, replayed: true}
+		}
+		return outcome{result: result, fresh: true}
+	}
+	var stored string
+	var err error
+	for try := 0; try < recordFor; try++ {
+		err = s.mutate(context.Background(), key, func(cur *Record) (*Record, error) {
+			if cur == nil {
 				return nil, nil
 			}
-			next.State, next.EviPointID, next.EsignCode = StateSucceeded, res.EviPointID, 0
-		} else {
+			if cur.State == StateSucceeded {
+				stored = cur.Result
+				return nil, nil
+			}
 			if cur.AttemptID != attemptID || cur.State != StateInProgress {
 				return nil, nil
 			}
+			next := *cur
 			next.State, next.EsignCode = state, code
+			next.AttemptID, next.LeaseUntil, next.UpdatedAt = "", time.Time{}, s.cfg.Now()
+			return &next, nil
+		})
+		if err == nil {
+			break
 		}
-		next.AttemptID, next.LeaseUntil, next.UpdatedAt = "", time.Time{}, now
-		return &next, nil
-	})
-	if err != nil {
-		attrs := []any{"custom_biz_id", key.CustomBizID, "namespace", key.Namespace, "state", string(state), "err", err.Error()}
-		if res != nil {
-			attrs = append(attrs, "evi_point_id", res.EviPointID)
-		}
-		s.cfg.Logger.Error("could not record a submission's result", attrs...)
+		time.Sleep(100 * time.Millisecond)
 	}
-	if state == StateSucceeded {
-		if cur, _ := s.cfg.Store.Get(ctx, key); cur != nil && cur.EviPointID != res.EviPointID {
-			s.cfg.Logger.Warn("a second evidence point was created for one customBizId after a lost lease; the first is kept",
-				"custom_biz_id", key.CustomBizID, "kept", cur.EviPointID, "also_created", res.EviPointID)
+	if err != nil {
+		// The lease runs out by itself; the record then reads as outcome unknown, the
+		// safe reading of any failure.
+		s.cfg.Logger.Error("could not record a submission's result", "op", string(key.Op), "custom_biz_id", key.CustomBizID,
+			"namespace", key.Namespace, "state", string(state), "err", err.Error())
+	}
+	if stored != "" {
+		// Another attempt created it; every caller is told that one.
+		return outcome{result: stored, replayed: true}
+	}
+	return outcome{}
+}
+
+// recordSuccess writes result for key, trying up to tries times, and returns the result
+// the record holds afterwards (another one, if one was recorded first).
+func (s *Submitter) recordSuccess(key Key, attemptID, result string, tries int) (string, error) {
+	var stored string
+	var err error
+	backoff := 100 * time.Millisecond
+	for try := 0; try < tries; try++ {
+		if try > 0 {
+			time.Sleep(backoff)
+			backoff *= 2
+		}
+		err = s.mutate(context.Background(), key, func(cur *Record) (*Record, error) {
+			now := s.cfg.Now()
+			if cur == nil {
+				// Removed meanwhile (retention): record it anew.
+				stored = result
+				return &Record{Key: key, State: StateSucceeded, Result: result, Attempts: 1, CreatedAt: now, UpdatedAt: now}, nil
+			}
+			if cur.State == StateSucceeded {
+				stored = cur.Result
+				return nil, nil
+			}
+			stored = result
+			next := *cur
+			next.State, next.Result, next.EsignCode = StateSucceeded, result, 0
+			next.AttemptID, next.LeaseUntil, next.UpdatedAt = "", time.Time{}, now
+			return &next, nil
+		})
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	if stored != result {
+		// Two attempts both created one: the first recorded is kept and told to every
+		// caller. No personal data: the key, the namespace and the two results.
+		s.cfg.Logger.Warn("a second e签宝 result was created for one customBizId; the first recorded is kept and returned",
+			"op", string(key.Op), "custom_biz_id", key.CustomBizID, "namespace", key.Namespace, "kept", stored, "also_created", result)
+		if s.cfg.OnDuplicate != nil {
+			s.cfg.OnDuplicate(key.Op)
+		}
+	}
+	return stored, nil
+}
+
+// keep journals a success the store could not record and retries it in the background
+// until it is recorded. Until then the key stays in progress under this attempt, so no
+// one sends it again while the lease lasts.
+func (s *Submitter) keep(key Key, attemptID, result string) {
+	s.cfg.Logger.Warn("the store could not record an e签宝 result; it is kept locally and retried",
+		"op", string(key.Op), "custom_biz_id", key.CustomBizID, "namespace", key.Namespace, "result", result)
+	if s.cfg.Journal != nil {
+		if err := s.cfg.Journal.put(journalEntry{Key: key, AttemptID: attemptID, Result: result}); err != nil {
+			s.cfg.Logger.Error("could not journal an e签宝 result", "custom_biz_id", key.CustomBizID, "err", err.Error())
+		}
+	}
+	s.mu.Lock()
+	_, running := s.pending[key]
+	s.pending[key] = pendingResult{attemptID: attemptID, result: result}
+	s.mu.Unlock()
+	if !running {
+		go s.drainOne(key)
+	}
+}
+
+// drainOne retries recording key's pending result until it is recorded.
+func (s *Submitter) drainOne(key Key) {
+	backoff := 100 * time.Millisecond
+	for {
+		s.mu.Lock()
+		p := s.pending[key]
+		s.mu.Unlock()
+		if _, err := s.recordSuccess(key, p.attemptID, p.result, 1); err == nil {
+			s.mu.Lock()
+			delete(s.pending, key)
+			s.mu.Unlock()
+			if s.cfg.Journal != nil {
+				_ = s.cfg.Journal.remove(key)
+			}
+			s.cfg.Logger.Info("recorded a kept e签宝 result", "op", string(key.Op), "custom_biz_id", key.CustomBizID, "namespace", key.Namespace)
+			return
+		}
+		time.Sleep(backoff)
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// Pending returns how many results wait to be recorded.
+func (s *Submitter) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}
+
+// Start replays the journal (results a previous run could not record) and starts the
+// background work: recording them, and removing records older than the retention. It
+// returns at once; the work stops when ctx ends.
+func (s *Submitter) Start(ctx context.Context) error {
+	if s.cfg.Journal != nil {
+		entries, err := s.cfg.Journal.entries()
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			s.mu.Lock()
+			_, running := s.pending[e.Key]
+			s.pending[e.Key] = pendingResult{attemptID: e.AttemptID, result: e.Result}
+			s.mu.Unlock()
+			if !running {
+				go s.drainOne(e.Key)
+			}
+		}
+		if len(entries) > 0 {
+			s.cfg.Logger.Info("replaying e签宝 results kept by a previous run", "count", len(entries))
+		}
+	}
+	go s.retain(ctx)
+	return nil
+}
+
+// retain removes records older than the retention, now and then every tenth of it
+// (at most hourly).
+func (s *Submitter) retain(ctx context.Context) {
+	every := min(s.cfg.Retention/10, time.Hour)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, max(s.cfg.StoreTimeout, time.Minute))
+		n, err := s.cfg.Store.DeleteBefore(rctx, s.cfg.Now().Add(-s.cfg.Retention))
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.cfg.Logger.Warn("could not remove old submissions", "err", err.Error())
+		case n > 0:
+			s.cfg.Logger.Info("removed submissions older than the retention", "count", n)
+		}
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
 		}
 	}
 }
 
-// classify turns a send result into the state to record and e签宝's code.
+// classify turns a send result into the state to record and e签宝's code, from the
+// outcome the error states: only an unknown outcome may have created something.
 func classify(err error) (State, int) {
-	if err == nil {
+	switch upstream.OutcomeOf(err) {
+	case upstream.OutcomeOK:
 		return StateSucceeded, 0
+	case upstream.OutcomeUnknown:
+		return StateOutcomeUnknown, 0
 	}
 	var be *upstream.BusinessError
 	if errors.As(err, &be) {
 		return StateFailed, be.Code
 	}
-	if upstream.IsRetrySafe(err) || errors.Is(err, ErrRateLimited) || errors.Is(err, ErrCircuitOpen) {
-		return StateFailed, 0
-	}
-	return StateOutcomeUnknown, 0
+	return StateFailed, 0
 }
 
 func storeErr(ctx context.Context, err error) error {

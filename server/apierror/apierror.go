@@ -67,6 +67,9 @@ const (
 	// ReasonEsignCircuitOpen: e签宝 kept failing, so calls fail fast for a while.
 	// Nothing was sent.
 	ReasonEsignCircuitOpen = "ESIGN_CIRCUIT_OPEN"
+	// ReasonDeadlineTooShort: the call's remaining deadline was below the admission
+	// minimum (ESIGN_MIN_REMAINING), so no e签宝 call was started for it. Nothing was sent.
+	ReasonDeadlineTooShort = "DEADLINE_TOO_SHORT"
 	// ReasonStoreUnavailable: the submission store cannot be reached. Nothing was sent.
 	ReasonStoreUnavailable = "STORE_UNAVAILABLE"
 	// ReasonSubmissionNotFound: no submission with that customBizId.
@@ -121,6 +124,9 @@ func FromSubmission(ctx context.Context, err error) *status.Status {
 	case errors.Is(err, submission.ErrRateLimited):
 		return WithDetails(status.New(codes.ResourceExhausted, "e签宝's request quota leaves no room within this call's deadline; nothing was sent"),
 			Info(ReasonRateLimited, safe), &errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+	case errors.Is(err, submission.ErrDeadlineTooShort):
+		return WithDetails(status.New(codes.DeadlineExceeded, "the call's remaining deadline is too short for an e签宝 call; nothing was sent, retry with a longer deadline"),
+			Info(ReasonDeadlineTooShort, safe))
 	case errors.Is(err, submission.ErrCircuitOpen):
 		return WithDetails(status.New(codes.Unavailable, "e签宝 keeps failing, so calls fail fast for a while; nothing was sent"),
 			Info(ReasonEsignCircuitOpen, safe))
@@ -143,95 +149,112 @@ func FromSubmission(ctx context.Context, err error) *status.Status {
 	return FromUpstream(ctx, err)
 }
 
-// FromUpstream maps an error from the upstream client to the caller's status. ctx is
-// the call's context: when the caller's own deadline or cancellation ended the call,
-// that is reported as such.
+// FromUpstream maps an error from the upstream client to the caller's status. The
+// error's Outcome decides the kind of answer (unreachable, unknown, refused); the error's
+// own data only adds detail. ctx is the call's context: when the caller's own deadline or
+// cancellation ended the call, that is reported as such.
 func FromUpstream(ctx context.Context, err error) *status.Status {
 	meta := map[string]string{}
 	var (
 		rule errorRule
 		msg  string
-	)
-	var (
-		ire *upstream.InvalidRequestError
-		se  *upstream.SendError
-		uo  *upstream.UnknownOutcomeError
-		ae  *upstream.AuthError
-		be  *upstream.BusinessError
-		me  *upstream.MalformedResponseError
-		ste *upstream.StatusError
-		upe *upstream.UploadError
+		ue   upstream.Error
+		ire  *upstream.InvalidRequestError
+		upe  *upstream.UploadError
 	)
 	switch {
+	case !errors.As(err, &ue):
+		return WithDetails(status.New(ruleUnexpected.code, ruleUnexpected.msg), Info(ruleUnexpected.reason, nil))
 	case errors.As(err, &ire):
 		rule = ruleFieldsNeeded
 		return WithDetails(status.New(rule.code, ire.Error()), Info(rule.reason, meta), BadRequest(fieldViolations(ire)))
 	case errors.As(err, &upe):
 		rule = ruleUploadFailed
-		if upe.Status >= 400 && upe.Status < 500 {
+		if upe.Outcome() == upstream.OutcomeRefused {
 			rule = ruleUploadRejected
 		}
 		if upe.Status != 0 {
 			meta["esign_http_status"] = strconv.Itoa(upe.Status)
 		}
-	case errors.As(err, &se):
-		rule = ruleUnreachable
-		if c := ctxCode(ctx); c != codes.OK {
-			rule.code = c
-			rule.msg = "the call ended before anything was sent to e签宝; a retry is safe"
-		}
-	case errors.As(err, &uo):
-		rule = ruleUnknown
-		switch {
-		case uo.Status != 0:
-			meta["cause"] = "http_" + strconv.Itoa(uo.Status)
-		case errors.Is(uo.Err, context.DeadlineExceeded):
-			meta["cause"] = "timeout"
-		default:
-			meta["cause"] = "connection_lost"
-		}
-		if c := ctxCode(ctx); c != codes.OK {
-			rule.code = c
-		}
-	case errors.As(err, &me):
-		rule = ruleUnknown
-		meta["cause"] = "malformed_response"
-	case errors.As(err, &ae):
-		rule = ruleCredentials
-		meta["esign_http_status"] = strconv.Itoa(ae.Status)
-		if ae.Reason != "" {
-			meta["esign_reason"] = ae.Reason
-		}
-	case errors.As(err, &be):
-		rule = ruleBusiness
-		if be.IsParameterError() {
-			rule = ruleParameter
-		}
-		meta["esign_code"] = strconv.Itoa(be.Code)
-		// The message is already masked of the request's personal values upstream.
-		if be.Message != "" {
-			msg = rule.msg + ": " + be.Message
-		}
-	case errors.As(err, &ste):
-		rule = ruleUnexpected
-		if ste.Status == 429 {
-			rule = ruleRateLimited
-		}
-		meta["esign_http_status"] = strconv.Itoa(ste.Status)
 	default:
-		rule = ruleUnexpected
-	}
-	var ue upstream.Error
-	if errors.As(err, &ue) {
-		if t := ue.TraceID(); t != "" {
-			meta["esign_trace_id"] = t
+		switch ue.Outcome() {
+		case upstream.OutcomeNotSent, upstream.OutcomeLocal:
+			rule = ruleUnreachable
+			if c := ctxCode(ctx); c != codes.OK {
+				rule.code = c
+				rule.msg = "the call ended before anything was sent to e签宝; a retry is safe"
+			}
+		case upstream.OutcomeUnknown:
+			rule = ruleUnknown
+			meta["cause"] = unknownCause(err)
+			if c := ctxCode(ctx); c != codes.OK {
+				rule.code = c
+			}
+		default:
+			rule, msg = refusalRule(err, meta)
 		}
-		meta["retry_safe"] = strconv.FormatBool(ue.RetrySafe())
 	}
+	if t := ue.TraceID(); t != "" {
+		meta["esign_trace_id"] = t
+	}
+	meta["retry_safe"] = strconv.FormatBool(ue.Outcome().RetrySafe())
 	if msg == "" {
 		msg = rule.msg
 	}
 	return WithDetails(status.New(rule.code, msg), Info(rule.reason, meta))
+}
+
+// unknownCause names why an outcome is unknown: http_<status>, timeout,
+// connection_lost or malformed_response.
+func unknownCause(err error) string {
+	var (
+		uo *upstream.UnknownOutcomeError
+		me *upstream.MalformedResponseError
+	)
+	switch {
+	case errors.As(err, &me):
+		return "malformed_response"
+	case errors.As(err, &uo) && uo.Status != 0:
+		return "http_" + strconv.Itoa(uo.Status)
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	return "connection_lost"
+}
+
+// refusalRule details a refusal by e签宝: of the service's credentials, a business
+// error (e签宝's message, already masked of personal values, is passed on), or an HTTP
+// status.
+func refusalRule(err error, meta map[string]string) (errorRule, string) {
+	var (
+		ae  *upstream.AuthError
+		be  *upstream.BusinessError
+		ste *upstream.StatusError
+	)
+	switch {
+	case errors.As(err, &ae):
+		meta["esign_http_status"] = strconv.Itoa(ae.Status)
+		if ae.Reason != "" {
+			meta["esign_reason"] = ae.Reason
+		}
+		return ruleCredentials, ""
+	case errors.As(err, &be):
+		rule := ruleBusiness
+		if be.IsParameterError() {
+			rule = ruleParameter
+		}
+		meta["esign_code"] = strconv.Itoa(be.Code)
+		if be.Message != "" {
+			return rule, rule.msg + ": " + be.Message
+		}
+		return rule, ""
+	case errors.As(err, &ste):
+		meta["esign_http_status"] = strconv.Itoa(ste.Status)
+		if ste.Status == 429 {
+			return ruleRateLimited, ""
+		}
+	}
+	return ruleUnexpected, ""
 }
 
 // ctxCode reports Canceled or DeadlineExceeded when the caller's context has ended.

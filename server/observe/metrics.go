@@ -2,7 +2,6 @@ package observe
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strconv"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/esign-evidence/esign-evidence/internal/submission"
-	"github.com/esign-evidence/esign-evidence/upstream"
 )
 
 // Metrics are the service's Prometheus metrics. No label ever holds personal data: the
@@ -25,6 +23,7 @@ type Metrics struct {
 	limiterWait     prometheus.Histogram
 	limiterRefusals prometheus.Counter
 	breakerState    prometheus.Gauge
+	duplicates      *prometheus.CounterVec
 }
 
 // NewMetrics registers the service's metrics with reg.
@@ -49,75 +48,54 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Calls refused because the e签宝 quota left no room within their deadline."}),
 		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "circuit_breaker_state",
 			Help: "The e签宝 circuit breaker: 0 closed, 1 half-open, 2 open."}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "duplicate_results_total",
+			Help: "Extra e签宝 results (evidence points) created for a customBizId that already had one; callers were told the first."}, []string{"operation"}),
 	}
 	reg.MustRegister(m.calls, m.latency, m.inFlight, m.replays, m.upstreamCalls, m.upstreamLatency,
-		m.limiterWait, m.limiterRefusals, m.breakerState)
+		m.limiterWait, m.limiterRefusals, m.breakerState, m.duplicates)
 	return m
 }
 
-// GuardConfig is the e签宝 guard's configuration with its hooks feeding these metrics.
-func (m *Metrics) GuardConfig(qps float64, openFor time.Duration) submission.GuardConfig {
-	return submission.GuardConfig{
-		QPS:            qps,
-		BreakerOpenFor: openFor,
-		OnLimiter: func(waited time.Duration, refused bool) {
-			m.limiterWait.Observe(waited.Seconds())
-			if refused {
-				m.limiterRefusals.Inc()
-			}
-		},
-		OnBreakerChange: func(_, to string) {
-			m.breakerState.Set(map[string]float64{"closed": 0, "half-open": 1, "open": 2}[to])
-		},
-	}
+// RegisterStoreUp exports whether the submission store answered its last operation.
+func (m *Metrics) RegisterStoreUp(reg prometheus.Registerer, up func() bool) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "esign_evidence", Name: "store_up",
+		Help: "1 when the submission store answered its last operation, 0 when it failed."}, func() float64 {
+		if up() {
+			return 1
+		}
+		return 0
+	}))
 }
 
-// Instrument wraps next so that every e签宝 call is measured and gets a debug line
-// (outcome, code, trace ID, latency: never the request or e签宝's message).
-func Instrument(next submission.Sender, m *Metrics, log *slog.Logger) submission.Sender {
-	return instrumented{next: next, m: m, log: log}
-}
+// Duplicate counts an extra e签宝 result created for a key that already had one.
+func (m *Metrics) Duplicate(op submission.Op) { m.duplicates.WithLabelValues(string(op)).Inc() }
 
-type instrumented struct {
-	next submission.Sender
-	m    *Metrics
-	log  *slog.Logger
-}
-
-func (i instrumented) CreatePsnEvidencePoint(ctx context.Context, p *upstream.PsnEvidencePoint) (*upstream.PsnEvidencePointResult, error) {
-	start := time.Now()
-	res, err := i.next.CreatePsnEvidencePoint(ctx, p)
-	elapsed := time.Since(start)
-	outcome, code := upstreamOutcome(err)
-	i.m.upstreamCalls.WithLabelValues(outcome, code).Inc()
-	i.m.upstreamLatency.WithLabelValues(outcome).Observe(elapsed.Seconds())
-	trace := ""
-	var ue upstream.Error
-	switch {
-	case res != nil:
-		trace = res.TraceID
-	case errors.As(err, &ue):
-		trace = ue.TraceID()
+// GuardConfig is the e签宝 guard's configuration cfg with hooks reporting its work:
+// quota waits, breaker changes, and each e签宝 call as metrics and a debug line
+// (operation, outcome, code, trace ID, latency: never the request or e签宝's message).
+func (m *Metrics) GuardConfig(cfg submission.GuardConfig, log *slog.Logger) submission.GuardConfig {
+	cfg.OnCall = func(ctx context.Context, c submission.CallInfo) {
+		code := ""
+		switch {
+		case c.Kind == "success":
+			code = "0"
+		case c.EsignCode != 0:
+			code = strconv.Itoa(c.EsignCode)
+		}
+		m.upstreamCalls.WithLabelValues(c.Kind, code).Inc()
+		m.upstreamLatency.WithLabelValues(c.Kind).Observe(c.Elapsed.Seconds())
+		log.LogAttrs(ctx, slog.LevelDebug, "e签宝 call", slog.String("operation", string(c.Op)), slog.String("outcome", c.Kind),
+			slog.String("esign_code", code), slog.String("esign_trace_id", c.TraceID),
+			slog.Float64("latency_ms", float64(c.Elapsed.Microseconds())/1000), slog.String("request_id", RequestID(ctx)))
 	}
-	i.log.LogAttrs(ctx, slog.LevelDebug, "e签宝 call", slog.String("outcome", outcome), slog.String("esign_code", code),
-		slog.String("esign_trace_id", trace), slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000),
-		slog.String("request_id", RequestID(ctx)))
-	return res, err
-}
-
-// upstreamOutcome names an e签宝 call's outcome for metrics: the error's own Kind, and
-// e签宝's code when it answered with one.
-func upstreamOutcome(err error) (outcome, code string) {
-	if err == nil {
-		return "success", "0"
+	cfg.OnLimiter = func(waited time.Duration, refused bool) {
+		m.limiterWait.Observe(waited.Seconds())
+		if refused {
+			m.limiterRefusals.Inc()
+		}
 	}
-	var be *upstream.BusinessError
-	if errors.As(err, &be) {
-		return be.Kind(), strconv.Itoa(be.Code)
+	cfg.OnBreakerChange = func(_, to string) {
+		m.breakerState.Set(map[string]float64{"closed": 0, "half-open": 1, "open": 2}[to])
 	}
-	var ue upstream.Error
-	if errors.As(err, &ue) {
-		return ue.Kind(), ""
-	}
-	return "error", ""
+	return cfg
 }

@@ -22,10 +22,9 @@ import (
 type Config struct {
 	// Revision is the e签宝 API revision requests are translated for.
 	Revision upstream.Revision
-	// Guard makes e签宝 calls within the app's quota and behind the circuit breaker.
+	// Guard makes every e签宝 call: admission, the app's quota, the circuit breaker,
+	// metrics.
 	Guard *submission.Guard
-	// Sender sends an evidence point (the guard, instrumented).
-	Sender submission.Sender
 	// Submitter makes submissions exactly-once per customBizId.
 	Submitter *submission.Submitter
 	// Files uploads images to e签宝.
@@ -38,9 +37,10 @@ type Config struct {
 type Evidence struct {
 	evidencev1.UnimplementedEvidenceServiceServer
 	revision  upstream.Revision
-	sender    submission.Sender
+	guard     *submission.Guard
 	submitter *submission.Submitter
-	// files uploads images; limiter is the e签宝 quota it shares with evidence calls.
+	// files calls e签宝 (evidence points and uploads); limiter is the guard uploads are
+	// admitted by.
 	files        *upstream.Client
 	limiter      *submission.Guard
 	maxFileBytes int64
@@ -51,7 +51,7 @@ func New(c Config) *Evidence {
 	if c.MaxFileBytes <= 0 {
 		c.MaxFileBytes = DefaultMaxFileBytes
 	}
-	return &Evidence{revision: c.Revision, sender: c.Sender, submitter: c.Submitter, files: c.Files, limiter: c.Guard, maxFileBytes: c.MaxFileBytes}
+	return &Evidence{revision: c.Revision, guard: c.Guard, submitter: c.Submitter, files: c.Files, limiter: c.Guard, maxFileBytes: c.MaxFileBytes}
 }
 
 // CreatePersonalEvidencePoint translates the request and submits it exactly once per
@@ -65,22 +65,22 @@ func (s *Evidence) CreatePersonalEvidencePoint(ctx context.Context, req *evidenc
 		return nil, apierror.FromUpstream(ctx, err).Err()
 	}
 	key := submission.Key{Namespace: auth.Namespace(ctx), CustomBizID: req.GetCustomBizId()}
-	var fp []byte
+	var fp submission.Fingerprint
 	if key.CustomBizID != "" {
 		fp = s.submitter.Fingerprint(translate.Canonical(req))
 	}
-	res, err := s.submitter.Submit(ctx, key, fp, func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
-		return s.sender.CreatePsnEvidencePoint(ctx, p)
+	res, err := submission.Submit(ctx, s.submitter, s.guard, submission.PsnRealname, key, fp, func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
+		return s.files.CreatePsnEvidencePoint(ctx, p)
 	})
 	if err != nil {
 		return nil, apierror.FromSubmission(ctx, err).Err()
 	}
-	return &evidencev1.CreatePersonalEvidencePointResponse{EviPointId: res.EviPointID, Replayed: res.Replayed}, nil
+	return &evidencev1.CreatePersonalEvidencePointResponse{EviPointId: res.Value.EviPointID, Replayed: res.Replayed}, nil
 }
 
 // GetSubmission returns the stored state of a submission.
 func (s *Evidence) GetSubmission(ctx context.Context, req *evidencev1.GetSubmissionRequest) (*evidencev1.GetSubmissionResponse, error) {
-	rec, err := s.submitter.Lookup(ctx, submission.Key{Namespace: auth.Namespace(ctx), CustomBizID: req.GetCustomBizId()})
+	rec, err := s.submitter.Lookup(ctx, submission.Key{Op: submission.OpPsnRealname, Namespace: auth.Namespace(ctx), CustomBizID: req.GetCustomBizId()})
 	if err != nil {
 		return nil, apierror.FromSubmission(ctx, err).Err()
 	}
@@ -90,7 +90,7 @@ func (s *Evidence) GetSubmission(ctx context.Context, req *evidencev1.GetSubmiss
 	return &evidencev1.GetSubmissionResponse{
 		CustomBizId: rec.Key.CustomBizID,
 		State:       submissionStates[rec.State],
-		EviPointId:  rec.EviPointID,
+		EviPointId:  rec.Result,
 		EsignCode:   int32(rec.EsignCode),
 		Attempts:    int32(rec.Attempts),
 		CreateTime:  timestamppb.New(rec.CreatedAt),

@@ -1,0 +1,89 @@
+package submission
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Journal is a small local file of e签宝 results the store could not record yet. A result
+// is written to it (and fsynced) before the caller is answered, removed once the store
+// has it, and replayed by Submitter.Start after a restart: an ID e签宝 returned is never
+// lost to a store outage.
+//
+// It is a bbolt file, like the embedded store: one atomic, fsynced write per entry, and
+// a file lock that keeps two processes from sharing it.
+type Journal struct {
+	db *bolt.DB
+}
+
+var journalBucket = []byte("pending")
+
+type journalEntry struct {
+	Key       Key    `json:"key"`
+	AttemptID string `json:"attempt"`
+	Result    string `json:"result"`
+}
+
+// OpenJournal opens (or creates) the journal at path.
+func OpenJournal(path string) (*Journal, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("%s is in use by another process; every replica needs its own journal", path)
+		}
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(journalBucket)
+		return err
+	}); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	return &Journal{db: db}, nil
+}
+
+func journalKey(k Key) []byte {
+	return []byte(string(k.op()) + "\x00" + k.Namespace + "\x00" + k.CustomBizID)
+}
+
+func (j *Journal) put(e journalEntry) error {
+	v, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return j.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(journalBucket).Put(journalKey(e.Key), v) })
+}
+
+func (j *Journal) remove(k Key) error {
+	return j.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(journalBucket).Delete(journalKey(k)) })
+}
+
+func (j *Journal) entries() ([]journalEntry, error) {
+	var out []journalEntry
+	err := j.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(journalBucket).ForEach(func(_, v []byte) error {
+			var e journalEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("journal: corrupt entry")
+			}
+			out = append(out, e)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Len returns how many results wait in the journal.
+func (j *Journal) Len() int {
+	n := 0
+	_ = j.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(journalBucket).Stats().KeyN; return nil })
+	return n
+}
+
+// Close closes the journal file.
+func (j *Journal) Close() error { return j.db.Close() }
