@@ -364,13 +364,17 @@ func TestCallerHangsUpResultStillRecorded(t *testing.T) {
 	eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
 		r := newRig(t, open(t), "")
 		r.sim.Inject(esignsim.Fault{Latency: 300 * time.Millisecond, Times: 1})
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		// The caller hangs up once its call is in flight.
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			waitFor(t, func() bool { rec := r.record(t); return rec != nil && rec.State == submission.StateInProgress })
+			cancel()
+		}()
 		_, err := r.submit(ctx, "p")
-		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) {
+		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("got %v", err)
 		}
-		waitFor(t, func() bool { return r.record(t).State == submission.StateSucceeded })
+		waitFor(t, func() bool { rec := r.record(t); return rec != nil && rec.State == submission.StateSucceeded })
 		res, err := r.submit(context.Background(), "p")
 		if err != nil || !res.Replayed || evi(res) == "" {
 			t.Fatalf("retry: %+v %v", res, err)
