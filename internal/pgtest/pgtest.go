@@ -18,7 +18,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -185,4 +187,168 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Server is a PostgreSQL server of a test's own, which the test may stop, start, freeze
+// (SIGSTOP) and thaw (SIGCONT) to see how its code meets a store that goes away or
+// hangs. It keeps its data and port across a stop and a start.
+type Server struct {
+	t      testing.TB
+	bin    string
+	asUser []string
+	dir    string
+	data   string
+	port   int
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// Dedicated starts a Server for t, removed when t ends. It skips (fails under CI) where
+// there are no PostgreSQL binaries; an external ESIGN_TEST_DATABASE_URL cannot serve,
+// since the test must control the process.
+func Dedicated(t testing.TB) *Server {
+	t.Helper()
+	bin := findBinaries()
+	if bin == "" {
+		msg := "dedicated PostgreSQL tests skipped: no PostgreSQL binaries"
+		if os.Getenv("CI") != "" || os.Getenv("ESIGN_TEST_REQUIRE_POSTGRES") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	dir, err := os.MkdirTemp("", "esign-evidence-pgd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, bin: bin, dir: dir, data: filepath.Join(dir, "data")}
+	t.Cleanup(func() {
+		s.Thaw()
+		s.Stop()
+		_ = os.RemoveAll(dir)
+	})
+	if u, _ := user.Current(); u != nil && u.Uid == "0" {
+		pg, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatal("running as root and there is no postgres user to run PostgreSQL as")
+		}
+		uid, _ := strconv.Atoi(pg.Uid)
+		gid, _ := strconv.Atoi(pg.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+		s.asUser = []string{"runuser", "-u", "postgres", "--"}
+	}
+	if out, err := s.command("initdb", "-D", s.data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8").CombinedOutput(); err != nil {
+		t.Fatalf("initdb failed: %v: %s", err, out)
+	}
+	if s.port, err = freePort(); err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	return s
+}
+
+func (s *Server) command(name string, args ...string) *exec.Cmd {
+	all := append(append([]string{}, s.asUser...), append([]string{filepath.Join(s.bin, name)}, args...)...)
+	return exec.Command(all[0], all[1:]...)
+}
+
+// DSN is the connection string of the server's postgres database.
+func (s *Server) DSN() string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", s.port)
+}
+
+// Start starts the server (again) and waits until it accepts connections.
+func (s *Server) Start() {
+	s.t.Helper()
+	cmd := s.command("postgres", "-D", s.data, "-k", s.dir, "-p", strconv.Itoa(s.port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=100")
+	// Its own process group, so that Freeze and Stop reach every backend it forks.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("starting postgres: %v", err)
+	}
+	s.cmd, s.exited = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); close(s.exited) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		conn, err := pgx.Connect(ctx, s.DSN())
+		cancel()
+		if err == nil {
+			_ = conn.Close(context.Background())
+			return
+		}
+		select {
+		case <-s.exited:
+			s.t.Fatal("postgres exited at start")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	s.t.Fatal("postgres did not accept connections within 30s")
+}
+
+// Stop shuts the server down (fast shutdown: connections are closed) and waits for it.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGINT)
+	select {
+	case <-s.exited:
+	case <-time.After(15 * time.Second):
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.exited
+	}
+	s.cmd = nil
+}
+
+// Freeze stops every process of the server with SIGSTOP: connections stay open and
+// nothing answers, as with a hung host.
+func (s *Server) Freeze() { s.signalAll(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server with SIGCONT.
+func (s *Server) Thaw() { s.signalAll(syscall.SIGCONT) }
+
+// signalAll signals the process started and every descendant of it, by process ID
+// (runuser may put PostgreSQL in a session of its own, out of the process group).
+func (s *Server) signalAll(sig syscall.Signal) {
+	if s.cmd == nil {
+		return
+	}
+	for _, pid := range descendants(s.cmd.Process.Pid) {
+		_ = syscall.Kill(pid, sig)
+	}
+}
+
+// descendants returns root and every process below it, from /proc.
+func descendants(root int) []int {
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ppid …": comm may hold spaces, so read after the last ')'.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(fields[1])
+		children[ppid] = append(children[ppid], pid)
+	}
+	out := []int{root}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
 }
