@@ -339,6 +339,7 @@ func TestExactlyOnceStoreStoppedDuringTheCall(t *testing.T) {
 	db := "DATABASE_URL=" + pg.DSN()
 	aEnv := replicaEnv(t, e, db)
 	a := startBinary(t, buildBinary(t), aEnv)
+	b := startBinary(t, buildBinary(t), replicaEnv(t, e, db))
 	e.sim.Inject(esignsim.Fault{Latency: 3 * time.Second, Times: 1})
 	body := seedWithKey(t, "store-down-1")
 	first := make(chan answer, 1)
@@ -350,11 +351,14 @@ func TestExactlyOnceStoreStoppedDuringTheCall(t *testing.T) {
 	if got.code != 200 || got.id() == "" {
 		t.Fatalf("the caller: %d %v", got.code, got.body)
 	}
+	// Until it is recorded, nobody sends the key again.
+	if during := post(b, body, 0); during.code != 503 || during.reason() != "STORE_UNAVAILABLE" {
+		t.Errorf("the other replica during the outage: %d %v", during.code, during.body)
+	}
 	// The result waits in the journal; the replica dies before the store is back.
 	kill(t, a)
 	pg.Start()
 	a2 := startBinary(t, buildBinary(t), aEnv)
-	b := startBinary(t, buildBinary(t), replicaEnv(t, e, db))
 	eventually(t, 20*time.Second, "the journaled result recorded", func() bool {
 		return submissionState(t, b, "store-down-1")["state"] == "SUBMISSION_STATE_SUCCEEDED"
 	})
@@ -409,6 +413,61 @@ func TestFrozenStore(t *testing.T) {
 	})
 	if n := e.count("frozen-1"); n != 1 {
 		t.Errorf("e签宝 received %d calls for the key", n)
+	}
+}
+
+// Why 3: more keyless calls than the quota serves, each with a 1.5 s deadline. A call is
+// started only when its caller's remaining deadline covers it (ESIGN_MIN_REMAINING), so
+// every evidence point e签宝 creates reaches a caller: e签宝's calls equal the callers'
+// successes, and the rest are refused unsent (RATE_LIMITED, retry-safe).
+func TestNoCallStartedThatCannotMeetItsDeadline(t *testing.T) {
+	e := newEsign(t)
+	a := startBinary(t, buildBinary(t), replicaEnv(t, e, "DB_PATH="+filepath.Join(t.TempDir(), "sub.db"), "ESIGN_QPS=5"))
+	e.sim.Inject(esignsim.Fault{Latency: 200 * time.Millisecond})
+	body := seedWithKey(t, "")
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for range 60 { // 20/s for 3 s against a quota of 5/s
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got := post(a, body, 1500*time.Millisecond)
+			mu.Lock()
+			codes[got.code]++
+			mu.Unlock()
+		}()
+		time.Sleep(50 * time.Millisecond)
+	}
+	wg.Wait()
+	t.Logf("answers by HTTP status: %v; e签宝 calls: %d", codes, e.count(""))
+	if n := e.count(""); n != codes[200] {
+		t.Errorf("e签宝 created %d evidence points but callers received %d", n, codes[200])
+	}
+	if codes[200] == 0 || codes[429] == 0 || codes[200]+codes[429] != 60 {
+		t.Errorf("want successes and RATE_LIMITED refusals only: %v", codes)
+	}
+}
+
+// Rotating the app secret does not change idempotency: the embedded store keeps its own
+// fingerprint key, so a retry after the rotation is still a replay.
+func TestAppSecretRotationKeepsIdempotency(t *testing.T) {
+	e := newEsign(t)
+	db := filepath.Join(t.TempDir(), "sub.db")
+	env := func(secret string) []string {
+		return []string{"ESIGN_BASE_URL=" + e.url, "ESIGN_APP_ID=eo-app", "ESIGN_APP_SECRET=" + secret, "AUTH_DISABLED=true", "DB_PATH=" + db}
+	}
+	a := startBinary(t, buildBinary(t), env("eo-secret"))
+	body := seedWithKey(t, "rotate-1")
+	first := post(a, body, 0)
+	if first.code != 200 {
+		t.Fatalf("first: %d %v", first.code, first.body)
+	}
+	kill(t, a)
+	b := startBinary(t, buildBinary(t), env("eo-secret-rotated"))
+	again := post(b, body, 0)
+	if again.code != 200 || again.body["replayed"] != true || again.id() != first.id() {
+		t.Fatalf("after rotating the app secret: %d %v", again.code, again.body)
 	}
 }
 

@@ -26,6 +26,9 @@ type journalEntry struct {
 	Key       Key    `json:"key"`
 	AttemptID string `json:"attempt"`
 	Result    string `json:"result"`
+	// Fingerprint is the request's (current) fingerprint, so that a duplicate is
+	// answered from the journal only for the same request.
+	Fingerprint []byte `json:"fp"`
 }
 
 // OpenJournal opens (or creates) the journal at path.

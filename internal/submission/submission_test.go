@@ -1,11 +1,15 @@
 package submission_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -428,5 +432,155 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 5s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// An attempt that sent and succeeded, but finds another result already recorded for its
+// key, tells its caller the recorded one: every caller of a key gets the same ID. The
+// extra one is logged (without personal data) and counted.
+func TestLoserReportsTheStoredResult(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
+		r := newRig(t, open(t), "")
+		var logs bytes.Buffer
+		var dups atomic.Int32
+		sub, err := submission.New(submission.Config{Store: r.store, FingerprintKeys: [][]byte{fpKey}, Lease: 2 * time.Second,
+			StoreTimeout: time.Second, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub.OnDuplicate(func(submission.Op) { dups.Add(1) })
+		fp := sub.Fingerprint([]byte("p"))
+		res, err := submission.Submit(context.Background(), sub, r.guard, submission.PsnRealname, key, fp,
+			func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
+				got, err := r.send(ctx)
+				// Meanwhile another attempt recorded its own result.
+				_ = r.store.Mutate(ctx, key, func(cur *submission.Record) (*submission.Record, error) {
+					next := *cur
+					next.State, next.Result = submission.StateSucceeded, "P-recorded-first"
+					return &next, nil
+				})
+				return got, err
+			})
+		if err != nil || evi(res) != "P-recorded-first" || !res.Replayed {
+			t.Fatalf("got %+v %v, want the recorded result", res, err)
+		}
+		if dups.Load() != 1 {
+			t.Errorf("%d duplicates counted", dups.Load())
+		}
+		created := r.sim.Received()[0].EviPointID
+		if !strings.Contains(logs.String(), created) || !strings.Contains(logs.String(), "P-recorded-first") {
+			t.Errorf("the extra evidence point is not logged:\n%s", logs.String())
+		}
+		for _, personal := range []string{"测试张三", "130401199601018395", "19800002222"} {
+			if strings.Contains(logs.String(), personal) {
+				t.Errorf("log holds personal data %q", personal)
+			}
+		}
+		if rec := r.record(t); rec.Result != "P-recorded-first" {
+			t.Errorf("recorded %+v", rec)
+		}
+	})
+}
+
+// Records older than the retention are removed in the background; a record whose lease
+// still runs is kept whatever its age.
+func TestRetentionRemovesOldRecords(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
+		store := open(t)
+		now := time.Now()
+		put := func(id string, rec submission.Record) submission.Key {
+			k := submission.Key{Op: submission.OpPsnRealname, CustomBizID: id}
+			rec.Key, rec.Fingerprint, rec.CreatedAt = k, []byte("fp"), rec.UpdatedAt
+			if err := store.Mutate(context.Background(), k, func(*submission.Record) (*submission.Record, error) { return &rec, nil }); err != nil {
+				t.Fatal(err)
+			}
+			return k
+		}
+		old := put("old", submission.Record{State: submission.StateSucceeded, Result: "P1", UpdatedAt: now.Add(-2 * time.Hour)})
+		live := put("old-live", submission.Record{State: submission.StateInProgress, AttemptID: "a", LeaseUntil: now.Add(time.Hour), UpdatedAt: now.Add(-2 * time.Hour)})
+		fresh := put("fresh", submission.Record{State: submission.StateFailed, UpdatedAt: now})
+		otherOp := submission.Key{Op: "upload-file", CustomBizID: "other-op"}
+		if err := store.Mutate(context.Background(), otherOp, func(*submission.Record) (*submission.Record, error) {
+			return &submission.Record{Key: otherOp, Fingerprint: []byte("fp"), State: submission.StateSucceeded, UpdatedAt: now.Add(-2 * time.Hour)}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		sub, err := submission.New(submission.Config{Store: store, FingerprintKeys: [][]byte{fpKey}, Retention: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if err := sub.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { rec, _ := store.Get(context.Background(), old); return rec == nil })
+		for _, k := range []submission.Key{live, fresh} {
+			if rec, _ := store.Get(context.Background(), k); rec == nil {
+				t.Errorf("%s removed", k.CustomBizID)
+			}
+		}
+		waitFor(t, func() bool { rec, _ := store.Get(context.Background(), otherOp); return rec == nil })
+	})
+}
+
+// The fingerprint keys rotate: records made under an older key still match while it is
+// listed after the new one, and no longer once it is dropped.
+func TestFingerprintKeyRotation(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) submission.Store) {
+		r := newRig(t, open(t), "")
+		if _, err := r.submit(context.Background(), "p"); err != nil {
+			t.Fatal(err)
+		}
+		k2 := []byte("the-next-fingerprint-key-2")
+		for _, tc := range []struct {
+			keys     [][]byte
+			conflict bool
+		}{{[][]byte{k2, fpKey}, false}, {[][]byte{k2}, true}} {
+			sub, err := submission.New(submission.Config{Store: r.store, FingerprintKeys: tc.keys})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := submission.Submit(context.Background(), sub, r.guard, submission.PsnRealname, key, sub.Fingerprint([]byte("p")), r.send)
+			if tc.conflict != errors.Is(err, submission.ErrConflict) || (!tc.conflict && !res.Replayed) {
+				t.Errorf("keys %d: %+v %v", len(tc.keys), res, err)
+			}
+		}
+		if n := r.sim.Count(); n != 1 {
+			t.Errorf("e签宝 received %d", n)
+		}
+	})
+}
+
+// The embedded store keeps its own fingerprint key: random for a new file, the legacy
+// key (derived from the app secret) for a file that already has records made with it;
+// the same on every later start, whatever the app secret then is.
+func TestBoltKeepsItsFingerprintKey(t *testing.T) {
+	legacy := []byte("legacy-key-derived-from-secret")
+	path := filepath.Join(t.TempDir(), "new.db")
+	s, err := submission.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, err := s.FingerprintKey(legacy)
+	if err != nil || len(k1) != 32 || bytes.Equal(k1, legacy) {
+		t.Fatalf("new file: %x %v", k1, err)
+	}
+	k2, _ := s.FingerprintKey([]byte("another-app-secret-derivation"))
+	if !bytes.Equal(k1, k2) {
+		t.Error("the kept key changed")
+	}
+	s.Close()
+
+	old, err := submission.OpenBolt(filepath.Join(t.TempDir(), "old.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	_ = old.Mutate(context.Background(), key, func(*submission.Record) (*submission.Record, error) {
+		return &submission.Record{Key: key, Fingerprint: []byte("x"), State: submission.StateSucceeded}, nil
+	})
+	if k, _ := old.FingerprintKey(legacy); !bytes.Equal(k, legacy) {
+		t.Errorf("a file with records adopts the key they were made with; got %x", k)
 	}
 }

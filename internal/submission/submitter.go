@@ -133,6 +133,7 @@ type Submitter struct {
 
 type pendingResult struct {
 	attemptID, result string
+	fingerprint       []byte
 }
 
 // New validates cfg and returns a Submitter.
@@ -403,6 +404,13 @@ func (s *Submitter) submit(ctx context.Context, g *Guard, key Key, fp Fingerprin
 	}
 	var rec *Record
 	for {
+		// A result this process holds but could not record yet is the key's result.
+		s.mu.Lock()
+		p, pending := s.pending[key]
+		s.mu.Unlock()
+		if pending && fp.matches(p.fingerprint) {
+			return outcome{result: p.result, replayed: true}, nil
+		}
 		// Look first, without writing: a replay, a conflict or a call in flight needs
 		// no quota slot.
 		cur, err := s.get(ctx, key)
@@ -463,7 +471,7 @@ func (s *Submitter) submit(ctx context.Context, g *Guard, key Key, fp Fingerprin
 	}
 
 	res, err := s.sendHolding(ctx, g, key, attemptID, rec.LeaseUntil.Add(-s.cfg.Lease), call)
-	out := s.finish(key, attemptID, res, err)
+	out := s.finish(key, attemptID, fp.current(), res, err)
 	out.attempts = rec.Attempts
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		// The caller has gone; the result is recorded for its retry.
@@ -536,12 +544,12 @@ func (s *Submitter) sendHolding(ctx context.Context, g *Guard, key Key, attemptI
 // unavailable and kept in the journal meanwhile; if another result is already recorded,
 // that one is returned and this one reported as a duplicate. A failure or unknown
 // outcome is recorded only while this attempt still holds the key.
-func (s *Submitter) finish(key Key, attemptID, result string, sendErr error) outcome {
+func (s *Submitter) finish(key Key, attemptID string, fingerprint []byte, result string, sendErr error) outcome {
 	state, code := classify(sendErr)
 	if state == StateSucceeded {
-		stored, err := s.recordSuccess(key, attemptID, result, recordFor)
+		stored, err := s.recordSuccess(key, attemptID, fingerprint, result, recordFor)
 		if err != nil {
-			s.keep(key, attemptID, result)
+			s.keep(key, pendingResult{attemptID: attemptID, result: result, fingerprint: fingerprint})
 			return outcome{result: result, fresh: true}
 		}
 		if stored != result {
@@ -588,7 +596,7 @@ func (s *Submitter) finish(key Key, attemptID, result string, sendErr error) out
 
 // recordSuccess writes result for key, trying up to tries times, and returns the result
 // the record holds afterwards (another one, if one was recorded first).
-func (s *Submitter) recordSuccess(key Key, attemptID, result string, tries int) (string, error) {
+func (s *Submitter) recordSuccess(key Key, attemptID string, fingerprint []byte, result string, tries int) (string, error) {
 	var stored string
 	var err error
 	backoff := 100 * time.Millisecond
@@ -602,7 +610,7 @@ func (s *Submitter) recordSuccess(key Key, attemptID, result string, tries int) 
 			if cur == nil {
 				// Removed meanwhile (retention): record it anew.
 				stored = result
-				return &Record{Key: key, State: StateSucceeded, Result: result, Attempts: 1, CreatedAt: now, UpdatedAt: now}, nil
+				return &Record{Key: key, Fingerprint: fingerprint, State: StateSucceeded, Result: result, Attempts: 1, CreatedAt: now, UpdatedAt: now}, nil
 			}
 			if cur.State == StateSucceeded {
 				stored = cur.Result
@@ -636,17 +644,17 @@ func (s *Submitter) recordSuccess(key Key, attemptID, result string, tries int) 
 // keep journals a success the store could not record and retries it in the background
 // until it is recorded. Until then the key stays in progress under this attempt, so no
 // one sends it again while the lease lasts.
-func (s *Submitter) keep(key Key, attemptID, result string) {
+func (s *Submitter) keep(key Key, p pendingResult) {
 	s.cfg.Logger.Warn("the store could not record an e签宝 result; it is kept locally and retried",
-		"op", string(key.Op), "custom_biz_id", key.CustomBizID, "namespace", key.Namespace, "result", result)
+		"op", string(key.Op), "custom_biz_id", key.CustomBizID, "namespace", key.Namespace, "result", p.result)
 	if s.cfg.Journal != nil {
-		if err := s.cfg.Journal.put(journalEntry{Key: key, AttemptID: attemptID, Result: result}); err != nil {
+		if err := s.cfg.Journal.put(journalEntry{Key: key, AttemptID: p.attemptID, Result: p.result, Fingerprint: p.fingerprint}); err != nil {
 			s.cfg.Logger.Error("could not journal an e签宝 result", "custom_biz_id", key.CustomBizID, "err", err.Error())
 		}
 	}
 	s.mu.Lock()
 	_, running := s.pending[key]
-	s.pending[key] = pendingResult{attemptID: attemptID, result: result}
+	s.pending[key] = p
 	s.mu.Unlock()
 	if !running {
 		go s.drainOne(key)
@@ -660,7 +668,7 @@ func (s *Submitter) drainOne(key Key) {
 		s.mu.Lock()
 		p := s.pending[key]
 		s.mu.Unlock()
-		if _, err := s.recordSuccess(key, p.attemptID, p.result, 1); err == nil {
+		if _, err := s.recordSuccess(key, p.attemptID, p.fingerprint, p.result, 1); err == nil {
 			s.mu.Lock()
 			delete(s.pending, key)
 			s.mu.Unlock()
@@ -671,7 +679,7 @@ func (s *Submitter) drainOne(key Key) {
 			return
 		}
 		time.Sleep(backoff)
-		backoff = min(backoff*2, time.Second)
+		backoff = min(backoff*2, 250*time.Millisecond)
 	}
 }
 
@@ -694,7 +702,7 @@ func (s *Submitter) Start(ctx context.Context) error {
 		for _, e := range entries {
 			s.mu.Lock()
 			_, running := s.pending[e.Key]
-			s.pending[e.Key] = pendingResult{attemptID: e.AttemptID, result: e.Result}
+			s.pending[e.Key] = pendingResult{attemptID: e.AttemptID, result: e.Result, fingerprint: e.Fingerprint}
 			s.mu.Unlock()
 			if !running {
 				go s.drainOne(e.Key)
