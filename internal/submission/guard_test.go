@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esign-evidence/esign-evidence/internal/pgtest"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/upstream"
 	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
@@ -210,5 +211,27 @@ func TestLocalFailuresDoNotOpenTheBreaker(t *testing.T) {
 	}
 	if g.BreakerState() != "closed" {
 		t.Errorf("breaker %s after local failures", g.BreakerState())
+	}
+}
+
+// BenchmarkQuota compares taking a slot from the in-process limiter with taking one
+// from the quota shared through PostgreSQL (one statement per call).
+func BenchmarkQuota(b *testing.B) {
+	pg, err := submission.OpenPostgres(context.Background(), pgtest.DSN(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pg.Close()
+	for name, q := range map[string]submission.Quota{
+		"local":    submission.NewLocalQuota(1e9),
+		"postgres": pg.Quota("bench-app", 1e9, time.Second),
+	} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, ok, err := q.Reserve(context.Background(), time.Second); !ok || err != nil {
+					b.Fatal(ok, err)
+				}
+			}
+		})
 	}
 }
