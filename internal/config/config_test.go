@@ -207,3 +207,54 @@ func TestUsageListsEverySetting(t *testing.T) {
 		}
 	}
 }
+
+// The exactly-once settings: a lease that could not be renewed in time, a PostgreSQL
+// store without a fingerprint key, and a too short retention are refused, naming the
+// settings; a key file may list several keys (rotation), the first one current.
+func TestExactlyOnceSettings(t *testing.T) {
+	base := map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s", "AUTH_DISABLED": "true"}
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		want []string
+	}{
+		{map[string]string{"SUBMISSION_LEASE": "2s", "STORE_TIMEOUT": "2s"}, []string{"SUBMISSION_LEASE", "STORE_TIMEOUT"}},
+		{map[string]string{"DATABASE_URL": "postgres://db/x"}, []string{"FINGERPRINT_KEY", "DATABASE_URL"}},
+		{map[string]string{"SUBMISSION_RETENTION": "10m"}, []string{"SUBMISSION_RETENTION"}},
+		{map[string]string{"ESIGN_MIN_REMAINING": "0s"}, []string{"ESIGN_MIN_REMAINING"}},
+	} {
+		setEnv(t, with(tc.env))
+		_, err := config.Load(nil, io.Discard)
+		if err == nil {
+			t.Errorf("%v accepted", tc.env)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: %v does not name %s", tc.env, err, w)
+			}
+		}
+	}
+	keys := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(keys, []byte("new-fingerprint-key-0002\n\nold-fingerprint-key-0001\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	setEnv(t, with(map[string]string{"DATABASE_URL": "postgres://db/x", "FINGERPRINT_KEY_FILE": keys, "SUBMISSION_LEASE": "3s", "STORE_TIMEOUT": "1s"}))
+	c, err := config.Load(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.FingerprintKeys) != 2 || c.FingerprintKeys[0] != "new-fingerprint-key-0002" || c.StoreTimeout != time.Second ||
+		c.MinRemaining != time.Second || c.Retention != 30*24*time.Hour {
+		t.Errorf("%+v", c)
+	}
+}
