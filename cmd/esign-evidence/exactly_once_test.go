@@ -6,6 +6,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/esign-evidence/esign-evidence/internal/pgtest"
+	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/upstream"
 	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
 )
@@ -28,6 +30,8 @@ import (
 type esign struct {
 	sim *esignsim.Simulator
 	url string
+	// override, when set, answers every evidence-point request instead of the simulator.
+	override func(w http.ResponseWriter)
 
 	mu    sync.Mutex
 	calls []esignCall
@@ -51,6 +55,10 @@ func newEsign(t *testing.T) *esign {
 			e.calls = append(e.calls, esignCall{at: time.Now(), customBizID: m.CustomBizID})
 			e.mu.Unlock()
 			r.Body = io.NopCloser(bytes.NewReader(body))
+			if e.override != nil {
+				e.override(w)
+				return
+			}
 		}
 		e.sim.ServeHTTP(w, r)
 	}))
@@ -575,4 +583,72 @@ func TestQuotaSharedByReplicas(t *testing.T) {
 			t.Errorf("one busy replica reached %d calls in %d s, want at least 16/s", sum, len(full))
 		}
 	})
+}
+
+// Why 8, first half: records are not kept forever. Submissions last changed longer ago
+// than SUBMISSION_RETENTION are removed by the running service (both stores); recent
+// ones stay.
+func TestRetentionRemovesOldSubmissions(t *testing.T) {
+	put := func(t *testing.T, s submission.Store, id string, updated time.Time) {
+		k := submission.Key{Op: submission.OpPsnRealname, CustomBizID: id}
+		err := s.Mutate(context.Background(), k, func(*submission.Record) (*submission.Record, error) {
+			return &submission.Record{Key: k, Fingerprint: []byte("fp"), State: submission.StateSucceeded, Result: "P-" + id,
+				Attempts: 1, CreatedAt: updated, UpdatedAt: updated}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, open := range map[string]func(t *testing.T) (submission.Store, string){
+		"bolt": func(t *testing.T) (submission.Store, string) {
+			path := filepath.Join(t.TempDir(), "sub.db")
+			s, err := submission.OpenBolt(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s, "DB_PATH=" + path
+		},
+		"postgres": func(t *testing.T) (submission.Store, string) {
+			dsn := pgtest.DSN(t)
+			s, err := submission.OpenPostgres(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s, "DATABASE_URL=" + dsn
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEsign(t)
+			s, env := open(t)
+			put(t, s, "retained-old", time.Now().Add(-2*time.Hour))
+			put(t, s, "retained-new", time.Now().Add(-10*time.Minute))
+			_ = s.Close()
+			a := startBinary(t, buildBinary(t), replicaEnv(t, e, env, "SUBMISSION_RETENTION=1h"))
+			eventually(t, 10*time.Second, "the old submission removed", func() bool {
+				return submissionState(t, a, "retained-old")["code"] == float64(5) // NOT_FOUND
+			})
+			if st := submissionState(t, a, "retained-new"); st["eviPointId"] != "P-retained-new" {
+				t.Errorf("the recent submission: %v", st)
+			}
+		})
+	}
+}
+
+// Why 6, second half: a 401 from e签宝 is a refusal of the service's credentials even
+// when its body is larger than the response cap; nothing was created, and the record
+// says so (failed, not outcome unknown).
+func TestOversized401IsACredentialsRefusal(t *testing.T) {
+	e := newEsign(t)
+	e.override = func(w http.ResponseWriter) {
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"success":false,"code":401,"message":"INVALID_SIGNATURE","padding":"` + strings.Repeat("x", 2<<20) + `"}`))
+	}
+	a := startBinary(t, buildBinary(t), replicaEnv(t, e, "DB_PATH="+filepath.Join(t.TempDir(), "sub.db")))
+	got := post(a, seedWithKey(t, "big-401"), 0)
+	if got.code != 500 || got.reason() != "ESIGN_CREDENTIALS_REJECTED" || !strings.Contains(toJSON(got.body), `"retry_safe":"true"`) {
+		t.Fatalf("oversized 401: %d %v", got.code, got.body)
+	}
+	if st := submissionState(t, a, "big-401"); st["state"] != "SUBMISSION_STATE_FAILED" {
+		t.Errorf("recorded %v", st)
+	}
 }

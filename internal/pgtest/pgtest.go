@@ -11,6 +11,7 @@ package pgtest
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -122,23 +123,24 @@ func start() (stop func()) {
 		startErr = err
 		return func() { _ = os.RemoveAll(dir) }
 	}
-	srv := command("postgres", "-D", data, "-k", dir, "-p", strconv.Itoa(port),
+	logFile, _ := os.Create(filepath.Join(os.TempDir(), fmt.Sprintf("esign-evidence-pg-%d.log", port)))
+	srv, lifeline, err := launch(asUser, filepath.Join(bin, "postgres"), logFile, "-D", data, "-k", dir, "-p", strconv.Itoa(port),
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off", "-c", "max_connections=200")
-	logFile, _ := os.Create(filepath.Join(os.TempDir(), fmt.Sprintf("esign-evidence-pg-%d.log", port)))
-	srv.Stdout, srv.Stderr = logFile, logFile
-	if err := srv.Start(); err != nil {
+	if err != nil {
 		startErr = fmt.Errorf("starting postgres: %v", err)
 		return func() { _ = os.RemoveAll(dir) }
 	}
 	stop = func() {
-		_ = srv.Process.Signal(os.Interrupt) // fast shutdown
+		_ = lifeline.Close() // fast shutdown
 		done := make(chan struct{})
 		go func() { _ = srv.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			_ = srv.Process.Kill()
+			for _, pid := range descendants(srv.Process.Pid) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
 		}
 		_ = os.RemoveAll(dir)
 		if logFile != nil {
@@ -161,6 +163,46 @@ func start() (stop func()) {
 	}
 	startErr = fmt.Errorf("postgres did not accept connections within 30s")
 	return stop
+}
+
+// launch starts postgres (as asUser, when set) under a small shell that holds it on a
+// lifeline: the shell reads its standard input, a pipe from this process, and stops the
+// server (fast shutdown) when the pipe closes, whether because the test closed it or
+// because the test process died. A test binary that panics or is killed therefore leaves
+// no server behind. The server inherits no file descriptor of this process but its
+// standard streams: an inherited one (a lock file held by whoever started the tests)
+// would otherwise stay held for as long as the server runs.
+func launch(asUser []string, postgres string, logFile *os.File, args ...string) (*exec.Cmd, io.Closer, error) {
+	markInheritedCloseOnExec()
+	script := `"$0" "$@" & pid=$!; trap 'kill -INT $pid 2>/dev/null' EXIT; read _ || true; kill -INT $pid 2>/dev/null; wait $pid`
+	all := append(append([]string{}, asUser...), append([]string{"sh", "-c", script, postgres}, args...)...)
+	cmd := exec.Command(all[0], all[1:]...)
+	if logFile != nil {
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	return cmd, stdin, nil
+}
+
+// markInheritedCloseOnExec marks every file descriptor above the standard streams
+// close-on-exec. Go opens its own that way; this catches those inherited from the
+// process that started the tests.
+func markInheritedCloseOnExec() {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }
 
 // findBinaries returns the newest /usr/lib/postgresql/N/bin holding initdb, or "".
@@ -193,14 +235,15 @@ func freePort() (int, error) {
 // (SIGSTOP) and thaw (SIGCONT) to see how its code meets a store that goes away or
 // hangs. It keeps its data and port across a stop and a start.
 type Server struct {
-	t      testing.TB
-	bin    string
-	asUser []string
-	dir    string
-	data   string
-	port   int
-	cmd    *exec.Cmd
-	exited chan struct{}
+	t        testing.TB
+	bin      string
+	asUser   []string
+	dir      string
+	data     string
+	port     int
+	cmd      *exec.Cmd
+	lifeline io.Closer
+	exited   chan struct{}
 }
 
 // Dedicated starts a Server for t, removed when t ends. It skips (fails under CI) where
@@ -261,14 +304,12 @@ func (s *Server) DSN() string {
 // Start starts the server (again) and waits until it accepts connections.
 func (s *Server) Start() {
 	s.t.Helper()
-	cmd := s.command("postgres", "-D", s.data, "-k", s.dir, "-p", strconv.Itoa(s.port),
+	cmd, lifeline, err := launch(s.asUser, filepath.Join(s.bin, "postgres"), nil, "-D", s.data, "-k", s.dir, "-p", strconv.Itoa(s.port),
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=100")
-	// Its own process group, so that Freeze and Stop reach every backend it forks.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err != nil {
 		s.t.Fatalf("starting postgres: %v", err)
 	}
-	s.cmd, s.exited = cmd, make(chan struct{})
+	s.cmd, s.lifeline, s.exited = cmd, lifeline, make(chan struct{})
 	go func() { _ = cmd.Wait(); close(s.exited) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -293,11 +334,13 @@ func (s *Server) Stop() {
 	if s.cmd == nil {
 		return
 	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGINT)
+	_ = s.lifeline.Close() // fast shutdown
 	select {
 	case <-s.exited:
 	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		for _, pid := range descendants(s.cmd.Process.Pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 		<-s.exited
 	}
 	s.cmd = nil
