@@ -431,7 +431,7 @@ func TestFrozenStore(t *testing.T) {
 func TestNoCallStartedThatCannotMeetItsDeadline(t *testing.T) {
 	e := newEsign(t)
 	a := startBinary(t, buildBinary(t), replicaEnv(t, e, "DB_PATH="+filepath.Join(t.TempDir(), "sub.db"), "ESIGN_QPS=5"))
-	e.sim.Inject(esignsim.Fault{Latency: 200 * time.Millisecond})
+	e.sim.Inject(esignsim.Fault{Latency: 100 * time.Millisecond})
 	body := seedWithKey(t, "")
 	var mu sync.Mutex
 	codes := map[int]int{}
