@@ -85,7 +85,7 @@ func TestValidConfigurations(t *testing.T) {
 				t.Errorf("%+v", c)
 			}
 		}},
-		{"PostgreSQL from a file", nil, map[string]string{"SIMULATE": "1", "DATABASE_URL_FILE": dbURLFile}, func(t *testing.T, c *config.Config) {
+		{"PostgreSQL from a file", nil, map[string]string{"SIMULATE": "1", "DATABASE_URL_FILE": dbURLFile, "FINGERPRINT_KEY": "a-fingerprint-key-0123"}, func(t *testing.T, c *config.Config) {
 			if c.DatabaseURL != "postgres://u:p@db/esign" {
 				t.Errorf("DATABASE_URL from the file: got %d characters", len(c.DatabaseURL))
 			}
