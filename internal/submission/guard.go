@@ -207,10 +207,8 @@ func Call[R any](ctx context.Context, g *Guard, op Op, call func(context.Context
 	return v.(R), nil
 }
 
-// Wait admits a call the guard does not make itself, on the same terms as Call.
-//
-// Deprecated: route the operation through Call, which also applies the breaker and
-// reports it.
+// Wait admits a call the guard does not make itself, on the same terms as Call. Prefer
+// Call, which also applies the breaker and reports the call.
 func (g *Guard) Wait(ctx context.Context) error { return g.Admit(ctx) }
 
 // Admit applies the admission rule and takes a quota slot, waiting for it. It refuses

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Journal is a small local file of e签宝 results the store could not record yet. A result
@@ -35,7 +36,7 @@ type journalEntry struct {
 func OpenJournal(path string) (*Journal, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%s is in use by another process; every replica needs its own journal", path)
 		}
 		return nil, fmt.Errorf("opening %s: %w", path, err)
