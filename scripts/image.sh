@@ -102,7 +102,7 @@ check() {
   grpc_addr=$(sed -n 's/.*"grpc_addr":"\([^"]*\)".*/\1/p' <<<"$serving")
   http_addr=$(sed -n 's/.*"http_addr":"\([^"]*\)".*/\1/p' <<<"$serving")
   out=$(curl -s -X POST "$http_addr/v3/evidence/evi-point/psn-realname" -H 'Content-Type: application/json' --data-binary @testdata/seed_request.json)
-  grep -q '"eviPointId":"P' <<<"$out" || fail "REST seed example answered: $out"
+  grep -q '"eviPointId": *"P' <<<"$out" || fail "REST seed example answered: $out"
   passed=$((passed+1)); echo "ok: REST seed example: $out"
   out=$(bin/grpcurl -plaintext -d @ "$grpc_addr" esign.evidence.v1.EvidenceService/CreatePersonalEvidencePoint <testdata/seed_request.json)
   grep -q '"eviPointId": *"P' <<<"$out" || fail "gRPC seed example answered: $out"
