@@ -386,6 +386,25 @@ func checkKustomization(t *testing.T, dir string) *objects {
 	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
 		t.Error("the pod mounts a service account token it never uses")
 	}
+	// Volumes and mounts are well formed: the API server refuses duplicates and mounts of
+	// volumes that do not exist, which strict decoding alone does not catch.
+	volumes := map[string]bool{}
+	for _, v := range spec.Volumes {
+		if volumes[v.Name] {
+			t.Errorf("volume %s is declared twice", v.Name)
+		}
+		volumes[v.Name] = true
+	}
+	mounts := map[string]bool{}
+	for _, m := range c.VolumeMounts {
+		if mounts[path.Clean(m.MountPath)] {
+			t.Errorf("two volumes are mounted at %s", m.MountPath)
+		}
+		mounts[path.Clean(m.MountPath)] = true
+		if !volumes[m.Name] {
+			t.Errorf("mount %s names volume %s, which is not declared", m.MountPath, m.Name)
+		}
+	}
 	// With a read-only root, uploads need a writable /tmp.
 	if v := mountedVolume(spec, c, "/tmp"); v == nil || v.EmptyDir == nil {
 		t.Error("/tmp is not a mounted emptyDir (UploadFile spools there)")
