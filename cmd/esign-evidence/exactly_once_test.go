@@ -338,48 +338,62 @@ func TestUndocumented202IsOutcomeUnknown(t *testing.T) {
 }
 
 // Why 2: e签宝 answers in 3 s; PostgreSQL is stopped at 1 s and started at 4 s. The
-// caller gets its ID, the replica is killed before the database is back, and the ID
-// still ends up recorded (journal replayed at start-up); a retry on the other replica
-// replays it; e签宝 got one call.
+// caller gets its ID, the other replica cannot send the key meanwhile, and the ID ends up
+// recorded: written back by the replica once the store answers again, or, when the
+// replica is killed before that, replayed from its journal at start-up. A retry on the
+// other replica replays it; e签宝 got one call.
 func TestExactlyOnceStoreStoppedDuringTheCall(t *testing.T) {
-	pg := pgtest.Dedicated(t)
-	e := newEsign(t)
-	db := "DATABASE_URL=" + pg.DSN()
-	aEnv := replicaEnv(t, e, db)
-	a := startBinary(t, buildBinary(t), aEnv)
-	b := startBinary(t, buildBinary(t), replicaEnv(t, e, db))
-	e.sim.Inject(esignsim.Fault{Latency: 3 * time.Second, Times: 1})
-	body := seedWithKey(t, "store-down-1")
-	first := make(chan answer, 1)
-	go func() { first <- post(a, body, 0) }()
-	eventually(t, 10*time.Second, "the call reaching e签宝", func() bool { return e.count("store-down-1") == 1 })
-	time.Sleep(time.Second)
-	pg.Stop()
-	got := <-first
-	if got.code != 200 || got.id() == "" {
-		t.Fatalf("the caller: %d %v", got.code, got.body)
+	for _, killed := range []bool{false, true} {
+		name := "replica keeps running"
+		if killed {
+			name = "replica killed before the store is back"
+		}
+		t.Run(name, func(t *testing.T) {
+			pg := pgtest.Dedicated(t)
+			e := newEsign(t)
+			db := "DATABASE_URL=" + pg.DSN()
+			aEnv := replicaEnv(t, e, db)
+			a := startBinary(t, buildBinary(t), aEnv)
+			b := startBinary(t, buildBinary(t), replicaEnv(t, e, db))
+			e.sim.Inject(esignsim.Fault{Latency: 3 * time.Second, Times: 1})
+			body := seedWithKey(t, "store-down-1")
+			first := make(chan answer, 1)
+			go func() { first <- post(a, body, 0) }()
+			eventually(t, 10*time.Second, "the call reaching e签宝", func() bool { return e.count("store-down-1") == 1 })
+			stopped := time.Now()
+			time.Sleep(time.Second)
+			pg.Stop()
+			got := <-first
+			if got.code != 200 || got.id() == "" {
+				t.Fatalf("the caller: %d %v", got.code, got.body)
+			}
+			// Until it is recorded, nobody sends the key again.
+			if during := post(b, body, 0); during.code != 503 || during.reason() != "STORE_UNAVAILABLE" {
+				t.Errorf("the other replica during the outage: %d %v", during.code, during.body)
+			}
+			if killed {
+				// The result waits in the journal; the replica dies before the store is back.
+				kill(t, a)
+			}
+			time.Sleep(time.Until(stopped.Add(4 * time.Second)))
+			pg.Start()
+			if killed {
+				startBinary(t, buildBinary(t), aEnv)
+			}
+			eventually(t, 20*time.Second, "the result recorded", func() bool {
+				return submissionState(t, b, "store-down-1")["state"] == "SUBMISSION_STATE_SUCCEEDED"
+			})
+			if st := submissionState(t, b, "store-down-1"); st["eviPointId"] != got.id() {
+				t.Fatalf("recorded %v, the caller was told %s", st, got.id())
+			}
+			if again := post(b, body, 0); again.code != 200 || again.id() != got.id() || again.body["replayed"] != true {
+				t.Fatalf("retry: %d %v", again.code, again.body)
+			}
+			if n := e.count("store-down-1"); n != 1 {
+				t.Errorf("e签宝 received %d calls", n)
+			}
+		})
 	}
-	// Until it is recorded, nobody sends the key again.
-	if during := post(b, body, 0); during.code != 503 || during.reason() != "STORE_UNAVAILABLE" {
-		t.Errorf("the other replica during the outage: %d %v", during.code, during.body)
-	}
-	// The result waits in the journal; the replica dies before the store is back.
-	kill(t, a)
-	pg.Start()
-	a2 := startBinary(t, buildBinary(t), aEnv)
-	eventually(t, 20*time.Second, "the journaled result recorded", func() bool {
-		return submissionState(t, b, "store-down-1")["state"] == "SUBMISSION_STATE_SUCCEEDED"
-	})
-	if st := submissionState(t, b, "store-down-1"); st["eviPointId"] != got.id() {
-		t.Fatalf("recorded %v, the caller was told %s", st, got.id())
-	}
-	if again := post(b, body, 0); again.code != 200 || again.id() != got.id() || again.body["replayed"] != true {
-		t.Fatalf("retry: %d %v", again.code, again.body)
-	}
-	if n := e.count("store-down-1"); n != 1 {
-		t.Errorf("e签宝 received %d calls", n)
-	}
-	_ = a2
 }
 
 // Why 4: a frozen PostgreSQL (SIGSTOP) holds no call: a keyed call without a deadline
