@@ -229,3 +229,30 @@ func heapGrowthForUpload(t *testing.T, size int) int64 {
 	st.stop()
 	return int64(peak.Load()) - int64(base.HeapInuse)
 }
+
+// Uploads go through the same guard as evidence calls: each is reported as an e签宝 call
+// of its own operation, and once e签宝 has kept failing, the open breaker refuses an
+// upload before anything is sent.
+func TestUploadsGoThroughTheGuard(t *testing.T) {
+	st := startStack(t, stackOpt{})
+	img := readFile(t, "id-front.jpg")
+	if _, err := uploadGRPC(t, st, "id-front.jpg", img, 4096); err != nil {
+		t.Fatal(err)
+	}
+	if !hasLine(st.logs.String(), `"msg":"e签宝 call"`, `"operation":"file-upload"`, `"outcome":"success"`) {
+		t.Errorf("the upload was not reported as an e签宝 call:\n%s", st.logs.String())
+	}
+	// e签宝 fails to answer until the breaker opens.
+	st.sim.Inject(esignsim.Fault{Status: 503, Times: 20})
+	for range 8 {
+		_, _ = st.client.CreatePersonalEvidencePoint(context.Background(), seedRequest(t))
+	}
+	before := st.sim.Count()
+	_, err := uploadGRPC(t, st, "id-front.jpg", img, 4096)
+	if ei, _ := grpcDetails(err); status.Code(err) != codes.Unavailable || ei.GetReason() != apierror.ReasonEsignCircuitOpen {
+		t.Errorf("upload with the breaker open: %v", err)
+	}
+	if n := st.sim.Count(); n != before {
+		t.Errorf("e签宝 received %d requests for an upload the breaker refused", n-before)
+	}
+}

@@ -39,10 +39,8 @@ type Evidence struct {
 	revision  upstream.Revision
 	guard     *submission.Guard
 	submitter *submission.Submitter
-	// files calls e签宝 (evidence points and uploads); limiter is the guard uploads are
-	// admitted by.
+	// files calls e签宝 (evidence points and uploads), always through guard.
 	files        *upstream.Client
-	limiter      *submission.Guard
 	maxFileBytes int64
 }
 
@@ -51,7 +49,7 @@ func New(c Config) *Evidence {
 	if c.MaxFileBytes <= 0 {
 		c.MaxFileBytes = DefaultMaxFileBytes
 	}
-	return &Evidence{revision: c.Revision, guard: c.Guard, submitter: c.Submitter, files: c.Files, limiter: c.Guard, maxFileBytes: c.MaxFileBytes}
+	return &Evidence{revision: c.Revision, guard: c.Guard, submitter: c.Submitter, files: c.Files, maxFileBytes: c.MaxFileBytes}
 }
 
 // CreatePersonalEvidencePoint translates the request and submits it exactly once per

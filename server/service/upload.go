@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"crypto/md5" //nolint:gosec // e签宝's Content-MD5 is MD5 by specification
 	"encoding/base64"
 	"errors"
@@ -12,9 +13,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
+	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/server/apierror"
 	"github.com/esign-evidence/esign-evidence/upstream"
 )
+
+// OpFileUpload names uploads (e签宝's upload URL, then the PUT of the bytes) in the guard's
+// debug lines.
+const OpFileUpload submission.Op = "file-upload"
 
 // DefaultMaxFileBytes caps one uploaded file. Photos of an ID card or a face are a few
 // megabytes; 20 MiB leaves room for a scanned PDF.
@@ -61,18 +67,20 @@ func (s *Evidence) UploadFile(stream evidencev1.EvidenceService_UploadFileServer
 	if size == 0 {
 		return apierror.Field("chunk", "upload.empty", "the file is empty")
 	}
-	if _, err := spool.Seek(0, io.SeekStart); err != nil {
-		return status.Error(codes.Internal, "cannot read the buffered upload")
-	}
 	md5b64 := base64.StdEncoding.EncodeToString(sum.Sum(nil))
-	if err := s.limiter.Wait(ctx); err != nil {
-		return apierror.FromSubmission(ctx, err).Err()
-	}
-	fileID, err := s.files.UploadFile(ctx, upstream.FileUpload{
-		Name: info.GetFileName(), ContentType: contentType, Size: size, ContentMD5: md5b64, Body: spool,
+	// The same guard as every e签宝 call: admission and quota, the breaker, the retry of an
+	// attempt that never reached e签宝, metrics and the debug line.
+	fileID, err := submission.Call(ctx, s.guard, OpFileUpload, func(ctx context.Context) (string, error) {
+		// Every attempt reads the file from its start.
+		if _, err := spool.Seek(0, io.SeekStart); err != nil {
+			return "", status.Error(codes.Internal, "cannot read the buffered upload")
+		}
+		return s.files.UploadFile(ctx, upstream.FileUpload{
+			Name: info.GetFileName(), ContentType: contentType, Size: size, ContentMD5: md5b64, Body: spool,
+		})
 	})
 	if err != nil {
-		return apierror.FromUpstream(ctx, err).Err()
+		return apierror.FromSubmission(ctx, err).Err()
 	}
 	return stream.SendAndClose(&evidencev1.UploadFileResponse{FileId: fileID, Size: size, ContentMd5: md5b64})
 }
