@@ -53,6 +53,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.calls, m.latency, m.inFlight, m.replays, m.upstreamCalls, m.upstreamLatency,
 		m.limiterWait, m.limiterRefusals, m.breakerState, m.duplicates)
+	// The series the alerting rules (deploy/prometheus) watch exist at 0 from start-up: a
+	// series that first appears at 1 gives increase() nothing to compare, so a rare event
+	// such as one duplicate would never alert.
+	for _, outcome := range []string{"credentials_rejected", "outcome_unknown", "http_429"} {
+		m.upstreamCalls.WithLabelValues(outcome, "")
+	}
+	m.duplicates.WithLabelValues(string(submission.OpPsnRealname))
 	return m
 }
 
