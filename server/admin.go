@@ -8,20 +8,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// adminHandler serves the admin listener: Prometheus metrics, Go's profiler and, for the
-// embedded store, its backup. Bind it to an address only operators reach; it carries no
-// personal data, but profiles reveal the service's internals and the backup holds the
-// callers' customBizIds.
+// adminHandler serves the admin listener: Prometheus metrics, for the embedded store its
+// backup and, with Options.AdminPprof, Go's profiler. Bind it to an address only
+// operators reach; it carries no personal data, but the backup holds the callers'
+// customBizIds, and profiles reveal the service's internals and cost CPU on demand, so
+// they are off unless asked for.
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	if s.opts.Backup != nil {
 		mux.HandleFunc("GET /backup", s.serveBackup)
+	}
+	if s.opts.AdminPprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	}
 	return mux
 }

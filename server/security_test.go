@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
+	"github.com/esign-evidence/esign-evidence/internal/authtoken"
 	"github.com/esign-evidence/esign-evidence/internal/tlsreload"
 	"github.com/esign-evidence/esign-evidence/server"
 	"github.com/esign-evidence/esign-evidence/server/auth"
@@ -45,10 +46,10 @@ const (
 func tokenAuth(publicReflection bool) func(*server.Options) {
 	return func(o *server.Options) {
 		o.Auth = auth.Config{
-			Tokens: []auth.Token{
+			Tokens: authtoken.NewSet([]authtoken.Token{
 				{Identity: "billing", SHA256: sha256.Sum256([]byte(billingToken))},
 				{Identity: "crm", SHA256: sha256.Sum256([]byte(crmToken))},
-			},
+			}),
 			PublicHealth:     true,
 			PublicReflection: publicReflection,
 		}

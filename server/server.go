@@ -119,6 +119,8 @@ type Options struct {
 	Backup func(w io.Writer, size func(int64)) error
 	// OpenAPI is the document served at OpenAPIPath.
 	OpenAPI []byte
+	// AdminPprof serves Go's profiler (/debug/pprof/) on the admin listener.
+	AdminPprof bool
 }
 
 // Server is one instance of the service. Build it with New, run it with Serve.

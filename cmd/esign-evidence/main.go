@@ -188,6 +188,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Backup:               backup,
 		Registry:             registry,
 		OpenAPI:              esignevidence.OpenAPIv2,
+		AdminPprof:           cfg.AdminPprof,
 	})
 	if err != nil {
 		return err
@@ -211,7 +212,35 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("esign-evidence starting", "version", build.Version, "revision", build.Revision, "esign_base_url", cfg.BaseURL, "esign_app_id", cfg.AppID,
 		"esign_api_revision", string(cfg.Revision), "demo_mode", cfg.Simulate, "tracing", tp != nil)
+	// Registered before serving, so a SIGHUP never meets the default action (exit).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHangup(ctx, hup, cfg, log)
 	return srv.Serve(ctx, ls)
+}
+
+// reloadOnHangup re-reads AUTH_TOKENS_FILE (and AUTH_TOKEN_HASHES) on each SIGHUP until
+// ctx is done. A file that cannot be used leaves the accepted tokens as they were, and
+// the log says why. SIGHUP never stops the process.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, cfg *config.Config, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if cfg.AuthTokensFile == "" {
+			log.Info("SIGHUP: no AUTH_TOKENS_FILE to reload")
+			continue
+		}
+		n, err := cfg.ReloadTokens()
+		if err != nil {
+			log.Error("SIGHUP: AUTH_TOKENS_FILE not reloaded; the previous tokens stay in force", "err", err.Error())
+			continue
+		}
+		log.Info("SIGHUP: AUTH_TOKENS_FILE reloaded", "callers", n)
+	}
 }
 
 // tlsReloadInterval is how often the certificate files are checked for a new version.

@@ -98,7 +98,14 @@ func startDemo(t *testing.T, bin string) *running {
 // startBinary starts the binary with extra environment and arguments on loopback port 0.
 func startBinary(t *testing.T, bin string, env []string, args ...string) *running {
 	t.Helper()
-	cmd := exec.Command(bin, append(args, "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")...)
+	return startBinaryArgs(t, bin, env, append(args, "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")...)
+}
+
+// startBinaryArgs starts the binary with exactly these arguments (they must put the
+// listeners on loopback) and reads the addresses it serves on from its log.
+func startBinaryArgs(t *testing.T, bin string, env []string, args ...string) *running {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw

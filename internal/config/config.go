@@ -4,20 +4,18 @@
 package config
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/peterbourgon/ff/v3"
 
+	"github.com/esign-evidence/esign-evidence/internal/authtoken"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/server"
 	"github.com/esign-evidence/esign-evidence/server/auth"
@@ -29,8 +27,9 @@ import (
 const (
 	DefaultGRPCAddr = ":9090"
 	DefaultHTTPAddr = ":8080"
-	// DefaultAdminAddr serves /metrics and /debug/pprof.
-	DefaultAdminAddr = ":9091"
+	// DefaultAdminAddr serves /metrics (and /debug/pprof with ADMIN_PPROF). It has no
+	// credentials, so by default only this host reaches it.
+	DefaultAdminAddr = "127.0.0.1:9091"
 	// DefaultDBPath is in the state directory the container image and the systemd unit
 	// use, not relative to whatever the working directory happens to be.
 	DefaultDBPath = "/var/lib/esign-evidence/submissions.db"
@@ -81,15 +80,21 @@ type Config struct {
 	// Retention is how long submissions are kept after their last change.
 	Retention time.Duration
 
+	// AdminAddr is the admin listener's address; "" for none.
 	AdminAddr string
+	// AdminPprof serves Go's profiler on the admin listener.
+	AdminPprof bool
 	// TLSCertFile and TLSKeyFile serve both listeners over TLS; TLSClientCAFile adds
 	// client-certificate authentication.
 	TLSCertFile, TLSKeyFile, TLSClientCAFile string
 	// Auth is caller authentication.
-	Auth                 auth.Config
-	MaxConcurrentStreams uint32
-	ReadHeaderTimeout    time.Duration
-	MaxFileBytes         int64
+	Auth auth.Config
+	// AuthTokensFile and AuthTokenHashes are where Auth.Tokens came from; ReloadTokens
+	// reads them again.
+	AuthTokensFile, AuthTokenHashes string
+	MaxConcurrentStreams            uint32
+	ReadHeaderTimeout               time.Duration
+	MaxFileBytes                    int64
 }
 
 // envOnly are the settings read from the environment alone: secrets (a flag's value would
@@ -164,7 +169,8 @@ func newFlagSet(c *Config, out io.Writer) (*flag.FlagSet, *raw) {
 	v("esign-qps", &c.EsignQPS, "e签宝 requests per second allowed for the app (its quota); with DATABASE_URL shared by every replica")
 	v("esign-min-remaining", &c.MinRemaining, "no e签宝 call is started for a caller with less deadline left (after waiting for the quota)")
 	fs.StringVar(&r.fingerprintFile, "fingerprint-key-file", "", "file holding the keys of the request fingerprints, one per line, the first for new records (or set FINGERPRINT_KEY); required with DATABASE_URL; default with DB_PATH: a key kept in the store")
-	fs.Var(&address{name: "admin-addr", dst: &c.AdminAddr, emptyOK: true}, "admin-addr", "admin listen address: /metrics and /debug/pprof (empty: none)")
+	fs.Var(&address{name: "admin-addr", dst: &c.AdminAddr, emptyOK: true}, "admin-addr", "admin listen address: /metrics, and /debug/pprof with ADMIN_PPROF (set but empty: none)")
+	v("admin-pprof", &c.AdminPprof, "serve Go's profiler (/debug/pprof/) on the admin listener")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", "", "serve gRPC and REST over TLS with this certificate (PEM; reloaded when the file changes)")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", "", "the TLS certificate's private key (PEM)")
 	fs.StringVar(&c.TLSClientCAFile, "tls-client-ca-file", "", "accept callers with a client certificate signed by this CA (mTLS); the certificate's CN is the caller")
@@ -223,7 +229,7 @@ func Load(args []string, usageOut io.Writer) (*Config, error) {
 		}
 		c.DatabaseURL = upstream.Secret(strings.TrimSpace(string(b)))
 	}
-	if c.DBPath == "" && c.DatabaseURL == "" {
+	if c.DBPath == "" && c.DatabaseURL == "" && !c.Simulate {
 		bad("db-path", "DB_PATH", "is empty; name a file, or set DATABASE_URL")
 	}
 	fpKey, fpFile := os.Getenv("FINGERPRINT_KEY"), r.fingerprintFile
@@ -276,11 +282,12 @@ func Load(args []string, usageOut io.Writer) (*Config, error) {
 		PublicHealth:     r.publicHealth,
 		PublicReflection: r.publicReflection,
 	}
-	tokens, err := loadTokens(r.tokensFile, os.Getenv("AUTH_TOKEN_HASHES"))
+	c.AuthTokensFile, c.AuthTokenHashes = r.tokensFile, os.Getenv("AUTH_TOKEN_HASHES")
+	tokens, err := authtoken.Parse(c.AuthTokensFile, c.AuthTokenHashes)
 	if err != nil {
 		bad("auth-tokens-file", "AUTH_TOKENS_FILE / AUTH_TOKEN_HASHES", "%v", err)
 	}
-	c.Auth.Tokens = tokens
+	c.Auth.Tokens = authtoken.NewSet(tokens)
 	authConfigured := len(tokens) > 0 || c.Auth.ClientCerts
 	if c.Simulate && !authConfigured {
 		c.Auth.Disabled = true // demo mode: anyone on this machine may call the simulator
@@ -344,61 +351,21 @@ func Load(args []string, usageOut io.Writer) (*Config, error) {
 	return c, errors.Join(errs...)
 }
 
-// loadTokens reads bearer tokens from a file of "<caller> <token>" lines (blank lines and
-// # comments allowed) and from hashes given as "<caller>:<sha256 hex>,...". Only the
-// SHA-256 of each token is kept. Errors never quote a token.
-func loadTokens(file, hashes string) ([]auth.Token, error) {
-	var out []auth.Token
-	seen := map[[32]byte]bool{}
-	add := func(id string, sum [32]byte) error {
-		if !validIdentity.MatchString(id) {
-			return fmt.Errorf("caller name %q must be 1 to 64 letters, digits, '.', '_' or '-'", id)
-		}
-		if seen[sum] {
-			return fmt.Errorf("a token is given twice (caller %s)", id)
-		}
-		seen[sum] = true
-		out = append(out, auth.Token{Identity: id, SHA256: sum})
-		return nil
+// ReloadTokens reads AUTH_TOKENS_FILE and AUTH_TOKEN_HASHES again and, when they are
+// valid, makes their tokens the accepted set; it returns the number of callers. On an
+// error the accepted set is left as it was. A reload that would leave no way to
+// authenticate is refused like the same configuration at start-up.
+func (c *Config) ReloadTokens() (int, error) {
+	tokens, err := authtoken.Parse(c.AuthTokensFile, c.AuthTokenHashes)
+	if err != nil {
+		return 0, err
 	}
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("cannot read %q", file)
-		}
-		for i, line := range strings.Split(string(b), "\n") {
-			line = strings.TrimSpace(line)
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			id, tok, ok := strings.Cut(line, " ")
-			tok = strings.TrimSpace(tok)
-			if !ok || len(tok) < 16 {
-				return nil, fmt.Errorf("%s line %d: want \"<caller> <token>\" with a token of at least 16 characters", file, i+1)
-			}
-			if err := add(id, sha256.Sum256([]byte(tok))); err != nil {
-				return nil, err
-			}
-		}
+	if len(tokens) == 0 && !c.Auth.ClientCerts && !c.Auth.Disabled {
+		return 0, errors.New("no tokens left and no client CA: every caller would be refused")
 	}
-	for _, entry := range strings.Split(hashes, ",") {
-		entry = strings.TrimSpace(entry)
-		if entry == "" {
-			continue
-		}
-		id, hx, _ := strings.Cut(entry, ":")
-		raw, err := hex.DecodeString(hx)
-		if err != nil || len(raw) != 32 {
-			return nil, fmt.Errorf("AUTH_TOKEN_HASHES: want <caller>:<64 hex digits of SHA-256> for caller %q", id)
-		}
-		if err := add(id, [32]byte(raw)); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	c.Auth.Tokens.Replace(tokens)
+	return len(tokens), nil
 }
-
-var validIdentity = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // Usage writes every setting with its flag, environment variable and default.
 func Usage(w io.Writer) {

@@ -70,13 +70,13 @@ func TestValidConfigurations(t *testing.T) {
 		}},
 		{"token hashes", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s",
 			"AUTH_TOKEN_HASHES": "billing:" + strings.Repeat("ab", 32) + ", crm:" + strings.Repeat("cd", 32)}, func(t *testing.T, c *config.Config) {
-			if c.Auth.Disabled || len(c.Auth.Tokens) != 2 || c.Auth.Tokens[1].Identity != "crm" || !c.Auth.PublicHealth || !c.Auth.PublicReflection {
+			if c.Auth.Disabled || c.Auth.Tokens.Len() != 2 || c.Auth.Tokens.Tokens()[1].Identity != "crm" || !c.Auth.PublicHealth || !c.Auth.PublicReflection {
 				t.Errorf("%+v", c.Auth)
 			}
 		}},
 		{"token file", []string{"-auth-public-reflection=false"}, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s",
 			"AUTH_TOKENS_FILE": tokenFile}, func(t *testing.T, c *config.Config) {
-			if len(c.Auth.Tokens) != 1 || c.Auth.Tokens[0].Identity != "billing" || c.Auth.Tokens[0].SHA256 != sha256.Sum256([]byte("tok-0123456789abcdef")) || c.Auth.PublicReflection {
+			if c.Auth.Tokens.Len() != 1 || c.Auth.Tokens.Tokens()[0].Identity != "billing" || c.Auth.Tokens.Tokens()[0].SHA256 != sha256.Sum256([]byte("tok-0123456789abcdef")) || c.Auth.PublicReflection {
 				t.Errorf("%+v", c.Auth)
 			}
 		}},
@@ -174,8 +174,16 @@ func TestSetButEmptyEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.AdminAddr != config.DefaultAdminAddr {
-		t.Errorf("unset ADMIN_ADDR: %q, want the default", c.AdminAddr)
+	if c.AdminAddr != "127.0.0.1:9091" || c.AdminPprof {
+		t.Errorf("unset ADMIN_ADDR: %q (pprof %v), want the default on loopback without the profiler", c.AdminAddr, c.AdminPprof)
+	}
+	setEnv(t, map[string]string{"SIMULATE": "true", "ADMIN_PPROF": "true"})
+	if c, err = config.Load(nil, io.Discard); err != nil || !c.AdminPprof {
+		t.Errorf("ADMIN_PPROF=true: %v, %v", c.AdminPprof, err)
+	}
+	setEnv(t, map[string]string{"SIMULATE": "true", "DB_PATH": ""})
+	if c, err = config.Load(nil, io.Discard); err != nil || c.DBPath != "" {
+		t.Errorf("DB_PATH set but empty in demo mode: %q, %v; want a temporary file", c.DBPath, err)
 	}
 	setEnv(t, map[string]string{"SIMULATE": "true", "ADMIN_ADDR": ""})
 	if c, err = config.Load(nil, io.Discard); err != nil || c.AdminAddr != "" {
@@ -256,5 +264,39 @@ func TestExactlyOnceSettings(t *testing.T) {
 	if len(c.FingerprintKeys) != 2 || c.FingerprintKeys[0] != "new-fingerprint-key-0002" || c.StoreTimeout != time.Second ||
 		c.MinRemaining != time.Second || c.Retention != 30*24*time.Hour {
 		t.Errorf("%+v", c)
+	}
+}
+
+func TestReloadTokens(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tokens")
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("billing tok-0123456789abcdef\n")
+	setEnv(t, map[string]string{"SIMULATE": "1", "AUTH_TOKENS_FILE": file})
+	c, err := config.Load(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("billing tok-0123456789abcdef\ncrm crm-0123456789abcdef\n")
+	if n, err := c.ReloadTokens(); err != nil || n != 2 {
+		t.Fatalf("reload: %d %v", n, err)
+	}
+	if id, ok := c.Auth.Tokens.Identity("crm-0123456789abcdef"); !ok || id != "crm" {
+		t.Errorf("added token not accepted: %q %v", id, ok)
+	}
+	for _, broken := range []string{"crm short-secret\n", "", "bad/name tok-0123456789abcdef\n"} {
+		write(broken)
+		if _, err := c.ReloadTokens(); err == nil {
+			t.Errorf("reload of %q accepted", broken)
+		} else if strings.Contains(err.Error(), "short-secret") {
+			t.Errorf("error quotes the token: %v", err)
+		}
+		if _, ok := c.Auth.Tokens.Identity("crm-0123456789abcdef"); !ok {
+			t.Errorf("a broken file (%q) dropped the previous tokens", broken)
+		}
 	}
 }

@@ -5,8 +5,6 @@ package auth
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"strings"
 
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
@@ -17,6 +15,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/esign-evidence/esign-evidence/internal/authtoken"
 	"github.com/esign-evidence/esign-evidence/server/apierror"
 	"github.com/esign-evidence/esign-evidence/server/observe"
 )
@@ -25,8 +24,9 @@ import (
 type Config struct {
 	// Disabled turns authentication off. Only an explicit setting (or demo mode) does.
 	Disabled bool
-	// Tokens are the accepted bearer tokens, by the SHA-256 of the token.
-	Tokens []Token
+	// Tokens are the accepted bearer tokens, by the SHA-256 of the token. The set may be
+	// replaced while the server runs.
+	Tokens *authtoken.Set
 	// ClientCerts accepts callers presenting a client certificate that the TLS layer
 	// verified against the configured CA; the identity is the certificate's common name.
 	ClientCerts bool
@@ -34,14 +34,6 @@ type Config struct {
 	// without credentials.
 	PublicHealth     bool
 	PublicReflection bool
-}
-
-// Token is one accepted bearer token.
-type Token struct {
-	// Identity names the caller in logs, metrics and as its customBizId namespace.
-	Identity string
-	// SHA256 is the SHA-256 of the token; the token itself is never held.
-	SHA256 [32]byte
 }
 
 // anonymous is the identity of every caller when authentication is off.
@@ -83,24 +75,16 @@ func (a *Config) authenticate(ctx context.Context, method string) (string, error
 	return "", errUnauthenticated.Err()
 }
 
-// tokenIdentity checks a bearer token against every configured hash in constant time,
-// without stopping at the first match, so timing tells nothing about the tokens.
+// tokenIdentity checks a bearer token against every configured hash in constant time.
 func (a *Config) tokenIdentity(values []string) (string, bool) {
 	if len(values) != 1 {
 		return "", false
 	}
 	tok, ok := strings.CutPrefix(values[0], "Bearer ")
-	if !ok || tok == "" {
+	if !ok {
 		return "", false
 	}
-	sum := sha256.Sum256([]byte(tok))
-	found := ""
-	for _, t := range a.Tokens {
-		if subtle.ConstantTimeCompare(sum[:], t.SHA256[:]) == 1 {
-			found = t.Identity
-		}
-	}
-	return found, found != ""
+	return a.Tokens.Identity(tok)
 }
 
 // certIdentity is the common name of a client certificate the TLS handshake verified.
