@@ -110,6 +110,8 @@ fuzz: ## Run each fuzz target for FUZZTIME (10s; CI's smoke run).
 	go test -run='^$$' -fuzz=FuzzRESTBody -fuzztime=$(FUZZTIME) ./server/gateway/
 	go test -run='^$$' -fuzz=FuzzTranslate -fuzztime=$(FUZZTIME) ./server/translate/
 	go test -run='^$$' -fuzz=FuzzDecodeResponse -fuzztime=$(FUZZTIME) ./upstream/
+	go test -run='^$$' -fuzz='^FuzzGRPCBytes$$' -fuzztime=$(FUZZTIME) ./cmd/esign-evidence/
+	go test -run='^$$' -fuzz='^FuzzUploadFileName$$' -fuzztime=$(FUZZTIME) ./cmd/esign-evidence/
 
 GHZ_VERSION := v0.120.0
 HEY_VERSION := v0.1.5

@@ -31,10 +31,12 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
+	"github.com/esign-evidence/esign-evidence/server/apierror"
 	"github.com/esign-evidence/esign-evidence/server/auth"
 	"github.com/esign-evidence/esign-evidence/server/gateway"
 	"github.com/esign-evidence/esign-evidence/server/inprocess"
@@ -121,6 +123,24 @@ type Options struct {
 	OpenAPI []byte
 	// AdminPprof serves Go's profiler (/debug/pprof/) on the admin listener.
 	AdminPprof bool
+	// UploadIdleTimeout ends an upload that sends nothing for this long;
+	// service.DefaultUploadIdleTimeout when 0.
+	UploadIdleTimeout time.Duration
+	// MaxConcurrentUploads bounds the uploads in progress;
+	// DefaultMaxConcurrentUploads() when 0.
+	MaxConcurrentUploads int
+	// MaxConnections bounds the connections open on the gRPC and REST listeners
+	// together; DefaultMaxConnections() when 0.
+	MaxConnections int
+	// MaxCallsInFlight bounds the calls being handled at once (health checks aside);
+	// DefaultMaxCallsInFlight when 0.
+	MaxCallsInFlight int
+	// ReadTimeout bounds the reading of a whole REST request, headers and body;
+	// DefaultReadTimeout when 0.
+	ReadTimeout time.Duration
+	// GRPCMaxConnectionIdle closes a gRPC connection without calls for this long;
+	// DefaultGRPCMaxConnectionIdle when 0.
+	GRPCMaxConnectionIdle time.Duration
 }
 
 // Server is one instance of the service. Build it with New, run it with Serve.
@@ -132,6 +152,7 @@ type Server struct {
 	rest    *inprocess.Channel
 	metrics *observe.Metrics
 	edge    *observe.HTTP
+	conns   *connLimiter
 }
 
 // propagator reads and writes W3C trace context (traceparent, tracestate): a REST or gRPC
@@ -170,6 +191,21 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxFileBytes <= 0 {
 		opts.MaxFileBytes = service.DefaultMaxFileBytes
 	}
+	if opts.MaxConcurrentUploads <= 0 {
+		opts.MaxConcurrentUploads = DefaultMaxConcurrentUploads()
+	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = DefaultMaxConnections()
+	}
+	if opts.MaxCallsInFlight <= 0 {
+		opts.MaxCallsInFlight = DefaultMaxCallsInFlight
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = DefaultReadTimeout
+	}
+	if opts.GRPCMaxConnectionIdle <= 0 {
+		opts.GRPCMaxConnectionIdle = DefaultGRPCMaxConnectionIdle
+	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
@@ -192,17 +228,24 @@ func New(opts Options) (*Server, error) {
 	valid := validate.New(v)
 	// The same chain, in the same order, for unary and streaming calls, over gRPC and over
 	// REST; each concern is written once for both kinds of call.
+	// The bound on calls in progress is one for both transports; a refusal by it is
+	// logged and counted (inside calls) and costs no authentication.
+	inFlight := newGate(opts.MaxCallsInFlight)
 	unary := []grpc.UnaryServerInterceptor{
 		calls.UnaryServerInterceptor(),
 		grpcMetrics.UnaryServerInterceptor(),
+		apierror.UnaryServerInterceptor(),
 		recovery.UnaryServerInterceptor(recovered),
+		admitInterceptor(inFlight),
 		authn.UnaryServerInterceptor(),
 		valid.UnaryServerInterceptor(),
 	}
 	stream := []grpc.StreamServerInterceptor{
 		calls.StreamServerInterceptor(),
 		grpcMetrics.StreamServerInterceptor(),
+		apierror.StreamServerInterceptor(),
 		recovery.StreamServerInterceptor(recovered),
+		admitStreamInterceptor(inFlight),
 		authn.StreamServerInterceptor(),
 		valid.StreamServerInterceptor(),
 	}
@@ -218,9 +261,33 @@ func New(opts Options) (*Server, error) {
 	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes),
 		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
+		// Requests that cannot be decoded are answered INVALID_ARGUMENT naming the field.
+		grpc.ForceServerCodecV2(validate.NewCodec()),
+		grpc.UnknownServiceHandler(apierror.UnknownMethod),
+		// A client that has not sent its HTTP/2 preface within READ_HEADER_TIMEOUT is
+		// dropped, as a REST client that has not sent its headers.
+		grpc.ConnectionTimeout(opts.ReadHeaderTimeout),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: opts.GRPCMaxConnectionIdle,
+			Time:              keepaliveTime,
+			Timeout:           keepaliveTimeout,
+		}),
 		// Reuse a pool of goroutines for calls: their stacks stay grown, instead of every
 		// call growing a fresh one (copystack was a tenth of the CPU profile under load).
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		// Requests that cannot be decoded are answered INVALID_ARGUMENT naming the field.
+		grpc.ForceServerCodecV2(validate.NewCodec()),
+		grpc.UnknownServiceHandler(apierror.UnknownMethod),
+		// A client that has not sent its HTTP/2 preface within READ_HEADER_TIMEOUT is
+		// dropped, as a REST client that has not sent its headers.
+		grpc.ConnectionTimeout(opts.ReadHeaderTimeout),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: opts.GRPCMaxConnectionIdle,
+			Time:              keepaliveTime,
+			Timeout:           keepaliveTimeout,
+		}),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	}
@@ -238,21 +305,27 @@ func New(opts Options) (*Server, error) {
 	m.RegisterStoreUp(opts.Registry, opts.Submitter.StoreUp)
 	opts.Submitter.OnDuplicate(m.Duplicate)
 	evidence := service.New(service.Config{
-		Revision:     opts.Upstream.Revision(),
-		Guard:        guard,
-		Submitter:    opts.Submitter,
-		Files:        opts.Upstream,
-		MaxFileBytes: opts.MaxFileBytes,
+		Revision:             opts.Upstream.Revision(),
+		Guard:                guard,
+		Submitter:            opts.Submitter,
+		Files:                opts.Upstream,
+		MaxFileBytes:         opts.MaxFileBytes,
+		MaxConcurrentUploads: opts.MaxConcurrentUploads,
+		UploadIdleTimeout:    opts.UploadIdleTimeout,
 	})
 	hs := health.NewServer()
+	// Every service with unary methods is registered through validate.WithDecodeFaults, so
+	// that a request gRPC cannot read is answered by the interceptors.
 	for _, r := range []grpc.ServiceRegistrar{g, rest} {
-		evidencev1.RegisterEvidenceServiceServer(r, evidence)
-		grpc_health_v1.RegisterHealthServer(r, hs)
+		r.RegisterService(validate.WithDecodeFaults(&evidencev1.EvidenceService_ServiceDesc), evidence)
+		r.RegisterService(validate.WithDecodeFaults(&grpc_health_v1.Health_ServiceDesc), hs)
 	}
 	hs.SetServingStatus(evidencev1.EvidenceService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
 	reflection.Register(g) // v1 and v1alpha
 	grpcMetrics.InitializeMetrics(g)
-	return &Server{opts: opts, log: opts.Logger, grpc: g, rest: rest, health: hs, metrics: m, edge: edge}, nil
+	m.KnowMethods(g)
+	return &Server{opts: opts, log: opts.Logger, grpc: g, rest: rest, health: hs, metrics: m, edge: edge,
+		conns: newConnLimiter(opts.MaxConnections, opts.Registry, opts.Logger)}, nil
 }
 
 // GRPCServer exposes the gRPC server, so tests and embedders can register more services.
@@ -263,7 +336,7 @@ func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
 // in-flight gRPC calls complete, then everything stops. It returns nil after a clean
 // shutdown.
 func (s *Server) Serve(ctx context.Context, ls Listeners) error {
-	grpcLis, httpLis := ls.GRPC, ls.HTTP
+	grpcLis, httpLis := s.conns.wrap(ls.GRPC, "grpc"), s.conns.wrap(ls.HTTP, "http")
 	gwCtx, cancelGW := context.WithCancel(context.Background())
 	defer cancelGW()
 	gw, err := gateway.New(gwCtx, s.rest, gateway.Options{MaxBody: int64(s.opts.MaxRequestBytes), MaxFile: s.opts.MaxFileBytes, OpenAPI: s.opts.OpenAPI})
@@ -282,6 +355,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	httpSrv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+		ReadTimeout:       s.opts.ReadTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		TLSConfig:         s.opts.TLS,

@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -267,8 +268,9 @@ func (c *Client) post(ctx context.Context, path string, body []byte, personal []
 		cause := transportCause(ctx, err)
 		if !wrote.Load() {
 			// A cancelled context is the caller leaving (or the service stopping the
-			// attempt itself): a local reason, which says nothing about e签宝.
-			return "", &SendError{Err: cause, Local: errors.Is(cause, context.Canceled)}
+			// attempt itself), and a socket that could not even be made is this process
+			// out of descriptors or memory: local reasons, which say nothing about e签宝.
+			return "", &SendError{Err: cause, Local: errors.Is(cause, context.Canceled) || localResource(cause)}
 		}
 		return "", &UnknownOutcomeError{Err: cause}
 	}
@@ -332,6 +334,17 @@ func decodeResponse(status int, raw []byte, trace string, personal []string, out
 // transportCause reports the context's error when the context ended (go-github,
 // google-cloud-go do the same), else a transport error with the URL stripped: the error
 // text then has no host or path the caller did not configure.
+// localResource reports whether err is this process running out of a resource of its
+// own (descriptors, socket buffers, memory) rather than a failure on the way to e签宝.
+func localResource(err error) bool {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
+}
+
 func transportCause(ctx context.Context, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return ctxErr

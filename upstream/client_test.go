@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -398,6 +400,33 @@ func TestConnectionRefusedIsNotSent(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	assertClean(t, err)
+}
+
+// A socket the process cannot make (out of descriptors) is a local failure: nothing was
+// sent, and it says nothing about e签宝, so the circuit breaker ignores it.
+func TestOutOfDescriptorsIsLocal(t *testing.T) {
+	emfile := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.EMFILE)}
+	}}
+	c, err := upstream.New(upstream.Config{BaseURL: "http://127.0.0.1:1", AppID: testAppID, AppSecret: testSecret,
+		WrapTransport: func(http.RoundTripper) http.RoundTripper { return emfile }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.CreatePsnEvidencePoint(context.Background(), seedPoint())
+	if o := upstream.OutcomeOf(err); o != upstream.OutcomeLocal || o.UpstreamFailure() {
+		t.Fatalf("out of descriptors: outcome %v (%v)", o, err)
+	}
+	// A refused connection is e签宝 (or the way to it) failing, not a local one.
+	refused := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	}}
+	c, _ = upstream.New(upstream.Config{BaseURL: "http://127.0.0.1:1", AppID: testAppID, AppSecret: testSecret,
+		WrapTransport: func(http.RoundTripper) http.RoundTripper { return refused }})
+	_, err = c.CreatePsnEvidencePoint(context.Background(), seedPoint())
+	if o := upstream.OutcomeOf(err); o != upstream.OutcomeNotSent {
+		t.Fatalf("connection refused: outcome %v (%v)", o, err)
+	}
 }
 
 func TestCallerContextCancelledBeforeSending(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -42,10 +43,16 @@ var forbiddenFileName = regexp.MustCompile(`[/\\:*"<>|?\x{1F000}-\x{1FAFF}\x{260
 
 var fileExtension = regexp.MustCompile(`^.+\.[A-Za-z0-9]{1,10}$`)
 
-// CheckFileName returns an error if e签宝 would refuse name.
+// CheckFileName returns an error if e签宝 would refuse name, or if it holds a control
+// character or bytes that are not UTF-8 (a name e签宝 would store as given and show to
+// people).
 func CheckFileName(name string) error {
 	switch {
-	case !utf8.ValidString(name) || strings.TrimSpace(name) == "":
+	case !utf8.ValidString(name):
+		return errors.New("fileName must be valid UTF-8")
+	case strings.ContainsFunc(name, unicode.IsControl):
+		return errors.New("fileName must not contain control characters")
+	case strings.TrimSpace(name) == "":
 		return errors.New("fileName must not be empty")
 	case forbiddenFileName.MatchString(name):
 		return errors.New(`fileName must not contain / \ : * " < > | ? or emoji`)

@@ -30,7 +30,8 @@ func TestUploadFileAgainstSimulator(t *testing.T) {
 }
 
 func TestUploadFileNameChecks(t *testing.T) {
-	for _, name := range []string{"noext", "a/b.jpg", `a\b.jpg`, "a:b.jpg", "a*.jpg", `a".jpg`, "a<b.jpg", "a>b.jpg", "a|b.jpg", "a?.jpg", "smile😀.jpg", " "} {
+	for _, name := range []string{"noext", "a/b.jpg", `a\b.jpg`, "a:b.jpg", "a*.jpg", `a".jpg`, "a<b.jpg", "a>b.jpg", "a|b.jpg", "a?.jpg", "smile😀.jpg", " ",
+		"a\x00.jpg", "a\n.jpg", "a\x7f.jpg", "a\u0085.jpg", "a\xff.jpg"} {
 		if upstream.CheckFileName(name) == nil {
 			t.Errorf("%q accepted", name)
 		}

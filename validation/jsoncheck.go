@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -23,7 +24,7 @@ import (
 // It returns nil when the body is acceptable to protojson. The server and cmd/esign-import
 // both decode with it, so a body is refused the same way wherever it is read.
 func CheckJSON(body []byte, md protoreflect.MessageDescriptor) []FieldViolation {
-	c := &jsonChecker{dec: json.NewDecoder(bytes.NewReader(body))}
+	c := &jsonChecker{dec: json.NewDecoder(bytes.NewReader(body)), badUTF8: firstInvalidUTF8(body)}
 	c.dec.UseNumber()
 	c.message(md, "")
 	if !c.failed {
@@ -32,6 +33,10 @@ func CheckJSON(body []byte, md protoreflect.MessageDescriptor) []FieldViolation 
 			c.add("", "json.syntax", "the body must hold exactly one JSON object")
 		}
 	}
+	if c.badUTF8 >= 0 && !c.utf8Reported {
+		// encoding/json reads invalid UTF-8 as U+FFFD; protojson refuses it.
+		c.add("", "json.utf8", "the body is not valid UTF-8")
+	}
 	return c.out
 }
 
@@ -39,6 +44,21 @@ type jsonChecker struct {
 	dec    *json.Decoder
 	out    []FieldViolation
 	failed bool // the JSON itself is broken: stop reading
+	// badUTF8 is the offset of the body's first byte that is not UTF-8, or -1.
+	badUTF8      int64
+	utf8Reported bool
+}
+
+// firstInvalidUTF8 is the offset of the first byte of b that is not UTF-8, or -1.
+func firstInvalidUTF8(b []byte) int64 {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return int64(i)
+		}
+		i += n
+	}
+	return -1
 }
 
 func (c *jsonChecker) add(path, rule, desc string) {
@@ -119,9 +139,15 @@ func (c *jsonChecker) field(fd protoreflect.FieldDescriptor, path string) bool {
 	if fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind {
 		return c.message(fd.Message(), path)
 	}
+	start := c.dec.InputOffset()
 	t, ok := c.token(path)
 	if !ok || t == nil {
 		return false
+	}
+	if c.badUTF8 >= start && c.badUTF8 < c.dec.InputOffset() {
+		c.add(path, "string.utf8", "is not valid UTF-8")
+		c.utf8Reported = true
+		return true
 	}
 	if d, isDelim := t.(json.Delim); isDelim {
 		c.skipRest(d)

@@ -87,7 +87,10 @@ func startTarget(t *testing.T, tokensFile string, env ...string) *target {
 		seed: seed, req: req, http: &http.Client{Timeout: 10 * time.Second}}
 	// Warm up: the first calls build pools and caches that are not an attack's doing.
 	for range 3 {
-		if err := tg.normalCall(context.Background()); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := tg.normalCall(ctx)
+		cancel()
+		if err != nil {
 			t.Fatalf("warm-up call: %v\n%s", err, r.stderr)
 		}
 	}
@@ -211,8 +214,8 @@ next:
 	return sum
 }
 
-// eventually polls cond until it holds or within passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+// waitUntil polls cond until it holds or within passes.
+func waitUntil(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -295,14 +298,14 @@ func (tg *target) underAttack(attack func()) {
 	attack()
 	p.finish(t)
 	peakFDs, peakRSS := tg.fds(), tg.rssKiB()
-	eventually(t, settleWithin, "descriptors back to their level", func() (bool, string) {
+	waitUntil(t, settleWithin, "descriptors back to their level", func() (bool, string) {
 		n := tg.fds()
 		return n <= fds0+fdSlack, fmt.Sprintf("%d open, %d before", n, fds0)
 	})
 	// Go returns freed memory to the system gradually; what must not happen is growth
 	// that stays. The bound is twice the level or 64 MiB above it, whichever is larger.
 	limit := max(2*rss0, rss0+64<<10)
-	eventually(t, settleWithin, "memory back near its level", func() (bool, string) {
+	waitUntil(t, settleWithin, "memory back near its level", func() (bool, string) {
 		n := tg.rssKiB()
 		return n <= limit, fmt.Sprintf("RSS %d KiB, %d before, limit %d", n, rss0, limit)
 	})
@@ -315,7 +318,9 @@ func (tg *target) underAttack(attack func()) {
 	}
 	t.Logf("descriptors %d before, %d after the attack, %d settled; RSS %d KiB before, %d after, %d settled",
 		fds0, peakFDs, tg.fds(), rss0, peakRSS, tg.rssKiB())
-	if err := tg.normalCall(context.Background()); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), normalCallBudget)
+	defer cancel()
+	if err := tg.normalCall(ctx); err != nil {
 		t.Errorf("normal call after the attack: %v", err)
 	}
 }
@@ -328,7 +333,7 @@ func (tg *target) hangup(want string) {
 	if err := tg.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "log line "+want, func() (bool, string) {
+	waitUntil(t, 10*time.Second, "log line "+want, func() (bool, string) {
 		select {
 		case err := <-tg.exited:
 			t.Fatalf("the process exited on SIGHUP: %v\n%s", err, tg.stderr)

@@ -95,6 +95,17 @@ type Config struct {
 	MaxConcurrentStreams            uint32
 	ReadHeaderTimeout               time.Duration
 	MaxFileBytes                    int64
+	// UploadIdleTimeout ends an upload that sends nothing for this long.
+	UploadIdleTimeout time.Duration
+	// MaxConcurrentUploads and MaxConnections bound uploads in progress and open
+	// connections; 0 sizes them from the descriptor limit (server.Default…).
+	MaxConcurrentUploads, MaxConnections int
+	// MaxCallsInFlight bounds the calls in progress over both transports.
+	MaxCallsInFlight int
+	// ReadTimeout bounds a whole REST request, headers and body.
+	ReadTimeout time.Duration
+	// GRPCMaxConnectionIdle closes a gRPC connection without calls for this long.
+	GRPCMaxConnectionIdle time.Duration
 }
 
 // envOnly are the settings read from the environment alone: secrets (a flag's value would
@@ -141,6 +152,10 @@ func newFlagSet(c *Config, out io.Writer) (*flag.FlagSet, *raw) {
 	c.MaxConcurrentStreams = server.DefaultMaxConcurrentStreams
 	c.ReadHeaderTimeout = server.DefaultReadHeaderTimeout
 	c.MaxFileBytes = service.DefaultMaxFileBytes
+	c.UploadIdleTimeout = service.DefaultUploadIdleTimeout
+	c.MaxCallsInFlight = server.DefaultMaxCallsInFlight
+	c.ReadTimeout = server.DefaultReadTimeout
+	c.GRPCMaxConnectionIdle = server.DefaultGRPCMaxConnectionIdle
 
 	v := func(name string, dst any, help string) {
 		fs.Var(newValue(name, dst), name, help)
@@ -182,6 +197,15 @@ func newFlagSet(c *Config, out io.Writer) (*flag.FlagSet, *raw) {
 	v("max-concurrent-streams", &c.MaxConcurrentStreams, "concurrent calls per gRPC connection")
 	v("read-header-timeout", &c.ReadHeaderTimeout, "how long a REST client may take to send its headers")
 	v("max-file-bytes", &c.MaxFileBytes, "largest file UploadFile accepts")
+	v("upload-idle-timeout", &c.UploadIdleTimeout, "an upload that sends nothing for this long is ended and its temporary file removed")
+	fs.Var(&count{name: "max-concurrent-uploads", dst: &c.MaxConcurrentUploads, auto: true}, "max-concurrent-uploads",
+		"uploads in progress at once; more are refused (auto: from the descriptor limit)")
+	fs.Var(&count{name: "max-connections", dst: &c.MaxConnections, auto: true}, "max-connections",
+		"connections open at once on the gRPC and REST listeners together; more are closed at once (auto: from the descriptor limit)")
+	fs.Var(&count{name: "max-calls-in-flight", dst: &c.MaxCallsInFlight}, "max-calls-in-flight",
+		"calls in progress at once over gRPC and REST (health checks aside); more are refused")
+	v("read-timeout", &c.ReadTimeout, "how long a REST client may take to send a whole request, headers and body")
+	v("grpc-max-connection-idle", &c.GRPCMaxConnectionIdle, "a gRPC connection without calls for this long is closed")
 	return fs, r
 }
 

@@ -134,3 +134,38 @@ func (a *address) String() string {
 	}
 	return *a.dst
 }
+
+// count is a positive number of things; with auto, "auto" (stored as 0) lets the server
+// size it from the descriptor limit.
+type count struct {
+	name string
+	dst  *int
+	auto bool
+}
+
+func (c *count) Set(s string) error {
+	if c.auto && s == "auto" {
+		*c.dst = 0
+		return nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 1<<20 {
+		want := "a number from 1 to 1048576"
+		if c.auto {
+			want += ", or auto"
+		}
+		return fmt.Errorf("%s (-%s): %q is not %s", envName(c.name), c.name, s, want)
+	}
+	*c.dst = n
+	return nil
+}
+
+func (c *count) String() string {
+	if c == nil || c.dst == nil {
+		return ""
+	}
+	if c.auto && *c.dst == 0 {
+		return "auto"
+	}
+	return strconv.Itoa(*c.dst)
+}

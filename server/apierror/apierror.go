@@ -97,6 +97,7 @@ var (
 	ruleParameter    = errorRule{codes.InvalidArgument, ReasonEsignParameterError, "e签宝 rejected the request's content"}
 	ruleBusiness     = errorRule{codes.FailedPrecondition, ReasonEsignBusinessError, "e签宝 refused the request"}
 	ruleRateLimited  = errorRule{codes.ResourceExhausted, ReasonEsignRateLimited, "e签宝's request quota for this app is exhausted; retry later"}
+	ruleLocal        = errorRule{codes.Unavailable, ReasonLocalFailure, "this service ran short of a local resource; nothing was sent to e签宝 and a retry is safe"}
 	ruleUnreachable  = errorRule{codes.Unavailable, ReasonEsignUnreachable, "e签宝 could not be reached; nothing was sent and a retry is safe"}
 	ruleUnknown      = errorRule{codes.Unavailable, ReasonEsignOutcomeUnknown, "the request reached e签宝 but no definite answer came back; the evidence point may exist"}
 	ruleCredentials  = errorRule{codes.Internal, ReasonEsignCredentialsRejected, "e签宝 refused this service's credentials; an operator must fix its configuration"}
@@ -180,6 +181,11 @@ func FromUpstream(ctx context.Context, err error) *status.Status {
 		switch ue.Outcome() {
 		case upstream.OutcomeNotSent, upstream.OutcomeLocal:
 			rule = ruleUnreachable
+			if ue.Outcome() == upstream.OutcomeLocal {
+				// This service's own failure (out of descriptors, a temporary file): not
+				// e签宝's, and not reported as an e签宝 outcome.
+				rule = ruleLocal
+			}
 			if c := ctxCode(ctx); c != codes.OK {
 				rule.code = c
 				rule.msg = "the call ended before anything was sent to e签宝; a retry is safe"

@@ -110,7 +110,39 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshale
 		}
 		err = status.Error(codes.InvalidArgument, "the request body could not be decoded")
 	}
+	// Routing errors (404, 405) and errors of the gateway itself carry no ErrorInfo.
+	err = apierror.InContract(err)
+	st = status.Convert(err)
+	switch {
+	case st.Code() == codes.Unauthenticated:
+		// grpc-gateway would put the status message here; RFC 6750 wants a challenge.
+		w = &headerAtWrite{ResponseWriter: w, key: "WWW-Authenticate", value: bearerChallenge(r)}
+	case apierror.ErrorInfoOf(st).GetReason() == apierror.ReasonUploadIdleTimeout:
+		writeStatus(w, http.StatusRequestTimeout, st)
+		return
+	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, errorMarshaler, w, r, err)
+}
+
+// bearerChallenge is the WWW-Authenticate challenge of a 401 (RFC 6750 section 3): with
+// error="invalid_token" when the request carried credentials, bare when it did not.
+func bearerChallenge(r *http.Request) string {
+	if r.Header.Get("Authorization") == "" {
+		return `Bearer realm="esign-evidence"`
+	}
+	return `Bearer realm="esign-evidence", error="invalid_token"`
+}
+
+// headerAtWrite sets one header just before the status is written, over whatever the
+// handler set.
+type headerAtWrite struct {
+	http.ResponseWriter
+	key, value string
+}
+
+func (h *headerAtWrite) WriteHeader(code int) {
+	h.Header().Set(h.key, h.value)
+	h.ResponseWriter.WriteHeader(code)
 }
 
 // errorMarshaler writes google.rpc.Status without unpopulated fields (no
@@ -181,7 +213,7 @@ func strictBodies(next http.Handler, routes map[string]protoreflect.MessageDescr
 		}
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
-			writeReadError(w, err, "the request body", maxBody)
+			writeReadError(w, err, "the request body", apierror.ReasonRequestTooLarge, maxBody)
 			return
 		}
 		if len(body) == 0 {
@@ -197,15 +229,24 @@ func strictBodies(next http.Handler, routes map[string]protoreflect.MessageDescr
 }
 
 // writeReadError answers a request whose body could not be read: 413 when it went over
-// its limit (what names the body in the message), else 400.
-func writeReadError(w http.ResponseWriter, err error, what string, limit int64) {
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		writeStatus(w, http.StatusRequestEntityTooLarge,
-			status.New(codes.ResourceExhausted, fmt.Sprintf("%s is larger than %d bytes", what, limit)))
-		return
+// its limit (what names the body in the message, reason is the ErrorInfo reason), 408
+// when it did not arrive within the server's read timeout, else 400.
+func writeReadError(w http.ResponseWriter, err error, what, reason string, limit int64) {
+	var (
+		tooBig *http.MaxBytesError
+		netErr net.Error
+	)
+	switch {
+	case errors.As(err, &tooBig):
+		writeStatus(w, http.StatusRequestEntityTooLarge, apierror.WithDetails(
+			status.New(codes.ResourceExhausted, fmt.Sprintf("%s is larger than %d bytes", what, limit)), apierror.Info(reason, nil)))
+	case errors.As(err, &netErr) && netErr.Timeout():
+		writeStatus(w, http.StatusRequestTimeout, apierror.WithDetails(
+			status.New(codes.DeadlineExceeded, what+" did not arrive within the server's read timeout"), apierror.Info(apierror.ReasonRequestTimeout, nil)))
+	default:
+		writeStatus(w, http.StatusBadRequest, apierror.WithDetails(
+			status.New(codes.InvalidArgument, what+" could not be read"), apierror.Info(apierror.ReasonInvalidRequest, nil)))
 	}
-	writeStatus(w, http.StatusBadRequest, status.New(codes.InvalidArgument, what+" could not be read"))
 }
 
 // writeStatus writes st as google.rpc.Status JSON with the given HTTP status.

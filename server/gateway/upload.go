@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
@@ -14,8 +16,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
+	"github.com/esign-evidence/esign-evidence/server/apierror"
 	"github.com/esign-evidence/esign-evidence/server/inprocess"
 	"github.com/esign-evidence/esign-evidence/server/observe"
+	"github.com/esign-evidence/esign-evidence/validation"
 )
 
 // UploadPath is the REST route of UploadFile: POST the raw bytes, name the file with the
@@ -40,11 +44,21 @@ func uploadHandler(mux *runtime.ServeMux, ch *inprocess.Channel, maxFile int64) 
 		if v := r.Header.Get("X-Request-Id"); v != "" {
 			md.Set(observe.RequestIDKey, v)
 		}
+		q := r.URL.Query()
+		for _, p := range []string{"fileName", "contentType"} {
+			// The contract's strings are UTF-8; bytes that are not cannot even be put in
+			// the message, so they are refused here, naming the parameter.
+			if !utf8.ValidString(q.Get(p)) {
+				writeStatus(w, http.StatusBadRequest, apierror.Invalid(&validation.Error{Violations: []validation.FieldViolation{
+					{Field: p, Rule: "string.utf8", Description: "is not valid UTF-8"}}}))
+				return
+			}
+		}
 		ctx, ts := inprocess.StreamContext(metadata.NewOutgoingContext(r.Context(), md), uploadMethod)
 		ss := &uploadStream{
 			ctx:  ctx,
 			ts:   ts,
-			info: &evidencev1.FileInfo{FileName: r.URL.Query().Get("fileName"), ContentType: r.URL.Query().Get("contentType")},
+			info: &evidencev1.FileInfo{FileName: q.Get("fileName"), ContentType: q.Get("contentType")},
 			body: http.MaxBytesReader(w, r.Body, maxFile),
 			max:  maxFile,
 		}
@@ -52,8 +66,8 @@ func uploadHandler(mux *runtime.ServeMux, ch *inprocess.Channel, maxFile int64) 
 		if v := ts.Header().Get(observe.RequestIDKey); len(v) > 0 {
 			w.Header().Set("X-Request-Id", v[0])
 		}
-		if ss.readErr != nil {
-			writeReadError(w, ss.readErr, "the file", maxFile)
+		if rerr := ss.readError(); rerr != nil {
+			writeReadError(w, rerr, "the file", apierror.ReasonFileTooLarge, maxFile)
 			return
 		}
 		if err != nil {
@@ -80,10 +94,18 @@ type uploadStream struct {
 	body     io.Reader
 	buf      []byte
 	max      int64
-	// readErr is why the body could not be read (too large, broken off); the answer
-	// then says so rather than the handler's status.
+	// readErr is why the body could not be read (too large, broken off, too slow); the
+	// answer then says so rather than the handler's status. The handler may stop waiting
+	// for a read (its idle timeout) that ends later, so readErr is guarded.
+	mu      sync.Mutex
 	readErr error
 	resp    *evidencev1.UploadFileResponse
+}
+
+func (s *uploadStream) readError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.readErr
 }
 
 var _ grpc.ServerStream = (*uploadStream)(nil)
@@ -111,12 +133,16 @@ func (s *uploadStream) RecvMsg(m any) error {
 	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return io.EOF
 	}
+	s.mu.Lock()
 	s.readErr = err
+	s.mu.Unlock()
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return status.Error(codes.ResourceExhausted, fmt.Sprintf("the file is larger than %d bytes", s.max))
+		return apierror.WithDetails(status.New(codes.ResourceExhausted, fmt.Sprintf("the file is larger than %d bytes", s.max)),
+			apierror.Info(apierror.ReasonFileTooLarge, nil)).Err()
 	}
-	return status.Error(codes.InvalidArgument, "the file could not be read")
+	return apierror.WithDetails(status.New(codes.InvalidArgument, "the file could not be read"),
+		apierror.Info(apierror.ReasonInvalidRequest, nil)).Err()
 }
 
 func (s *uploadStream) SendMsg(m any) error {

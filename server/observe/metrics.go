@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 )
@@ -24,6 +25,33 @@ type Metrics struct {
 	limiterRefusals prometheus.Counter
 	breakerState    prometheus.Gauge
 	duplicates      *prometheus.CounterVec
+	// methods are the served methods' full names; any other name a caller sends is
+	// counted and logged as UnknownMethodLabel, so callers cannot grow the label set.
+	methods map[string]bool
+}
+
+// UnknownMethodLabel stands, in metrics and the access log, for every method name the
+// server does not serve.
+const UnknownMethodLabel = "(unknown)"
+
+func (m *Metrics) methodLabel(full string) string {
+	if m.methods == nil || m.methods[full] {
+		return full
+	}
+	return UnknownMethodLabel
+}
+
+// KnowMethods records the methods g serves; call it once every service is registered.
+func (m *Metrics) KnowMethods(g interface {
+	GetServiceInfo() map[string]grpc.ServiceInfo
+}) {
+	methods := map[string]bool{}
+	for svc, info := range g.GetServiceInfo() {
+		for _, md := range info.Methods {
+			methods["/"+svc+"/"+md.Name] = true
+		}
+	}
+	m.methods = methods
 }
 
 // NewMetrics registers the service's metrics with reg.

@@ -109,7 +109,7 @@ func (c *Calls) ServerReporter(ctx context.Context, meta interceptors.CallMeta) 
 	ctx = context.WithValue(ctx, callInfoKey{}, ci)
 	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDKey, ci.requestID))
 	c.m.inFlight.Inc()
-	return &report{c: c, ctx: ctx, ci: ci, method: method}, ctx
+	return &report{c: c, ctx: ctx, ci: ci, method: c.m.methodLabel(method)}, ctx
 }
 
 // report is the observation of one call.

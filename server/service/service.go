@@ -5,6 +5,7 @@ package service
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -31,6 +32,12 @@ type Config struct {
 	Files *upstream.Client
 	// MaxFileBytes caps one uploaded file; DefaultMaxFileBytes when 0.
 	MaxFileBytes int64
+	// MaxConcurrentUploads bounds the uploads in progress (beyond it they are refused);
+	// 1 when 0.
+	MaxConcurrentUploads int
+	// UploadIdleTimeout ends an upload that sends nothing for this long;
+	// DefaultUploadIdleTimeout when 0.
+	UploadIdleTimeout time.Duration
 }
 
 // Evidence implements esign.evidence.v1.EvidenceService.
@@ -42,6 +49,10 @@ type Evidence struct {
 	// files calls e签宝 (evidence points and uploads), always through guard.
 	files        *upstream.Client
 	maxFileBytes int64
+	// uploads holds a slot per upload in progress; uploadIdle ends an upload that sends
+	// nothing for that long.
+	uploads    chan struct{}
+	uploadIdle time.Duration
 }
 
 // New returns the handlers.
@@ -49,7 +60,11 @@ func New(c Config) *Evidence {
 	if c.MaxFileBytes <= 0 {
 		c.MaxFileBytes = DefaultMaxFileBytes
 	}
-	return &Evidence{revision: c.Revision, guard: c.Guard, submitter: c.Submitter, files: c.Files, maxFileBytes: c.MaxFileBytes}
+	if c.UploadIdleTimeout <= 0 {
+		c.UploadIdleTimeout = DefaultUploadIdleTimeout
+	}
+	return &Evidence{revision: c.Revision, guard: c.Guard, submitter: c.Submitter, files: c.Files, maxFileBytes: c.MaxFileBytes,
+		uploads: make(chan struct{}, max(c.MaxConcurrentUploads, 1)), uploadIdle: c.UploadIdleTimeout}
 }
 
 // CreatePersonalEvidencePoint translates the request and submits it exactly once per

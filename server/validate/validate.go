@@ -39,9 +39,16 @@ func (m *Messages) check(msg any) error {
 	return nil
 }
 
-// UnaryServerInterceptor validates the request of a unary call.
+// UnaryServerInterceptor validates the request of a unary call, after answering one whose
+// bytes could not be read (WithDecodeFaults, NewCodec).
 func (m *Messages) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if df, ok := ctx.Value(decodeFaultKey{}).(*decodeFault); ok && df.err != nil {
+			return nil, df.err
+		}
+		if err := takeWireFault(req); err != nil {
+			return nil, err
+		}
 		if err := m.check(req); err != nil {
 			return nil, err
 		}
@@ -63,6 +70,9 @@ type validatingStream struct {
 
 func (s *validatingStream) RecvMsg(msg any) error {
 	if err := s.ServerStream.RecvMsg(msg); err != nil {
+		return requestReadError(err)
+	}
+	if err := takeWireFault(msg); err != nil {
 		return err
 	}
 	return s.m.check(msg)
