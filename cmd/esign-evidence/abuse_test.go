@@ -413,7 +413,7 @@ func TestAbuseAdminListener(t *testing.T) {
 	if none.adminAddr != "" {
 		t.Errorf("ADMIN_ADDR= (set, empty) still serves admin on %s", none.adminAddr)
 	}
-	if strings.Contains(none.stderr.String(), "9091") {
+	if strings.Contains(none.stderr.String(), `:9091"`) {
 		t.Errorf("ADMIN_ADDR= fell back to the default:\n%s", none.stderr)
 	}
 }
