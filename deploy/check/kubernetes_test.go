@@ -405,9 +405,19 @@ func checkKustomization(t *testing.T, dir string) *objects {
 			t.Errorf("mount %s names volume %s, which is not declared", m.MountPath, m.Name)
 		}
 	}
-	// With a read-only root, uploads need a writable /tmp.
+	// With a read-only root, uploads need a writable /tmp, big enough for the uploads the
+	// binary admits at once (a full emptyDir gets the pod evicted).
 	if v := mountedVolume(spec, c, "/tmp"); v == nil || v.EmptyDir == nil {
 		t.Error("/tmp is not a mounted emptyDir (UploadFile spools there)")
+	} else {
+		uploads, err1 := strconv.ParseInt(setting("MAX_CONCURRENT_UPLOADS"), 10, 64)
+		fileBytes, err2 := strconv.ParseInt(setting("MAX_FILE_BYTES"), 10, 64)
+		switch {
+		case err1 != nil || err2 != nil:
+			t.Errorf("MAX_CONCURRENT_UPLOADS %q and MAX_FILE_BYTES %q must be numbers to size /tmp", setting("MAX_CONCURRENT_UPLOADS"), setting("MAX_FILE_BYTES"))
+		case v.EmptyDir.SizeLimit == nil || v.EmptyDir.SizeLimit.Value() < uploads*fileBytes:
+			t.Errorf("/tmp's sizeLimit %v is under MAX_CONCURRENT_UPLOADS × MAX_FILE_BYTES (%d bytes)", v.EmptyDir.SizeLimit, uploads*fileBytes)
+		}
 	}
 	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 		if _, ok := c.Resources.Requests[r]; !ok {
