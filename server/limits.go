@@ -37,11 +37,11 @@ const (
 	// client pinging more often is sent away (GOAWAY "too_many_pings"). Pings are
 	// allowed without calls in progress, as common clients send them.
 	keepaliveMinTime = 10 * time.Second
-	// keepaliveTime and keepaliveTimeout: the server pings a connection silent for
-	// keepaliveTime and closes it when no answer comes within keepaliveTimeout, so a
-	// vanished peer does not hold a descriptor.
-	keepaliveTime    = time.Minute
-	keepaliveTimeout = 20 * time.Second
+	// DefaultGRPCKeepaliveTime and DefaultGRPCKeepaliveTimeout: the server pings a gRPC
+	// connection silent for the first and closes it when no answer comes within the
+	// second, so a vanished or stalled peer does not hold a descriptor.
+	DefaultGRPCKeepaliveTime    = time.Minute
+	DefaultGRPCKeepaliveTimeout = 20 * time.Second
 
 	// fdReserve is kept out of the descriptor budget for what is not a caller's: the
 	// listeners, the store, logs, and the pool of connections to e签宝.

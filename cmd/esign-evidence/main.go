@@ -195,6 +195,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		MaxCallsInFlight:      cfg.MaxCallsInFlight,
 		ReadTimeout:           cfg.ReadTimeout,
 		GRPCMaxConnectionIdle: cfg.GRPCMaxConnectionIdle,
+		GRPCKeepaliveTime:     cfg.GRPCKeepaliveTime,
+		GRPCKeepaliveTimeout:  cfg.GRPCKeepaliveTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
 	})
 	if err != nil {
 		return err

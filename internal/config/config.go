@@ -106,6 +106,11 @@ type Config struct {
 	ReadTimeout time.Duration
 	// GRPCMaxConnectionIdle closes a gRPC connection without calls for this long.
 	GRPCMaxConnectionIdle time.Duration
+	// GRPCKeepaliveTime and GRPCKeepaliveTimeout: a silent gRPC connection is pinged after
+	// the first and closed when no answer comes within the second.
+	GRPCKeepaliveTime, GRPCKeepaliveTimeout time.Duration
+	// IdleTimeout closes a REST keep-alive connection without a request for this long.
+	IdleTimeout time.Duration
 }
 
 // envOnly are the settings read from the environment alone: secrets (a flag's value would
@@ -156,6 +161,9 @@ func newFlagSet(c *Config, out io.Writer) (*flag.FlagSet, *raw) {
 	c.MaxCallsInFlight = server.DefaultMaxCallsInFlight
 	c.ReadTimeout = server.DefaultReadTimeout
 	c.GRPCMaxConnectionIdle = server.DefaultGRPCMaxConnectionIdle
+	c.GRPCKeepaliveTime = server.DefaultGRPCKeepaliveTime
+	c.GRPCKeepaliveTimeout = server.DefaultGRPCKeepaliveTimeout
+	c.IdleTimeout = server.DefaultIdleTimeout
 
 	v := func(name string, dst any, help string) {
 		fs.Var(newValue(name, dst), name, help)
@@ -206,6 +214,9 @@ func newFlagSet(c *Config, out io.Writer) (*flag.FlagSet, *raw) {
 		"calls in progress at once over gRPC and REST (health checks aside); more are refused")
 	v("read-timeout", &c.ReadTimeout, "how long a REST client may take to send a whole request, headers and body")
 	v("grpc-max-connection-idle", &c.GRPCMaxConnectionIdle, "a gRPC connection without calls for this long is closed")
+	v("grpc-keepalive-time", &c.GRPCKeepaliveTime, "a gRPC connection silent for this long is pinged")
+	v("grpc-keepalive-timeout", &c.GRPCKeepaliveTimeout, "a pinged gRPC connection that does not answer within this is closed")
+	v("idle-timeout", &c.IdleTimeout, "a REST keep-alive connection without a request for this long is closed")
 	return fs, r
 }
 
