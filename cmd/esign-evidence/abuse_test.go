@@ -45,6 +45,8 @@ const (
 
 	abuseToken    = "abuse-token-0123456789abcdef"
 	abuseNewToken = "abuse-new-token-0123456789ab"
+	// shortToken is too short to accept; a refusal must not quote it.
+	shortToken = "tiny-7f3a9c"
 )
 
 // target is the binary under attack and a normal caller of it.
@@ -364,7 +366,7 @@ func TestAbuseSIGHUPReloadsTokens(t *testing.T) {
 		check(abuseNewToken, http.StatusNotFound) // authenticated: the key is unknown
 		check(abuseToken, http.StatusNotFound)
 
-		for _, broken := range []string{"newcomer short\n", "", "bad/name " + abuseNewToken + "\n"} {
+		for _, broken := range []string{"newcomer " + shortToken + "\n", "", "bad/name " + abuseNewToken + "\n"} {
 			if err := os.WriteFile(file, []byte(broken), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -378,7 +380,7 @@ func TestAbuseSIGHUPReloadsTokens(t *testing.T) {
 		tg.hangup("the previous tokens stay in force")
 		check(abuseToken, http.StatusNotFound)
 	})
-	if strings.Contains(tg.stderr.String(), "short") || strings.Contains(tg.stderr.String(), abuseNewToken) {
+	if strings.Contains(tg.stderr.String(), shortToken) || strings.Contains(tg.stderr.String(), abuseNewToken) {
 		t.Errorf("the log quotes a token:\n%s", tg.stderr)
 	}
 }
