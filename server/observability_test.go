@@ -126,6 +126,7 @@ func TestStandardMetricsForDashboards(t *testing.T) {
 		"go_goroutines", "go_memstats_alloc_bytes", "go_gc_duration_seconds", "go_info",
 		"process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds", "process_start_time_seconds",
 		"esign_evidence_calls_total", "esign_evidence_esign_calls_total", "esign_evidence_http_requests_total",
+		"esign_evidence_pending_results", "esign_evidence_store_up",
 	} {
 		if fams[name] == nil {
 			t.Errorf("no %s on /metrics", name)

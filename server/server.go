@@ -308,6 +308,7 @@ func New(opts Options) (*Server, error) {
 		QPS: opts.EsignQPS, Quota: opts.Quota, MinRemaining: opts.MinRemaining, BreakerOpenFor: opts.BreakerOpenFor,
 	}, opts.Logger))
 	m.RegisterStoreUp(opts.Registry, opts.Submitter.StoreUp)
+	m.RegisterPendingResults(opts.Registry, opts.Submitter.Pending)
 	opts.Submitter.OnDuplicate(m.Duplicate)
 	evidence := service.New(service.Config{
 		Revision:             opts.Upstream.Revision(),

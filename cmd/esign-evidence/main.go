@@ -226,7 +226,34 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go reloadOnHangup(ctx, hup, cfg, log)
-	return srv.Serve(ctx, ls)
+	err = srv.Serve(ctx, ls)
+	flushPending(sub, log)
+	return err
+}
+
+// pendingFlushTimeout bounds how long shutdown waits, after the calls have drained, for
+// results held in the journal to be recorded in the store. It fits in the manifests'
+// terminationGracePeriodSeconds (35 s) after SHUTDOWN_DRAIN_DELAY (5 s) and
+// SHUTDOWN_TIMEOUT (20 s).
+const pendingFlushTimeout = 5 * time.Second
+
+// flushPending waits (bounded) for results e签宝 returned that the store has not recorded
+// yet: a journal on an emptyDir does not outlive the pod. What is left stays in the
+// journal for the next start on the same volume.
+func flushPending(sub *submission.Submitter, log *slog.Logger) {
+	n := sub.Pending()
+	if n == 0 {
+		return
+	}
+	log.Warn("waiting for e签宝 results to be recorded before exiting", "count", n)
+	ctx, cancel := context.WithTimeout(context.Background(), pendingFlushTimeout)
+	defer cancel()
+	if err := sub.WaitPending(ctx); err != nil {
+		log.Error("exiting with e签宝 results not yet recorded; they stay in the journal (JOURNAL_PATH) for the next start",
+			"count", sub.Pending())
+		return
+	}
+	log.Info("every e签宝 result is recorded")
 }
 
 // reloadOnHangup re-reads AUTH_TOKENS_FILE (and AUTH_TOKEN_HASHES) on each SIGHUP until

@@ -267,8 +267,8 @@ func TestOutcomeUnknownRefusedBySetting(t *testing.T) {
 	})
 }
 
-// A replica that died mid-call leaves an in-progress record; once its lease runs out it
-// counts as outcome unknown.
+// A replica that died mid-call leaves an in-progress record; once its lease and the
+// takeover grace have run out it counts as outcome unknown.
 func TestExpiredLeaseIsOutcomeUnknown(t *testing.T) {
 	for _, policy := range []submission.UnknownPolicy{submission.ResendUnknown, submission.RefuseUnknown} {
 		t.Run(string(policy), func(t *testing.T) {
@@ -292,7 +292,19 @@ func TestExpiredLeaseIsOutcomeUnknown(t *testing.T) {
 				if !errors.Is(err, submission.ErrInFlight) && !errors.Is(err, context.DeadlineExceeded) {
 					t.Fatalf("live lease: %v", err)
 				}
+				// Lease run out, but within the grace a holder cut off from the store
+				// has to record a result e签宝 returned: still held.
 				dead(time.Now().Add(-time.Second))
+				ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+				_, err = r.submit(ctx, "p")
+				cancel()
+				if !errors.Is(err, submission.ErrInFlight) && !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("lease run out within the takeover grace: %v", err)
+				}
+				if n := r.sim.Count(); n != 0 {
+					t.Fatalf("sent within the takeover grace: e签宝 received %d", n)
+				}
+				dead(time.Now().Add(-r.sub.TakeoverGrace() - time.Second))
 				res, err := r.submit(context.Background(), "p")
 				switch policy {
 				case submission.ResendUnknown:

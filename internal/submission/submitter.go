@@ -180,6 +180,19 @@ func New(cfg Config) (*Submitter, error) {
 	return &Submitter{cfg: cfg, pending: map[Key]pendingResult{}}, nil
 }
 
+// TakeoverGrace is how long after an in-progress record's lease ran out unrenewed the
+// key still counts as held. Its holder may have had e签宝's answer just before its
+// cut-off and be unable to reach the store (a partition, the store down, the holder
+// restarting with the result in its journal): finish tries for recordFor store rounds,
+// then the journal's write-back keeps trying. The grace is one more lease plus those
+// rounds and a second, so a result e签宝 returned stays the key's result through a store
+// outage (as seen from its holder) of at least that long after the answer. A longer
+// outage can let another replica send the key again; the first result recorded is then
+// kept and the other one counted as a duplicate.
+func (s *Submitter) TakeoverGrace() time.Duration {
+	return s.cfg.Lease + recordFor*s.cfg.StoreTimeout + time.Second
+}
+
 // Fingerprint is the keyed hash of a request's canonical bytes under each fingerprint
 // key: the only trace of the payload the store keeps.
 type Fingerprint [][]byte
@@ -306,11 +319,13 @@ func (s *Submitter) decide(cur *Record, fp Fingerprint, now time.Time, attemptID
 		if !same {
 			return conflict, nil
 		}
-		if now.Before(cur.LeaseUntil) {
+		if now.Before(cur.LeaseUntil.Add(s.TakeoverGrace())) {
 			return inFlight, nil
 		}
-		// The replica holding the lease stopped renewing it: it died mid-call, and its
-		// call has been cut off. The outcome is unknown.
+		// The replica holding the lease stopped renewing it, and the grace in which a
+		// holder cut off from the store keeps trying to record a result e签宝 returned
+		// has passed too: it died mid-call, or its result was never recorded. The outcome
+		// is unknown.
 		next.State = StateOutcomeUnknown
 		fallthrough
 	case StateOutcomeUnknown:
@@ -470,8 +485,11 @@ func (s *Submitter) submit(ctx context.Context, g *Guard, key Key, fp Fingerprin
 		break
 	}
 
-	res, err := s.sendHolding(ctx, g, key, attemptID, rec.LeaseUntil.Add(-s.cfg.Lease), call)
-	out := s.finish(key, attemptID, fp.current(), res, err)
+	var out outcome
+	err := s.sendHolding(ctx, g, key, attemptID, rec.LeaseUntil.Add(-s.cfg.Lease), call, func(res string, sendErr error) error {
+		out = s.finish(key, attemptID, fp.current(), res, sendErr)
+		return sendErr
+	})
 	out.attempts = rec.Attempts
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		// The caller has gone; the result is recorded for its retry.
@@ -486,8 +504,10 @@ func (s *Submitter) submit(ctx context.Context, g *Guard, key Key, fp Fingerprin
 // sendHolding makes the call while holding key: the lease, taken at claimed, is renewed
 // every third of it, and the call's context ends before the last lease renewed runs
 // out (less ClockAllowance), so no other attempt can take the key while this one may
-// still be sending. The call is not ended by the caller leaving.
-func (s *Submitter) sendHolding(ctx context.Context, g *Guard, key Key, attemptID string, claimed time.Time, call func(context.Context) (string, error)) (string, error) {
+// still be sending. The call is not ended by the caller leaving. The lease is renewed
+// until record (which records the call's result) has returned too, so that a result
+// being written keeps its key.
+func (s *Submitter) sendHolding(ctx context.Context, g *Guard, key Key, attemptID string, claimed time.Time, call func(context.Context) (string, error), record func(string, error) error) error {
 	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	lease := s.cfg.Lease
@@ -531,12 +551,11 @@ func (s *Submitter) sendHolding(ctx context.Context, g *Guard, key Key, attemptI
 		}
 	}()
 	v, err := g.send(sendCtx, key.Op, func(c context.Context) (any, error) { return call(c) })
+	res, _ := v.(string)
+	err = record(res, err)
 	close(done)
 	wg.Wait()
-	if err != nil {
-		return "", err
-	}
-	return v.(string), nil
+	return err
 }
 
 // finish records an attempt's result and returns what the caller is told. A success is
@@ -618,6 +637,9 @@ func (s *Submitter) recordSuccess(key Key, attemptID string, fingerprint []byte,
 			}
 			stored = result
 			next := *cur
+			// The request that produced the result owns the record, whichever attempt
+			// held it last.
+			next.Fingerprint = fingerprint
 			next.State, next.Result, next.EsignCode = StateSucceeded, result, 0
 			next.AttemptID, next.LeaseUntil, next.UpdatedAt = "", time.Time{}, now
 			return &next, nil
@@ -643,7 +665,8 @@ func (s *Submitter) recordSuccess(key Key, attemptID string, fingerprint []byte,
 
 // keep journals a success the store could not record and retries it in the background
 // until it is recorded. Until then the key stays in progress under this attempt, so no
-// one sends it again while the lease lasts.
+// one sends it again while its lease and the TakeoverGrace after it last; each retry is a
+// store round trip that records the result, the renewal that matters.
 func (s *Submitter) keep(key Key, p pendingResult) {
 	s.cfg.Logger.Warn("the store could not record an e签宝 result; it is kept locally and retried",
 		"op", string(key.Op), "custom_biz_id", key.CustomBizID, "namespace", key.Namespace, "result", p.result)
@@ -688,6 +711,21 @@ func (s *Submitter) Pending() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.pending)
+}
+
+// WaitPending waits until no result waits to be recorded, or ctx ends (then it returns
+// ctx's error and the journal keeps what is left for the next start).
+func (s *Submitter) WaitPending(ctx context.Context) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for s.Pending() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // Start replays the journal (results a previous run could not record) and starts the

@@ -102,6 +102,15 @@ func (m *Metrics) RegisterStoreUp(reg prometheus.Registerer, up func() bool) {
 	}))
 }
 
+// RegisterPendingResults exports how many e签宝 results wait (in the journal) to be
+// recorded in the submission store.
+func (m *Metrics) RegisterPendingResults(reg prometheus.Registerer, pending func() int) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "esign_evidence", Name: "pending_results",
+		Help: "e签宝 results held in this replica's journal, not yet recorded in the submission store."}, func() float64 {
+		return float64(pending())
+	}))
+}
+
 // Duplicate counts an extra e签宝 result created for a key that already had one.
 func (m *Metrics) Duplicate(op submission.Op) { m.duplicates.WithLabelValues(string(op)).Inc() }
 

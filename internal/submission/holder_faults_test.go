@@ -1,0 +1,170 @@
+package submission_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/esign-evidence/esign-evidence/internal/submission"
+	"github.com/esign-evidence/esign-evidence/upstream"
+)
+
+// partitioned is one replica's view of a shared store that it cannot reach while down is
+// set (a partition, or PostgreSQL down for it alone); the other replica uses the store
+// directly.
+type partitioned struct {
+	submission.Store
+	down atomic.Bool
+}
+
+func (p *partitioned) Mutate(ctx context.Context, k submission.Key, fn func(*submission.Record) (*submission.Record, error)) error {
+	if p.down.Load() {
+		return errors.New("unreachable")
+	}
+	return p.Store.Mutate(ctx, k, fn)
+}
+
+func (p *partitioned) Get(ctx context.Context, k submission.Key) (*submission.Record, error) {
+	if p.down.Load() {
+		return nil, errors.New("unreachable")
+	}
+	return p.Store.Get(ctx, k)
+}
+
+// A result e签宝 returned that only the holder's journal has keeps its key past the
+// holder's unrenewed lease: replica A loses the store as it sends, e签宝 answers, A's
+// caller is told "A"; B gets the key again after A's lease has run out and does not
+// send; when A reaches the store again, "A" is recorded. One send, one id everywhere.
+func TestPendingResultOutlivesLease(t *testing.T) {
+	base, err := submission.OpenBolt(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	fa := &partitioned{Store: base}
+	j, err := submission.OpenJournal(filepath.Join(t.TempDir(), "j"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	mk := func(s submission.Store, j *submission.Journal) *submission.Submitter {
+		sub, err := submission.New(submission.Config{Store: s, FingerprintKeys: [][]byte{fpKey}, Lease: time.Second, StoreTimeout: 300 * time.Millisecond, Journal: j})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sub
+	}
+	a, b := mk(fa, j), mk(base, nil)
+	g := submission.NewGuard(submission.GuardConfig{QPS: 1000, MinRemaining: time.Millisecond})
+	fp := a.Fingerprint([]byte("p"))
+	var sends atomic.Int32
+	call := func(id string, d time.Duration, before func()) func(context.Context) (*upstream.PsnEvidencePointResult, error) {
+		return func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
+			sends.Add(1)
+			if before != nil {
+				before()
+			}
+			time.Sleep(d)
+			return &upstream.PsnEvidencePointResult{EviPointID: id}, nil
+		}
+	}
+	claimed := time.Now()
+	ra, err := submission.Submit(context.Background(), a, g, submission.PsnRealname, key, fp, call("A", 500*time.Millisecond, func() { fa.down.Store(true) }))
+	if err != nil || ra.Value == nil || ra.Value.EviPointID != "A" {
+		t.Fatalf("A: %+v %v", ra.Value, err)
+	}
+	if a.Pending() != 1 {
+		t.Fatalf("A's result should be pending (journaled), pending=%d", a.Pending())
+	}
+	// Past A's lease (1 s from the claim), which A could not renew.
+	time.Sleep(time.Until(claimed.Add(1200 * time.Millisecond)))
+	bctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	rb, errB := submission.Submit(bctx, b, g, submission.PsnRealname, key, b.Fingerprint([]byte("p")), call("B", 10*time.Millisecond, nil))
+	cancel()
+	t.Logf("B: %+v %v", rb.Value, errB)
+	fa.down.Store(false)
+	waitRecorded(t, a)
+	rec, err := base.Get(context.Background(), key)
+	if err != nil || rec == nil {
+		t.Fatalf("record: %+v %v", rec, err)
+	}
+	if sends.Load() > 1 || rec.Result != ra.Value.EviPointID {
+		t.Errorf("%d sends; A's caller told %q, B's caller told %+v, stored %q", sends.Load(), ra.Value.EviPointID, rb.Value, rec.Result)
+	}
+	if rb.Value != nil && rb.Value.EviPointID != "A" {
+		t.Errorf("B's caller told %q, not the stored %q", rb.Value.EviPointID, rec.Result)
+	}
+}
+
+// A success recorded over a record another request last held is stored under the
+// fingerprint of the request that produced it: its own retry replays it, the other
+// request is refused as a reuse.
+func TestRecordedSuccessKeepsItsRequestsFingerprint(t *testing.T) {
+	base, err := submission.OpenBolt(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	fa := &partitioned{Store: base}
+	j, err := submission.OpenJournal(filepath.Join(t.TempDir(), "j"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	a, err := submission.New(submission.Config{Store: fa, FingerprintKeys: [][]byte{fpKey}, Lease: time.Second, StoreTimeout: 300 * time.Millisecond, Journal: j})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := submission.NewGuard(submission.GuardConfig{QPS: 1000, MinRemaining: time.Millisecond})
+	ra, err := submission.Submit(context.Background(), a, g, submission.PsnRealname, key, a.Fingerprint([]byte("p")),
+		func(context.Context) (*upstream.PsnEvidencePointResult, error) {
+			fa.down.Store(true)
+			return &upstream.PsnEvidencePointResult{EviPointID: "A"}, nil
+		})
+	if err != nil || a.Pending() != 1 {
+		t.Fatalf("A: %+v %v pending=%d", ra.Value, err, a.Pending())
+	}
+	// Meanwhile the record came to be held by a different request (its attempt failed
+	// definitively and left the record failed under its fingerprint).
+	other := a.Fingerprint([]byte("other"))
+	if err := base.Mutate(context.Background(), key, func(cur *submission.Record) (*submission.Record, error) {
+		next := *cur
+		next.Fingerprint, next.State, next.AttemptID, next.LeaseUntil = other[0], submission.StateFailed, "", time.Time{}
+		return &next, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fa.down.Store(false)
+	waitRecorded(t, a)
+	again, err := submission.Submit(context.Background(), a, g, submission.PsnRealname, key, a.Fingerprint([]byte("p")),
+		func(context.Context) (*upstream.PsnEvidencePointResult, error) {
+			t.Error("sent again")
+			return &upstream.PsnEvidencePointResult{EviPointID: "again"}, nil
+		})
+	if err != nil || !again.Replayed || again.Value.EviPointID != "A" {
+		t.Errorf("A's own retry: %+v %v", again, err)
+	}
+	_, err = submission.Submit(context.Background(), a, g, submission.PsnRealname, key, other,
+		func(context.Context) (*upstream.PsnEvidencePointResult, error) {
+			t.Error("sent for the other request")
+			return nil, errors.New("unreachable")
+		})
+	if !errors.Is(err, submission.ErrConflict) {
+		t.Errorf("the other request: %v, want ErrConflict", err)
+	}
+}
+
+// waitRecorded waits (10 s at most) until s holds no result waiting for the store.
+func waitRecorded(t *testing.T, s *submission.Submitter) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Pending() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d results still not recorded", s.Pending())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
