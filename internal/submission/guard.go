@@ -190,7 +190,9 @@ func (g *Guard) BreakerState() string { return g.breaker.State().String() }
 // breaker, with provably unsent attempts retried.
 //
 // Once the request may be on its way, it is not abandoned when ctx ends (the client's
-// own timeout bounds it): its answer is still reported to metrics.
+// own timeout bounds it): its answer is still reported to metrics. Whether an unsent
+// attempt is tried again is decided on ctx: not once the caller has gone, and only
+// when it is admitted again by its remaining deadline.
 func Call[R any](ctx context.Context, g *Guard, op Op, call func(context.Context) (R, error)) (R, error) {
 	var zero R
 	if err := g.Admit(ctx); err != nil {
@@ -200,7 +202,7 @@ func Call[R any](ctx context.Context, g *Guard, op Op, call func(context.Context
 		// The caller has gone while waiting for its slot: nobody would learn the result.
 		return zero, err
 	}
-	v, err := g.send(context.WithoutCancel(ctx), op, func(ctx context.Context) (any, error) { return call(ctx) })
+	v, err := g.send(ctx, context.WithoutCancel(ctx), op, func(ctx context.Context) (any, error) { return call(ctx) })
 	if err != nil {
 		return zero, err
 	}
@@ -265,19 +267,21 @@ func (g *Guard) fallback() Quota {
 	return NewLocalQuota(g.cfg.QPS)
 }
 
-// send makes the call through the breaker, reports it, and retries an attempt that
-// provably never reached e签宝 (taking a new quota slot) while ctx allows. The caller
-// has already been admitted once.
-func (g *Guard) send(ctx context.Context, op Op, call func(context.Context) (any, error)) (any, error) {
+// send makes the call on sendCtx through the breaker, reports it, and retries an attempt
+// that provably never reached e签宝 while the caller's ctx allows: not after ctx has
+// ended, and only once admitted again on ctx (its deadline rule and a new quota slot).
+// The caller has already been admitted once. sendCtx may outlive ctx, so that a request
+// already on its way is not abandoned; it never starts a new one.
+func (g *Guard) send(ctx, sendCtx context.Context, op Op, call func(context.Context) (any, error)) (any, error) {
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
-		v, err := g.breaker.Execute(func() (any, error) { return call(ctx) })
+		v, err := g.breaker.Execute(func() (any, error) { return call(sendCtx) })
 		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 			return nil, ErrCircuitOpen
 		}
-		g.report(ctx, op, v, err, time.Since(start))
-		if err == nil || upstream.OutcomeOf(err) != upstream.OutcomeNotSent || ctx.Err() != nil || attempt == unsentRetries {
+		g.report(sendCtx, op, v, err, time.Since(start))
+		if err == nil || upstream.OutcomeOf(err) != upstream.OutcomeNotSent || ctx.Err() != nil || sendCtx.Err() != nil || attempt == unsentRetries {
 			return v, err
 		}
 		// Provably never reached e签宝: safe to send again, if time allows.
@@ -289,10 +293,13 @@ func (g *Guard) send(ctx context.Context, op Op, call func(context.Context) (any
 		case <-ctx.Done():
 			t.Stop()
 			return v, err
+		case <-sendCtx.Done():
+			t.Stop()
+			return v, err
 		case <-t.C:
 		}
 		backoff *= 3
-		if g.Admit(ctx) != nil {
+		if g.Admit(ctx) != nil || ctx.Err() != nil {
 			return v, err
 		}
 	}

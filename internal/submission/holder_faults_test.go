@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -166,5 +167,55 @@ func waitRecorded(t *testing.T, s *submission.Submitter) {
 			t.Fatalf("%d results still not recorded", s.Pending())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A keyless call whose first attempt provably never reached e签宝 is not sent again
+// after its caller's deadline: nobody would learn the evidence point it creates.
+func TestKeylessRetryNotSentAfterCallerGone(t *testing.T) {
+	g := submission.NewGuard(submission.GuardConfig{QPS: 1000, MinRemaining: time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var mu sync.Mutex
+	var sentAt []time.Duration
+	start := time.Now()
+	_, err := submission.Call(ctx, g, "psn-realname", func(c context.Context) (string, error) {
+		mu.Lock()
+		sentAt = append(sentAt, time.Since(start))
+		n := len(sentAt)
+		mu.Unlock()
+		if n == 1 {
+			time.Sleep(250 * time.Millisecond)
+			return "", &upstream.SendError{Err: errors.New("connection refused")}
+		}
+		return "created", nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("err=%v sends at %v, caller ctx err=%v", err, sentAt, ctx.Err())
+	if len(sentAt) > 1 && sentAt[len(sentAt)-1] > 300*time.Millisecond {
+		t.Errorf("attempt sent at %v, after the caller's 300ms deadline", sentAt[len(sentAt)-1])
+	}
+	if err == nil {
+		t.Error("the call succeeded although its only sent attempt failed")
+	}
+}
+
+// The retry of an unsent keyless attempt is admitted on the caller's deadline: with less
+// than MinRemaining left it is not sent.
+func TestKeylessRetryAdmittedOnTheCallersDeadline(t *testing.T) {
+	g := submission.NewGuard(submission.GuardConfig{QPS: 1000, MinRemaining: 500 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var sends atomic.Int32
+	_, err := submission.Call(ctx, g, "psn-realname", func(c context.Context) (string, error) {
+		if sends.Add(1) == 1 {
+			time.Sleep(1400 * time.Millisecond) // leaves ~0.5 s, less the backoff
+			return "", &upstream.SendError{Err: errors.New("connection refused")}
+		}
+		return "created", nil
+	})
+	if n := sends.Load(); n != 1 {
+		t.Errorf("%d sends; the retry had less than MinRemaining of its caller's deadline left (err %v)", n, err)
 	}
 }

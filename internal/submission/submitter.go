@@ -550,7 +550,9 @@ func (s *Submitter) sendHolding(ctx context.Context, g *Guard, key Key, attemptI
 			}
 		}
 	}()
-	v, err := g.send(sendCtx, key.Op, func(c context.Context) (any, error) { return call(c) })
+	// The result is recorded for the caller's retry, so an unsent attempt is tried again
+	// while the lease holds, whatever the caller does.
+	v, err := g.send(sendCtx, sendCtx, key.Op, func(c context.Context) (any, error) { return call(c) })
 	res, _ := v.(string)
 	err = record(res, err)
 	close(done)
