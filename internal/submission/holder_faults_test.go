@@ -219,3 +219,53 @@ func TestKeylessRetryAdmittedOnTheCallersDeadline(t *testing.T) {
 		t.Errorf("%d sends; the retry had less than MinRemaining of its caller's deadline left (err %v)", n, err)
 	}
 }
+
+// lostAck commits a write but reports failure the first time: a COMMIT acknowledged too
+// late for STORE_TIMEOUT, or bbolt's bounded wait giving up while the write goes on.
+type lostAck struct {
+	submission.Store
+	n atomic.Int32
+}
+
+func (l *lostAck) Mutate(ctx context.Context, k submission.Key, fn func(*submission.Record) (*submission.Record, error)) error {
+	err := l.Store.Mutate(ctx, k, fn)
+	if l.n.Add(1) == 1 {
+		return errors.New("timeout waiting for commit")
+	}
+	return err
+}
+
+// A claim that committed although the store reported an error leaves no phantom
+// in-progress record: nothing was sent, so the key is not refused (or counted) as an
+// outcome unknown, and a retry is sent.
+func TestPhantomClaimIsReleased(t *testing.T) {
+	base, err := submission.OpenBolt(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	s, err := submission.New(submission.Config{Store: &lostAck{Store: base}, FingerprintKeys: [][]byte{fpKey}, Unknown: submission.RefuseUnknown, Lease: time.Second, StoreTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := submission.NewGuard(submission.GuardConfig{QPS: 1000, MinRemaining: time.Millisecond})
+	var sends atomic.Int32
+	call := func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
+		sends.Add(1)
+		return &upstream.PsnEvidencePointResult{EviPointID: "X"}, nil
+	}
+	_, err1 := submission.Submit(context.Background(), s, g, submission.PsnRealname, key, s.Fingerprint([]byte("p")), call)
+	if !errors.Is(err1, submission.ErrStoreUnavailable) {
+		t.Errorf("first: %v, want STORE_UNAVAILABLE (nothing sent)", err1)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	_, err2 := submission.Submit(context.Background(), s, g, submission.PsnRealname, key, s.Fingerprint([]byte("p")), call)
+	rec, _ := base.Get(context.Background(), key)
+	t.Logf("first: %v; retry: %v; sends=%d; record %+v", err1, err2, sends.Load(), rec)
+	if sends.Load() == 0 && errors.Is(err2, submission.ErrUnknownRefused) {
+		t.Errorf("nothing was ever sent, yet the key is refused as outcome unknown")
+	}
+	if err2 != nil || sends.Load() != 1 || rec == nil || rec.State != submission.StateSucceeded || rec.Attempts != 1 {
+		t.Errorf("the retry: %v, sends %d, record %+v; want it sent once, recorded as the first attempt", err2, sends.Load(), rec)
+	}
+}

@@ -453,8 +453,10 @@ func (s *Submitter) submit(ctx context.Context, g *Guard, key Key, fp Fingerprin
 				return outcome{}, err
 			}
 		}
+		// The claim runs on a context the caller cannot cancel (still bounded by
+		// StoreTimeout): a caller hanging up must not cut a commit in half.
 		var last *Record
-		err = s.mutate(ctx, key, func(cur *Record) (*Record, error) {
+		err = s.mutate(context.WithoutCancel(ctx), key, func(cur *Record) (*Record, error) {
 			var write *Record
 			v, write = s.decide(cur, fp, s.cfg.Now(), attemptID)
 			last = cur
@@ -465,6 +467,9 @@ func (s *Submitter) submit(ctx context.Context, g *Guard, key Key, fp Fingerprin
 			return write, nil
 		})
 		if err != nil {
+			// The claim may have committed all the same (an acknowledgement lost to the
+			// timeout): if this attempt holds the key, give it back as not sent.
+			go s.release(key, attemptID, last)
 			return outcome{}, storeErr(ctx, err)
 		}
 		switch v {
@@ -499,6 +504,36 @@ func (s *Submitter) submit(ctx context.Context, g *Guard, key Key, fp Fingerprin
 		return out, nil
 	}
 	return out, err
+}
+
+// release gives back a key this attempt claimed but never sent: if the attempt still
+// holds it, the record returns to what it said before the claim (failed when there was
+// none or nothing had been sent, outcome unknown when an earlier attempt's outcome was
+// unknown) and the claim's attempt is not counted.
+func (s *Submitter) release(key Key, attemptID string, before *Record) {
+	err := s.mutate(context.Background(), key, func(cur *Record) (*Record, error) {
+		if cur == nil || cur.AttemptID != attemptID || cur.State != StateInProgress {
+			return nil, nil
+		}
+		next := *cur
+		next.State, next.EsignCode = StateFailed, 0
+		if before != nil {
+			next.EsignCode = before.EsignCode
+			if before.State != StateFailed {
+				next.State = StateOutcomeUnknown
+			}
+		}
+		if next.Attempts > 0 {
+			next.Attempts--
+		}
+		next.AttemptID, next.LeaseUntil, next.UpdatedAt = "", time.Time{}, s.cfg.Now()
+		return &next, nil
+	})
+	if err != nil {
+		// The lease runs out by itself; the record then reads as outcome unknown.
+		s.cfg.Logger.Warn("could not release a claim that was not sent", "op", string(key.Op), "custom_biz_id", key.CustomBizID,
+			"namespace", key.Namespace, "err", err.Error())
+	}
 }
 
 // sendHolding makes the call while holding key: the lease, taken at claimed, is renewed
