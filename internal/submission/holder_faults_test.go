@@ -269,3 +269,50 @@ func TestPhantomClaimIsReleased(t *testing.T) {
 		t.Errorf("the retry: %v, sends %d, record %+v; want it sent once, recorded as the first attempt", err2, sends.Load(), rec)
 	}
 }
+
+// slowClaim makes the first write (the claim) take a while.
+type slowClaim struct {
+	submission.Store
+	n atomic.Int32
+	d time.Duration
+}
+
+func (s *slowClaim) Mutate(ctx context.Context, k submission.Key, fn func(*submission.Record) (*submission.Record, error)) error {
+	if s.n.Add(1) == 1 {
+		time.Sleep(s.d)
+	}
+	return s.Store.Mutate(ctx, k, fn)
+}
+
+// A keyed call whose remaining deadline fell below MinRemaining while it claimed the key
+// is not sent: the claim is released (nothing sent) and the caller told
+// DEADLINE_TOO_SHORT, retry-safe; a retry is sent at once.
+func TestDeadlineRecheckedAfterTheClaim(t *testing.T) {
+	base, err := submission.OpenBolt(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	s, err := submission.New(submission.Config{Store: &slowClaim{Store: base, d: 500 * time.Millisecond}, FingerprintKeys: [][]byte{fpKey}, Lease: 2 * time.Second, StoreTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := submission.NewGuard(submission.GuardConfig{QPS: 1000, MinRemaining: time.Second})
+	var sends atomic.Int32
+	call := func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
+		sends.Add(1)
+		return &upstream.PsnEvidencePointResult{EviPointID: "X"}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1300*time.Millisecond)
+	defer cancel()
+	_, err = submission.Submit(ctx, s, g, submission.PsnRealname, key, s.Fingerprint([]byte("p")), call)
+	if !errors.Is(err, submission.ErrDeadlineTooShort) || !upstream.IsRetrySafe(err) || sends.Load() != 0 {
+		t.Fatalf("%v (%d sends), want DEADLINE_TOO_SHORT, retry-safe, nothing sent", err, sends.Load())
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer rcancel()
+	res, err := submission.Submit(rctx, s, g, submission.PsnRealname, key, s.Fingerprint([]byte("p")), call)
+	if err != nil || res.Value.EviPointID != "X" || sends.Load() != 1 || res.Attempts != 1 {
+		t.Errorf("retry: %+v %v, %d sends; want sent at once, the first attempt", res, err, sends.Load())
+	}
+}

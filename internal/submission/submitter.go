@@ -474,6 +474,12 @@ func (s *Submitter) submit(ctx context.Context, g *Guard, key Key, fp Fingerprin
 		}
 		switch v {
 		case proceed:
+			// The claim took store time out of the caller's deadline: the admission rule
+			// applies again before anything is sent.
+			if d, ok := ctx.Deadline(); ok && time.Until(d) < g.cfg.MinRemaining {
+				s.release(key, attemptID, last)
+				return outcome{}, ErrDeadlineTooShort
+			}
 		case replay:
 			return outcome{result: last.Result, replayed: true, attempts: last.Attempts}, nil
 		case conflict:
