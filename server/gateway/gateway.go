@@ -161,16 +161,9 @@ func bodyRoutes(services protoreflect.ServiceDescriptors) map[string]protoreflec
 			if rule == nil || rule.GetBody() != "*" {
 				continue
 			}
-			var verb, path string
-			switch p := rule.GetPattern().(type) {
-			case *annotations.HttpRule_Post:
-				verb, path = http.MethodPost, p.Post
-			case *annotations.HttpRule_Put:
-				verb, path = http.MethodPut, p.Put
-			case *annotations.HttpRule_Patch:
-				verb, path = http.MethodPatch, p.Patch
-			default:
-				continue
+			verb, path, ok := ruleRoute(rule)
+			if !ok || verb == http.MethodGet || verb == http.MethodDelete {
+				continue // a whole-request body goes with POST, PUT or PATCH
 			}
 			if strings.Contains(path, "{") {
 				continue // path variables: none in the contract so far
@@ -300,23 +293,28 @@ func Routes() []string {
 		methods := services.Get(i).Methods()
 		for j := 0; j < methods.Len(); j++ {
 			rule, _ := proto.GetExtension(methods.Get(j).Options(), annotations.E_Http).(*annotations.HttpRule)
-			var verb, path string
-			switch p := rule.GetPattern().(type) {
-			case *annotations.HttpRule_Get:
-				verb, path = http.MethodGet, p.Get
-			case *annotations.HttpRule_Post:
-				verb, path = http.MethodPost, p.Post
-			case *annotations.HttpRule_Put:
-				verb, path = http.MethodPut, p.Put
-			case *annotations.HttpRule_Patch:
-				verb, path = http.MethodPatch, p.Patch
-			case *annotations.HttpRule_Delete:
-				verb, path = http.MethodDelete, p.Delete
-			default:
-				continue
+			if verb, path, ok := ruleRoute(rule); ok {
+				routes = append(routes, verb+" "+path)
 			}
-			routes = append(routes, verb+" "+path)
 		}
 	}
 	return routes
+}
+
+// ruleRoute returns the HTTP method and path template of a google.api.http rule; ok is
+// false for a nil rule or a custom pattern.
+func ruleRoute(rule *annotations.HttpRule) (verb, path string, ok bool) {
+	switch p := rule.GetPattern().(type) {
+	case *annotations.HttpRule_Get:
+		return http.MethodGet, p.Get, true
+	case *annotations.HttpRule_Post:
+		return http.MethodPost, p.Post, true
+	case *annotations.HttpRule_Put:
+		return http.MethodPut, p.Put, true
+	case *annotations.HttpRule_Patch:
+		return http.MethodPatch, p.Patch, true
+	case *annotations.HttpRule_Delete:
+		return http.MethodDelete, p.Delete, true
+	}
+	return "", "", false
 }
