@@ -28,11 +28,12 @@ generate: protodeps ## Regenerate gen/ from proto/ (and merge openapi/*.swagger.
 	go run ./scripts/openapimerge gen/openapiv2/esign/evidence/v1/evidence.swagger.json openapi/upload.swagger.json
 
 .PHONY: lint
-lint: protodeps ## buf lint, buf format check, gofmt, go vet.
+lint: protodeps ## buf lint, buf format check, gofmt, go vet, the import rules of ARCHITECTURE.md.
 	$(BUF) lint
 	$(BUF) format --diff --exit-code proto
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
+	go run ./scripts/archcheck
 
 .PHONY: breaking
 breaking: protodeps ## buf breaking against the main branch.
