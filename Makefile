@@ -160,8 +160,19 @@ image: ## Build the container image $(IMAGE) with podman, offline (FROM scratch;
 image-check: tools ## Check the image from outside: user, entrypoint, filesystem, its binary serving the seed example.
 	scripts/image.sh check
 
+.PHONY: dashboard
+dashboard: ## Regenerate the Grafana dashboard deploy/grafana/esign-evidence.json from deploy/grafana/main.go.
+	cd deploy/grafana && go run . > esign-evidence.json.tmp && mv esign-evidence.json.tmp esign-evidence.json
+
+.PHONY: dashboard-check
+dashboard-check: ## Fail if deploy/grafana/esign-evidence.json is not what the generator writes.
+	@cd deploy/grafana && go vet ./... && go run . > esign-evidence.json.tmp && \
+	  if ! diff -u esign-evidence.json esign-evidence.json.tmp; then rm -f esign-evidence.json.tmp; \
+	    echo "deploy/grafana/esign-evidence.json is not what 'make dashboard' writes: run make dashboard"; exit 1; fi; \
+	  rm -f esign-evidence.json.tmp
+
 .PHONY: deploy-check
-deploy-check: tools build ## Check deploy/: Kubernetes manifests, systemd unit, alert rules, against the binary.
+deploy-check: tools build dashboard-check ## Check deploy/: Kubernetes manifests, systemd unit, alert rules and dashboard, against the binary.
 	@command -v promtool >/dev/null || { echo "== installing promtool (Debian's prometheus package)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@command -v systemd-analyze >/dev/null || { echo "== installing systemd-analyze (Debian's systemd package)"; \

@@ -544,9 +544,9 @@ type demo struct{ grpc, http, admin string }
 // startDemo runs the binary in demo mode on loopback port 0 and returns its gRPC address.
 func startDemo(t *testing.T, bin string) string { return startDemoAll(t, bin).grpc }
 
-// startDemoAll runs the binary in demo mode on loopback port 0 (all three listeners) and
-// reads the addresses from its "serving" log line.
-func startDemoAll(t *testing.T, bin string) demo {
+// startDemoAll runs the binary in demo mode on loopback port 0 (all three listeners), with
+// env added to its environment, and reads the addresses from its "serving" log line.
+func startDemoAll(t *testing.T, bin string, env ...string) demo {
 	t.Helper()
 	logFile := filepath.Join(t.TempDir(), "log")
 	f, err := os.Create(logFile)
@@ -554,7 +554,7 @@ func startDemoAll(t *testing.T, bin string) demo {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-simulate", "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	cmd.Stderr = f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
