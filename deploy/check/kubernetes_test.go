@@ -221,6 +221,24 @@ func TestKubernetesBase(t *testing.T) {
 	if pdb.Spec.MaxUnavailable == nil && pdb.Spec.MinAvailable == nil {
 		t.Error("the PodDisruptionBudget sets neither maxUnavailable nor minAvailable")
 	}
+	// The replicas spread over nodes (a hard rule) and zones, counting the service's own pods.
+	spread := map[string]corev1.UnsatisfiableConstraintAction{}
+	for _, c := range d.Spec.Template.Spec.TopologySpreadConstraints {
+		sel, err := metaSelector(c.LabelSelector)
+		if err != nil || sel.Empty() || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			t.Errorf("topology spread over %s does not count the service's pods (%v)", c.TopologyKey, err)
+		}
+		if c.MaxSkew != 1 {
+			t.Errorf("topology spread over %s: maxSkew %d, want 1", c.TopologyKey, c.MaxSkew)
+		}
+		spread[c.TopologyKey] = c.WhenUnsatisfiable
+	}
+	if spread[corev1.LabelHostname] != corev1.DoNotSchedule {
+		t.Errorf("replicas are not kept on different nodes (topology spread over %s: %q)", corev1.LabelHostname, spread[corev1.LabelHostname])
+	}
+	if _, ok := spread[corev1.LabelTopologyZone]; !ok {
+		t.Errorf("replicas are not spread over zones (%s)", corev1.LabelTopologyZone)
+	}
 }
 
 func TestKubernetesSingleNode(t *testing.T) {
@@ -347,6 +365,9 @@ func checkKustomization(t *testing.T, dir string) *objects {
 		if p.GRPC.Port != grpcPort {
 			t.Errorf("%s probes port %d; gRPC listens on %d", what, p.GRPC.Port, grpcPort)
 		}
+		if what == "readinessProbe" && p.FailureThreshold < 2 {
+			t.Errorf("readinessProbe failureThreshold %d: one slow probe takes the pod out of the endpoints", p.FailureThreshold)
+		}
 		service := ""
 		if p.GRPC.Service != nil {
 			service = *p.GRPC.Service
@@ -419,10 +440,26 @@ func checkKustomization(t *testing.T, dir string) *objects {
 			t.Errorf("/tmp's sizeLimit %v is under MAX_CONCURRENT_UPLOADS × MAX_FILE_BYTES (%d bytes)", v.EmptyDir.SizeLimit, uploads*fileBytes)
 		}
 	}
-	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
 		if _, ok := c.Resources.Requests[r]; !ok {
 			t.Errorf("no %s request", r)
 		}
+	}
+	// The emptyDirs on disk count against the pod's ephemeral storage: a limit below their
+	// sizes would evict the pod before a volume is full.
+	var emptyDirs int64
+	for _, v := range spec.Volumes {
+		if v.EmptyDir == nil || v.EmptyDir.Medium == corev1.StorageMediumMemory {
+			continue
+		}
+		if v.EmptyDir.SizeLimit == nil {
+			t.Errorf("emptyDir %s has no sizeLimit", v.Name)
+			continue
+		}
+		emptyDirs += v.EmptyDir.SizeLimit.Value()
+	}
+	if l, ok := c.Resources.Limits[corev1.ResourceEphemeralStorage]; !ok || l.Value() <= emptyDirs {
+		t.Errorf("ephemeral-storage limit %v does not exceed the emptyDirs' sizeLimits (%d bytes) and leave room for logs", c.Resources.Limits.StorageEphemeral(), emptyDirs)
 	}
 	if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
 		t.Error("no memory limit")
