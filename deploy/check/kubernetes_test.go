@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -44,6 +45,7 @@ type objects struct {
 	pvcs        []*corev1.PersistentVolumeClaim
 	pdbs        []*policyv1.PodDisruptionBudget
 	netpols     []*networkingv1.NetworkPolicy
+	monitors    []*monitoringv1.ServiceMonitor
 }
 
 // render builds a kustomization with the kustomize library (the engine of `kubectl
@@ -99,6 +101,9 @@ func decode(t *testing.T, rendered map[string][]byte) *objects {
 		case "networking.k8s.io/v1 NetworkPolicy":
 			n := &networkingv1.NetworkPolicy{}
 			o.netpols, into = append(o.netpols, n), n
+		case "monitoring.coreos.com/v1 ServiceMonitor":
+			m := &monitoringv1.ServiceMonitor{}
+			o.monitors, into = append(o.monitors, m), m
 		default:
 			t.Fatalf("%s: no check knows %s %s", id, meta.APIVersion, meta.Kind)
 		}
@@ -294,8 +299,12 @@ func checkKustomization(t *testing.T, dir string) *objects {
 	crossCheckKubectl(t, dir, rendered)
 	o := decode(t, rendered)
 	bin := theBinary(t)
-	if len(o.deployments) != 1 || len(o.services) != 1 || len(o.netpols) != 1 {
-		t.Fatalf("want one Deployment, Service and NetworkPolicy; have %d, %d, %d", len(o.deployments), len(o.services), len(o.netpols))
+	if len(o.deployments) != 1 || len(o.netpols) != 1 {
+		t.Fatalf("want one Deployment and NetworkPolicy; have %d, %d", len(o.deployments), len(o.netpols))
+	}
+	svcIndex := slices.IndexFunc(o.services, func(s *corev1.Service) bool { return s.Name == "esign-evidence" })
+	if svcIndex < 0 {
+		t.Fatal("no Service esign-evidence for callers")
 	}
 	d := o.deployments[0]
 	spec := d.Spec.Template.Spec
@@ -468,8 +477,8 @@ func checkKustomization(t *testing.T, dir string) *objects {
 		t.Error("no image")
 	}
 
-	// The Service serves gRPC and REST and never the admin port.
-	svc := o.services[0]
+	// The callers' Service serves gRPC and REST and never the admin port.
+	svc := o.services[svcIndex]
 	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) || len(svc.Spec.Selector) == 0 {
 		t.Error("the Service does not select the pods")
 	}
@@ -654,4 +663,78 @@ func crossCheckKubectl(t *testing.T, dir string, want map[string][]byte) {
 
 func metaSelector(s *metav1.LabelSelector) (labels.Selector, error) {
 	return metav1.LabelSelectorAsSelector(s)
+}
+
+// TestKubernetesServiceMonitor renders the base with the ServiceMonitor component, as an
+// overlay includes it: the ServiceMonitor finds the pods' admin port through a headless
+// Service of its own, and the pods are no longer annotated for scraping (a Prometheus doing
+// both would scrape them twice).
+func TestKubernetesServiceMonitor(t *testing.T) {
+	o := checkKustomization(t, "testdata/servicemonitor")
+	if len(o.monitors) != 1 {
+		t.Fatalf("want one ServiceMonitor, have %d", len(o.monitors))
+	}
+	sm, d := o.monitors[0], o.deployments[0]
+	c := d.Spec.Template.Spec.Containers[0]
+	if v := d.Spec.Template.Annotations["prometheus.io/scrape"]; v == "true" {
+		t.Error("the pods are still annotated prometheus.io/scrape=true beside the ServiceMonitor")
+	}
+	if sm.Spec.NamespaceSelector.Any || len(sm.Spec.NamespaceSelector.MatchNames) > 0 {
+		t.Error("the ServiceMonitor looks beyond its own namespace")
+	}
+	sel, err := metaSelector(&sm.Spec.Selector)
+	if err != nil || sel.Empty() {
+		t.Fatalf("the ServiceMonitor's selector is empty or invalid (%v)", err)
+	}
+	var selected []*corev1.Service
+	for _, s := range o.services {
+		if sel.Matches(labels.Set(s.Labels)) {
+			selected = append(selected, s)
+		}
+	}
+	if len(selected) != 1 {
+		t.Fatalf("the ServiceMonitor selects %d Services, want 1 (the metrics Service)", len(selected))
+	}
+	ms := selected[0]
+	if ms.Name == "esign-evidence" {
+		t.Error("the ServiceMonitor selects the callers' Service")
+	}
+	if ms.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Errorf("the metrics Service %s is not headless", ms.Name)
+	}
+	if !labels.SelectorFromSet(ms.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) || len(ms.Spec.Selector) == 0 {
+		t.Errorf("the metrics Service %s does not select the pods", ms.Name)
+	}
+	adminPort := int32(0)
+	containerPorts := map[string]int32{}
+	for _, p := range c.Ports {
+		containerPorts[p.Name] = p.ContainerPort
+		if p.Name == "admin" {
+			adminPort = p.ContainerPort
+		}
+	}
+	if adminPort == 0 {
+		t.Fatal("the container has no port named admin")
+	}
+	if len(sm.Spec.Endpoints) == 0 {
+		t.Fatal("the ServiceMonitor has no endpoint")
+	}
+	for _, ep := range sm.Spec.Endpoints {
+		i := slices.IndexFunc(ms.Spec.Ports, func(p corev1.ServicePort) bool { return ep.Port != "" && p.Name == ep.Port })
+		if i < 0 {
+			t.Errorf("endpoint port %q is not a port of %s", ep.Port, ms.Name)
+			continue
+		}
+		tp := ms.Spec.Ports[i].TargetPort
+		target := tp.IntVal
+		if tp.Type == intstr.String {
+			target = containerPorts[tp.StrVal]
+		}
+		if target != adminPort {
+			t.Errorf("endpoint port %s reaches container port %d, not the admin port %d", ep.Port, target, adminPort)
+		}
+		if ep.Path != "" && ep.Path != "/metrics" {
+			t.Errorf("endpoint path %q: the metrics are at /metrics", ep.Path)
+		}
+	}
 }
