@@ -23,8 +23,9 @@ protodeps: ## Fetch third-party .proto files into third_party/proto (gitignored)
 	@scripts/protodeps.sh
 
 .PHONY: generate
-generate: protodeps ## Regenerate gen/ from proto/ (and merge openapi/*.swagger.json into the OpenAPI document).
+generate: protodeps ## Regenerate gen/ and docs/api-reference.md from proto/ (and finish the OpenAPI document).
 	$(BUF) generate
+	$(BUF) generate --template buf.gen.docs.yaml
 	go run ./scripts/openapimerge gen/openapiv2/esign/evidence/v1/evidence.swagger.json openapi/upload.swagger.json
 
 .PHONY: lint
@@ -40,9 +41,10 @@ breaking: protodeps ## buf breaking against the main branch.
 	@scripts/breaking.sh main
 
 .PHONY: gen-check
-gen-check: generate ## Fail if gen/ differs from what generation produces.
-	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
-	  echo "gen/ is not what 'make generate' produces:"; git status --porcelain -- gen; git diff --stat -- gen; exit 1; fi
+gen-check: generate ## Fail if gen/ or docs/api-reference.md differs from what generation produces.
+	@if [ -n "$$(git status --porcelain -- gen docs/api-reference.md)" ]; then \
+	  echo "gen/ or docs/api-reference.md is not what 'make generate' produces:"; \
+	  git status --porcelain -- gen docs/api-reference.md; git diff --stat -- gen docs/api-reference.md; exit 1; fi
 
 .PHONY: tools
 tools: bin/.grpcurl-$(GRPCURL_VERSION) ## Install grpcurl into bin/ (the README's examples and tests use it).
@@ -144,6 +146,10 @@ bench: bin/.ghz-$(GHZ_VERSION) bin/.hey-$(HEY_VERSION) ## Load-test gRPC and RES
 .PHONY: examples
 examples: tools ## Generate Node.js and Python stubs and run the examples and grpcurl against the demo.
 	examples/run.sh
+
+.PHONY: client-check
+client-check: build ## Generate a TypeScript client from the OpenAPI document, compile it and call the demo with it.
+	examples/typescript/run.sh
 
 .PHONY: readme-check
 readme-check: tools build ## Run the README's grpcurl and curl examples against the demo.

@@ -3,6 +3,7 @@ package esignevidence_test
 import (
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/go-openapi/spec"
 	"github.com/go-openapi/strfmt"
 	"github.com/go-openapi/validate"
+	openapiv2 "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -62,7 +64,8 @@ func TestOpenAPIDocumentForClients(t *testing.T) {
 		t.Errorf("the document does not require the bearer token: %v", sw.Security)
 	}
 
-	// google.rpc.Status with its details.
+	// google.rpc.Status with typed details: the detail messages the service sends, each
+	// a schema of its own, never the untyped google.protobuf.Any.
 	st, ok := sw.Definitions["rpcStatus"]
 	if !ok {
 		t.Fatal("no rpcStatus definition")
@@ -72,36 +75,87 @@ func TestOpenAPIDocumentForClients(t *testing.T) {
 			t.Errorf("rpcStatus lacks %s", p)
 		}
 	}
-	if d := st.Properties["details"]; d.Items == nil || d.Items.Schema == nil || d.Items.Schema.Ref.String() != "#/definitions/protobufAny" {
-		t.Errorf("rpcStatus.details is not a list of google.protobuf.Any: %+v", d)
+	if d := st.Properties["details"]; d.Items == nil || d.Items.Schema == nil || d.Items.Schema.Ref.String() != "#/definitions/rpcStatusDetail" {
+		t.Errorf("rpcStatus.details is not a list of rpcStatusDetail: %+v", d)
+	}
+	var detailRefs []string
+	for _, s := range sw.Definitions["rpcStatusDetail"].AllOf {
+		detailRefs = append(detailRefs, s.Ref.String())
+	}
+	for _, want := range []string{"#/definitions/rpcErrorInfo", "#/definitions/rpcBadRequest", "#/definitions/rpcRetryInfo"} {
+		if !slices.Contains(detailRefs, want) {
+			t.Errorf("rpcStatusDetail does not include %s: %v", want, detailRefs)
+		}
+	}
+	if fv := sw.Definitions["rpcBadRequest"].Properties["fieldViolations"]; fv.Items == nil || fv.Items.Schema == nil ||
+		fv.Items.Schema.Ref.String() != "#/definitions/rpcBadRequestFieldViolation" {
+		t.Errorf("rpcBadRequest.fieldViolations: %+v", fv)
+	}
+	for _, p := range []string{"field", "description", "reason"} {
+		if _, ok := sw.Definitions["rpcBadRequestFieldViolation"].Properties[p]; !ok {
+			t.Errorf("rpcBadRequestFieldViolation lacks %s", p)
+		}
+	}
+	for _, p := range []string{"reason", "domain", "metadata"} {
+		if _, ok := sw.Definitions["rpcErrorInfo"].Properties[p]; !ok {
+			t.Errorf("rpcErrorInfo lacks %s", p)
+		}
+	}
+	if strings.Contains(string(esignevidence.OpenAPIv2), "protobufAny") {
+		t.Error("the document still names the untyped protobufAny")
 	}
 
-	// Every REST route the service serves, each with the error schema on every error status
-	// the service answers.
+	// Every REST route the service serves, named after its method, each with exactly the
+	// error statuses its method lists (openapiv2_operation in the contract) as
+	// google.rpc.Status, and a default.
 	want := map[string]string{
-		"POST /v3/evidence/evi-point/psn-realname": "EvidenceService_CreatePersonalEvidencePoint",
-		"GET /v1/submissions/{customBizId}":        "EvidenceService_GetSubmission",
-		"POST /v1/files":                           "EvidenceService_UploadFile",
+		"POST /v3/evidence/evi-point/psn-realname": "createPersonalEvidencePoint",
+		"GET /v1/submissions/{customBizId}":        "getSubmission",
+		"POST /v1/files":                           "uploadFile",
 	}
+	svc := evidencev1.File_esign_evidence_v1_evidence_proto.Services().ByName("EvidenceService")
 	got := map[string]string{}
+	codes := map[string][]int{}
 	for path, item := range sw.Paths.Paths {
 		for method, op := range map[string]*spec.Operation{"GET": item.Get, "POST": item.Post, "PUT": item.Put, "PATCH": item.Patch, "DELETE": item.Delete} {
 			if op == nil {
 				continue
 			}
-			got[method+" "+path] = op.ID
+			route := method + " " + path
+			got[route] = op.ID
 			if op.Responses == nil || op.Responses.StatusCodeResponses[200].Schema == nil {
-				t.Errorf("%s %s: no 200 schema", method, path)
+				t.Errorf("%s: no 200 schema", route)
 				continue
 			}
-			for _, code := range []int{400, 401, 404, 409, 413, 429, 500, 503, 504} {
-				r, ok := op.Responses.StatusCodeResponses[code]
-				if !ok || r.Schema == nil || r.Schema.Ref.String() != "#/definitions/rpcStatus" || r.Description == "" {
-					t.Errorf("%s %s: %d is not documented as google.rpc.Status", method, path, code)
+			m := svc.Methods().ByName(protoreflect.Name(strings.ToUpper(op.ID[:1]) + op.ID[1:]))
+			if m == nil {
+				t.Errorf("%s: operation %s names no method", route, op.ID)
+				continue
+			}
+			listed, _ := proto.GetExtension(m.Options(), openapiv2.E_Openapiv2Operation).(*openapiv2.Operation)
+			var wantCodes []int
+			for k := range listed.GetResponses() {
+				c, _ := strconv.Atoi(k)
+				wantCodes = append(wantCodes, c)
+			}
+			slices.Sort(wantCodes)
+			var gotCodes []int
+			for code, r := range op.Responses.StatusCodeResponses {
+				if code < 300 {
+					continue
+				}
+				gotCodes = append(gotCodes, code)
+				if r.Schema == nil || r.Schema.Ref.String() != "#/definitions/rpcStatus" || r.Description == "" {
+					t.Errorf("%s: %d is not documented as google.rpc.Status", route, code)
 				}
 			}
+			slices.Sort(gotCodes)
+			if len(wantCodes) == 0 || !slices.Equal(gotCodes, wantCodes) {
+				t.Errorf("%s: error statuses %v, its method lists %v", route, gotCodes, wantCodes)
+			}
+			codes[route] = gotCodes
 			if d := op.Responses.Default; d == nil || d.Schema == nil || d.Schema.Ref.String() != "#/definitions/rpcStatus" {
-				t.Errorf("%s %s: default is not google.rpc.Status", method, path)
+				t.Errorf("%s: default is not google.rpc.Status", route)
 			}
 		}
 	}
@@ -112,6 +166,24 @@ func TestOpenAPIDocumentForClients(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("routes %v, want %v", got, want)
+	}
+	// Per route, not one list for all: only a lookup answers 404, only a keyed create
+	// 409, and a GET has no body to be too large.
+	for route, c := range map[string][2][]int{
+		"POST /v3/evidence/evi-point/psn-realname": {{400, 401, 409, 413, 429, 503, 504}, {404}},
+		"GET /v1/submissions/{customBizId}":        {{400, 401, 404, 429, 503, 504}, {409, 413}},
+		"POST /v1/files":                           {{400, 401, 413, 429, 503, 504}, {404, 409}},
+	} {
+		for _, code := range c[0] {
+			if !slices.Contains(codes[route], code) {
+				t.Errorf("%s: %d is not documented", route, code)
+			}
+		}
+		for _, code := range c[1] {
+			if slices.Contains(codes[route], code) {
+				t.Errorf("%s: %d is documented but never answered", route, code)
+			}
+		}
 	}
 
 	// Required fields: exactly the fields the server requires (protovalidate's `required`),
@@ -173,6 +245,84 @@ func TestOpenAPIUploadRouteMatchesContract(t *testing.T) {
 		if p.In == "query" && p.Name == "fileName" && !p.Required {
 			t.Error("fileName is not required")
 		}
+	}
+}
+
+// The contract's validation rules reach the document as JSON Schema constraints a
+// generated client or form can check: every string pattern, length bound and `in` list
+// of every field of every message the document describes, required strings as
+// minLength 1, and the same on the path and query parameters that carry such a field.
+func TestOpenAPIDocumentCarriesTheRules(t *testing.T) {
+	sw := loadDocument(t).Spec()
+	checked := 0
+	checkField := func(where string, fd protoreflect.FieldDescriptor, pattern string, minLen, maxLen *int64, enum []any) {
+		rules, _ := proto.GetExtension(fd.Options(), pvalidate.E_Field).(*pvalidate.FieldRules)
+		str := rules.GetString()
+		if str == nil {
+			return
+		}
+		checked++
+		if pattern != str.GetPattern() {
+			t.Errorf("%s: pattern %q, the contract %q", where, pattern, str.GetPattern())
+		}
+		if str.HasMaxLen() && (maxLen == nil || uint64(*maxLen) != str.GetMaxLen()) {
+			t.Errorf("%s: maxLength %v, the contract %d", where, maxLen, str.GetMaxLen())
+		}
+		if rules.GetRequired() && (minLen == nil || *minLen != 1) {
+			t.Errorf("%s: required but minLength %v", where, minLen)
+		}
+		if len(str.GetIn()) > 0 {
+			var got []string
+			for _, v := range enum {
+				got = append(got, v.(string))
+			}
+			if !slices.Equal(got, str.GetIn()) {
+				t.Errorf("%s: enum %v, the contract %v", where, got, str.GetIn())
+			}
+		}
+	}
+	msgs := evidencev1.File_esign_evidence_v1_evidence_proto.Messages()
+	for i := 0; i < msgs.Len(); i++ {
+		md := msgs.Get(i)
+		def, ok := sw.Definitions["v1"+string(md.Name())]
+		if !ok {
+			continue
+		}
+		for j := 0; j < md.Fields().Len(); j++ {
+			fd := md.Fields().Get(j)
+			p, ok := def.Properties[fd.JSONName()]
+			if !ok {
+				continue
+			}
+			checkField(string(md.Name())+"."+fd.JSONName(), fd, p.Pattern, p.MinLength, p.MaxLength, p.Enum)
+		}
+	}
+	if p := sw.Definitions["v1ThreeElements"].Properties["mobile"].Pattern; p != "^1[3-9][0-9]{9}$" {
+		t.Errorf("threeElements.mobile pattern %q", p)
+	}
+	params := map[string]protoreflect.FieldDescriptor{
+		"/v1/submissions/{customBizId} customBizId": (&evidencev1.GetSubmissionRequest{}).ProtoReflect().Descriptor().Fields().ByName("custom_biz_id"),
+		"/v1/files fileName":                        (&evidencev1.FileInfo{}).ProtoReflect().Descriptor().Fields().ByName("file_name"),
+		"/v1/files contentType":                     (&evidencev1.FileInfo{}).ProtoReflect().Descriptor().Fields().ByName("content_type"),
+	}
+	for path, item := range sw.Paths.Paths {
+		for _, op := range []*spec.Operation{item.Get, item.Post} {
+			if op == nil {
+				continue
+			}
+			for _, p := range op.Parameters {
+				if fd, ok := params[path+" "+p.Name]; ok {
+					checkField(path+" "+p.Name, fd, p.Pattern, p.MinLength, p.MaxLength, p.Enum)
+					delete(params, path+" "+p.Name)
+				}
+			}
+		}
+	}
+	if len(params) > 0 {
+		t.Errorf("parameters not found: %v", params)
+	}
+	if checked < 30 {
+		t.Errorf("only %d fields with string rules checked", checked)
 	}
 }
 

@@ -1361,42 +1361,87 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x1cSUBMISSION_STATE_IN_PROGRESS\x10\x01\x12\x1e\n" +
 	"\x1aSUBMISSION_STATE_SUCCEEDED\x10\x02\x12\x1b\n" +
 	"\x17SUBMISSION_STATE_FAILED\x10\x03\x12$\n" +
-	" SUBMISSION_STATE_OUTCOME_UNKNOWN\x10\x042\xbb\x03\n" +
-	"\x0fEvidenceService\x12\xbc\x01\n" +
-	"\x1bCreatePersonalEvidencePoint\x125.esign.evidence.v1.CreatePersonalEvidencePointRequest\x1a6.esign.evidence.v1.CreatePersonalEvidencePointResponse\".\x82\xd3\xe4\x93\x02(:\x01*\"#/v3/evidence/evi-point/psn-realname\x12\x8b\x01\n" +
-	"\rGetSubmission\x12'.esign.evidence.v1.GetSubmissionRequest\x1a(.esign.evidence.v1.GetSubmissionResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/submissions/{custom_biz_id}\x12[\n" +
+	" SUBMISSION_STATE_OUTCOME_UNKNOWN\x10\x042\xe1$\n" +
+	"\x0fEvidenceService\x12\xe0\x10\n" +
+	"\x1bCreatePersonalEvidencePoint\x125.esign.evidence.v1.CreatePersonalEvidencePointRequest\x1a6.esign.evidence.v1.CreatePersonalEvidencePointResponse\"\xd1\x0f\x92A\x9f\x0fJ\xd5\x02\n" +
+	"\x03400\x12\xcd\x02\n" +
+	"\xad\x02The request breaks the contract (`INVALID_REQUEST`, with a `BadRequest` detail naming each field) or its body cannot be decoded (`INVALID_REQUEST`); e签宝 refused it (`ESIGN_PARAMETER_ERROR`, `ESIGN_BUSINESS_ERROR`); or a retry after an unknown outcome was refused (`OUTCOME_UNKNOWN_RETRY_REFUSED`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\x99\x01\n" +
+	"\x03401\x12\x91\x01\n" +
+	"rNo valid credentials (`UNAUTHENTICATED`): send `Authorization: Bearer <token>`, or a client certificate over mTLS.\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJf\n" +
+	"\x03408\x12_\n" +
+	"@The body did not arrive within READ_TIMEOUT (`REQUEST_TIMEOUT`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\xb8\x01\n" +
+	"\x03409\x12\xb0\x01\n" +
+	"\x90\x01The `customBizId` was used with a different request (`IDEMPOTENCY_KEY_REUSED`), or a call with it is still in flight (`SUBMISSION_IN_PROGRESS`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJf\n" +
+	"\x03413\x12_\n" +
+	"@The body is larger than MAX_REQUEST_BYTES (`REQUEST_TOO_LARGE`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\xf7\x01\n" +
+	"\x03429\x12\xef\x01\n" +
+	"\xcf\x01Nothing was sent: too many calls in flight (`OVERLOADED`) or no room in the e签宝 quota within the deadline (`RATE_LIMITED`), each with a `RetryInfo` detail; or e签宝 answered 429 (`ESIGN_RATE_LIMITED`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\xd9\x01\n" +
+	"\x03500\x12\xd1\x01\n" +
+	"\xb1\x01e签宝 refused this service's own credentials (`ESIGN_CREDENTIALS_REJECTED`) or answered something undocumented (`ESIGN_UNEXPECTED_ANSWER`), or the service failed (`INTERNAL`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\x8c\x03\n" +
+	"\x03503\x12\x84\x03\n" +
+	"\xe4\x02e签宝, the submission store or a local resource was unavailable (`ESIGN_UNREACHABLE`, `ESIGN_CIRCUIT_OPEN`, `STORE_UNAVAILABLE`, `LOCAL_RESOURCES_EXHAUSTED`, `UNAVAILABLE`), or the request was sent and no definite answer came back (`ESIGN_OUTCOME_UNKNOWN`). `ErrorInfo.metadata.retry_safe` says whether a retry is safe; retry with the same `customBizId`.\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\xb8\x01\n" +
+	"\x03504\x12\xb0\x01\n" +
+	"\x90\x01The caller's deadline passed (`DEADLINE_EXCEEDED`), or less than ESIGN_MIN_REMAINING of it was left and nothing was sent (`DEADLINE_TOO_SHORT`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatus\x82\xd3\xe4\x93\x02(:\x01*\"#/v3/evidence/evi-point/psn-realname\x12\xc1\a\n" +
+	"\rGetSubmission\x12'.esign.evidence.v1.GetSubmissionRequest\x1a(.esign.evidence.v1.GetSubmissionResponse\"\xdc\x06\x92A\xb1\x06J\x82\x01\n" +
+	"\x03400\x12{\n" +
+	"\\`customBizId` breaks the contract (`INVALID_REQUEST`, with a `BadRequest` detail naming it).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\x99\x01\n" +
+	"\x03401\x12\x91\x01\n" +
+	"rNo valid credentials (`UNAUTHENTICATED`): send `Authorization: Bearer <token>`, or a client certificate over mTLS.\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJe\n" +
+	"\x03404\x12^\n" +
+	"?No submission with that `customBizId` (`SUBMISSION_NOT_FOUND`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJi\n" +
+	"\x03429\x12b\n" +
+	"CToo many calls in flight (`OVERLOADED`, with a `RetryInfo` detail).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJF\n" +
+	"\x03500\x12?\n" +
+	" The service failed (`INTERNAL`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\x98\x01\n" +
+	"\x03503\x12\x90\x01\n" +
+	"qThe submission store could not be reached (`STORE_UNAVAILABLE`), or the service is shutting down (`UNAVAILABLE`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJY\n" +
+	"\x03504\x12R\n" +
+	"3The caller's deadline passed (`DEADLINE_EXCEEDED`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatus\x82\xd3\xe4\x93\x02!\x12\x1f/v1/submissions/{custom_biz_id}\x12\xa6\f\n" +
 	"\n" +
-	"UploadFile\x12$.esign.evidence.v1.UploadFileRequest\x1a%.esign.evidence.v1.UploadFileResponse(\x01B\xb5\x10\x92A\xe3\x0f\x12\xf3\x04\n" +
+	"UploadFile\x12$.esign.evidence.v1.UploadFileRequest\x1a%.esign.evidence.v1.UploadFileResponse\"\xc8\v\x92A\xc4\vJ\xe5\x01\n" +
+	"\x03400\x12\xdd\x01\n" +
+	"\xbd\x01The file name breaks e签宝's rules, the file is empty, the parts come in the wrong order, or a query parameter is invalid (`INVALID_REQUEST`, with a `BadRequest` detail naming the field).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\x99\x01\n" +
+	"\x03401\x12\x91\x01\n" +
+	"rNo valid credentials (`UNAUTHENTICATED`): send `Authorization: Bearer <token>`, or a client certificate over mTLS.\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJf\n" +
+	"\x03408\x12_\n" +
+	"@Nothing arrived for UPLOAD_IDLE_TIMEOUT (`UPLOAD_IDLE_TIMEOUT`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ`\n" +
+	"\x03413\x12Y\n" +
+	":The file is larger than MAX_FILE_BYTES (`FILE_TOO_LARGE`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\x84\x02\n" +
+	"\x03429\x12\xfc\x01\n" +
+	"\xdc\x01Nothing was sent: MAX_CONCURRENT_UPLOADS uploads in progress (`TOO_MANY_UPLOADS`), too many calls in flight (`OVERLOADED`) or no room in the e签宝 quota (`RATE_LIMITED`); or e签宝 answered 429 (`ESIGN_RATE_LIMITED`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\xd9\x01\n" +
+	"\x03500\x12\xd1\x01\n" +
+	"\xb1\x01e签宝's storage refused the bytes (`ESIGN_UPLOAD_REJECTED`), e签宝 refused this service's credentials or answered something undocumented, or the service failed (`INTERNAL`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\x9f\x02\n" +
+	"\x03503\x12\x97\x02\n" +
+	"\xf7\x01e签宝 could not be reached or the bytes did not reach its storage (`ESIGN_UNREACHABLE`, `ESIGN_UPLOAD_FAILED`, `ESIGN_CIRCUIT_OPEN`), or a local resource ran short (`LOCAL_RESOURCES_EXHAUSTED`). An upload creates nothing a retry could duplicate.\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJo\n" +
+	"\x03504\x12h\n" +
+	"IThe caller's deadline passed (`DEADLINE_EXCEEDED`, `DEADLINE_TOO_SHORT`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatus(\x01B\xb2\a\x92A\xe0\x06\x12\xf3\x04\n" +
 	"\x0eesign-evidence\x12\xdc\x04Creates e签宝 personal real-name evidence points (个人实名认证证据点) for callers that verified a person themselves, and uploads the files they cite. Exactly once per `customBizId`: a repeated call with the same key and body is answered from the record (`replayed: true`).\n" +
 	"\n" +
-	"Every error is a `google.rpc.Status` with an `ErrorInfo` detail (domain `esign-evidence`): branch on the HTTP status and `ErrorInfo.reason`, not on the message. A validation failure adds a `BadRequest` detail naming each field by its JSON name. The same operations exist over gRPC (`esign.evidence.v1.EvidenceService`).2\x02v12\x10application/json:\x10application/jsonR\xc4\x01\n" +
-	"\x03400\x12\xbc\x01\n" +
-	"\x9c\x01The request breaks the contract (a `BadRequest` detail names each field), the body cannot be decoded, or e签宝 refused it (`ErrorInfo.reason` says which).\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatusRR\n" +
-	"\x03401\x12K\n" +
-	",No valid bearer token or client certificate.\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatusR^\n" +
-	"\x03404\x12W\n" +
-	"8No such route, or no submission with that `customBizId`.\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatusR\x80\x01\n" +
-	"\x03409\x12y\n" +
-	"ZThe `customBizId` was used with a different request, or a call with it is still in flight.\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatusRv\n" +
-	"\x03413\x12o\n" +
-	"PThe body is larger than the service accepts (MAX_REQUEST_BYTES, MAX_FILE_BYTES).\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatusR{\n" +
-	"\x03429\x12t\n" +
-	"UThe e签宝 quota leaves no room within the call's deadline, or e签宝 answered 429.\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatusR\x8e\x01\n" +
-	"\x03500\x12\x86\x01\n" +
-	"ge签宝 refused this service's own credentials, answered something undocumented, or the service failed.\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatusR\xb7\x01\n" +
-	"\x03503\x12\xaf\x01\n" +
-	"\x8f\x01e签宝 or the submission store could not be reached, or the outcome is unknown (`ErrorInfo.metadata.retry_safe` says whether a retry is safe).\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatusRC\n" +
-	"\x03504\x12<\n" +
-	"\x1dThe caller's deadline passed.\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatusZ\xb5\x01\n" +
+	"Every error is a `google.rpc.Status` with an `ErrorInfo` detail (domain `esign-evidence`): branch on the HTTP status and `ErrorInfo.reason`, not on the message. A validation failure adds a `BadRequest` detail naming each field by its JSON name. The same operations exist over gRPC (`esign.evidence.v1.EvidenceService`).2\x02v12\x10application/json:\x10application/jsonZ\xb5\x01\n" +
 	"\xb2\x01\n" +
 	"\x06bearer\x12\xa7\x01\b\x02\x12\x91\x01A caller's token, sent as `Authorization: Bearer <token>` (configured with AUTH_TOKENS_FILE). A client certificate over mTLS is accepted instead.\x1a\rAuthorization \x02b\f\n" +
 	"\n" +

@@ -53,6 +53,9 @@ type EvidenceServiceClient interface {
 	// whatever the file size: chunks are spooled to a temporary file while the MD5 e签宝
 	// needs before the upload is computed. Over REST, `POST /v1/files?fileName=<name>` takes
 	// the raw bytes as the body.
+	//
+	// The error statuses below are the REST route's, which scripts/openapimerge adds to the
+	// OpenAPI document (this method has no google.api.http binding).
 	UploadFile(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadFileRequest, UploadFileResponse], error)
 }
 
@@ -126,6 +129,9 @@ type EvidenceServiceServer interface {
 	// whatever the file size: chunks are spooled to a temporary file while the MD5 e签宝
 	// needs before the upload is computed. Over REST, `POST /v1/files?fileName=<name>` takes
 	// the raw bytes as the body.
+	//
+	// The error statuses below are the REST route's, which scripts/openapimerge adds to the
+	// OpenAPI document (this method has no google.api.http binding).
 	UploadFile(grpc.ClientStreamingServer[UploadFileRequest, UploadFileResponse]) error
 	mustEmbedUnimplementedEvidenceServiceServer()
 }
