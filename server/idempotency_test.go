@@ -137,7 +137,7 @@ func TestTwoInstancesOnePostgres(t *testing.T) {
 	sim.Inject(esignsim.Fault{Latency: 150 * time.Millisecond})
 	var stacks []*stack
 	for range 2 {
-		store, err := submission.OpenPostgres(context.Background(), dsn)
+		store, err := submission.OpenPostgres(context.Background(), dsn, submission.PostgresOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -35,6 +35,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
+	"github.com/esign-evidence/esign-evidence/internal/guard"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/server/apierror"
 	"github.com/esign-evidence/esign-evidence/server/auth"
@@ -75,14 +76,14 @@ type Options struct {
 	Upstream *upstream.Client
 	// Submitter makes submissions exactly-once per customBizId. Required.
 	Submitter *submission.Submitter
-	// EsignQPS is the app's e签宝 quota, enforced before sending; submission.DefaultQPS
+	// EsignQPS is the app's e签宝 quota, enforced before sending; guard.DefaultQPS
 	// when 0.
 	EsignQPS float64
 	// Quota, when set, hands out the quota's slots instead of an in-process limiter at
 	// EsignQPS (a quota every replica shares).
-	Quota submission.Quota
+	Quota guard.Quota
 	// MinRemaining is the admission rule: no e签宝 call is started for a caller whose
-	// remaining deadline is shorter; submission.DefaultMinRemaining when 0.
+	// remaining deadline is shorter; guard.DefaultMinRemaining when 0.
 	MinRemaining time.Duration
 	// Auth configures caller authentication. The zero value refuses every call but the
 	// public ones: authentication is off only when Auth.Disabled says so.
@@ -304,7 +305,7 @@ func New(opts Options) (*Server, error) {
 			otelgrpc.WithTracerProvider(opts.TracerProvider), otelgrpc.WithPropagators(propagator))))
 	}
 	g := grpc.NewServer(gopts...)
-	guard := submission.NewGuard(m.GuardConfig(submission.GuardConfig{
+	esignGuard := guard.New(m.GuardConfig(guard.Config{
 		QPS: opts.EsignQPS, Quota: opts.Quota, MinRemaining: opts.MinRemaining, BreakerOpenFor: opts.BreakerOpenFor,
 	}, opts.Logger))
 	m.RegisterStoreUp(opts.Registry, opts.Submitter.StoreUp)
@@ -312,7 +313,7 @@ func New(opts Options) (*Server, error) {
 	opts.Submitter.OnDuplicate(m.Duplicate)
 	evidence := service.New(service.Config{
 		Revision:             opts.Upstream.Revision(),
-		Guard:                guard,
+		Guard:                esignGuard,
 		Submitter:            opts.Submitter,
 		Files:                opts.Upstream,
 		MaxFileBytes:         opts.MaxFileBytes,

@@ -114,7 +114,7 @@ func startStack(t testing.TB, o stackOpt) *stack {
 	st.upstream = uc
 	store := o.store
 	if store == nil {
-		bolt, err := submission.OpenBolt(filepath.Join(t.TempDir(), "submissions.db"))
+		bolt, err := submission.OpenBolt(filepath.Join(t.TempDir(), "submissions.db"), submission.BoltOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

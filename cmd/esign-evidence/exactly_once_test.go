@@ -604,7 +604,7 @@ func TestQuotaSharedByReplicas(t *testing.T) {
 // ones stay.
 func TestRetentionRemovesOldSubmissions(t *testing.T) {
 	put := func(t *testing.T, s submission.Store, id string, updated time.Time) {
-		k := submission.Key{Op: submission.OpPsnRealname, CustomBizID: id}
+		k := submission.Key{Op: legacyOp, CustomBizID: id}
 		err := s.Mutate(context.Background(), k, func(*submission.Record) (*submission.Record, error) {
 			return &submission.Record{Key: k, Fingerprint: []byte("fp"), State: submission.StateSucceeded, Result: "P-" + id,
 				Attempts: 1, CreatedAt: updated, UpdatedAt: updated}, nil
@@ -616,7 +616,7 @@ func TestRetentionRemovesOldSubmissions(t *testing.T) {
 	for name, open := range map[string]func(t *testing.T) (submission.Store, string){
 		"bolt": func(t *testing.T) (submission.Store, string) {
 			path := filepath.Join(t.TempDir(), "sub.db")
-			s, err := submission.OpenBolt(path)
+			s, err := submission.OpenBolt(path, submission.BoltOptions{LegacyOp: legacyOp})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -624,7 +624,7 @@ func TestRetentionRemovesOldSubmissions(t *testing.T) {
 		},
 		"postgres": func(t *testing.T) (submission.Store, string) {
 			dsn := pgtest.DSN(t)
-			s, err := submission.OpenPostgres(context.Background(), dsn)
+			s, err := submission.OpenPostgres(context.Background(), dsn, submission.PostgresOptions{LegacyOp: legacyOp})
 			if err != nil {
 				t.Fatal(err)
 			}

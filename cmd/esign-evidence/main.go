@@ -31,6 +31,7 @@ import (
 	esignevidence "github.com/esign-evidence/esign-evidence"
 	"github.com/esign-evidence/esign-evidence/internal/buildinfo"
 	"github.com/esign-evidence/esign-evidence/internal/config"
+	"github.com/esign-evidence/esign-evidence/internal/guard"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/internal/telemetry"
 	"github.com/esign-evidence/esign-evidence/internal/tlsreload"
@@ -147,7 +148,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("JOURNAL_PATH: %w", err)
 	}
 	// With PostgreSQL, every replica shares the app's quota through the database.
-	var quota submission.Quota
+	var quota guard.Quota
 	if pg, ok := store.(*submission.PostgresStore); ok {
 		quota = pg.Quota(cfg.AppID, cfg.EsignQPS, cfg.StoreTimeout)
 	}
@@ -282,13 +283,18 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, cfg *config.Confi
 // tlsReloadInterval is how often the certificate files are checked for a new version.
 const tlsReloadInterval = 30 * time.Second
 
+// legacyOp is the operation of the submissions stored before records were named by
+// operation (the embedded store's plain "submissions" bucket, the PostgreSQL rows from
+// before schema version 2): the personal real-name evidence point. It never changes.
+const legacyOp submission.Op = "psn-realname"
+
 // openStore opens the PostgreSQL store when DATABASE_URL is set, else the embedded one
 // (in demo mode, in a temporary file removed at exit unless DB_PATH names one). It also
 // returns where the journal goes: JOURNAL_PATH, else next to the embedded store, else
 // esign-evidence.journal.
 func openStore(ctx context.Context, cfg *config.Config) (submission.Store, string, func(), error) {
 	if cfg.DatabaseURL != "" {
-		s, err := submission.OpenPostgres(ctx, string(cfg.DatabaseURL))
+		s, err := submission.OpenPostgres(ctx, string(cfg.DatabaseURL), submission.PostgresOptions{LegacyOp: legacyOp})
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("DATABASE_URL: %w", err)
 		}
@@ -306,7 +312,7 @@ func openStore(ctx context.Context, cfg *config.Config) (submission.Store, strin
 		}
 		path, temp = filepath.Join(dir, "submissions.db"), true
 	}
-	s, err := submission.OpenBolt(path)
+	s, err := submission.OpenBolt(path, submission.BoltOptions{LegacyOp: legacyOp})
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("DB_PATH: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 
 	"github.com/esign-evidence/esign-evidence/internal/authtoken"
+	"github.com/esign-evidence/esign-evidence/internal/guard"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/server"
 	"github.com/esign-evidence/esign-evidence/server/auth"
@@ -150,9 +151,9 @@ func newFlagSet(c *Config, out io.Writer) (*flag.FlagSet, *raw) {
 	c.ShutdownTimeout = server.DefaultShutdownTimeout
 	c.UnknownOutcome = submission.ResendUnknown
 	c.SubmissionLease = submission.DefaultLease
-	c.EsignQPS = submission.DefaultQPS
+	c.EsignQPS = guard.DefaultQPS
 	c.StoreTimeout = submission.DefaultStoreTimeout
-	c.MinRemaining = submission.DefaultMinRemaining
+	c.MinRemaining = guard.DefaultMinRemaining
 	c.Retention = submission.DefaultRetention
 	c.MaxConcurrentStreams = server.DefaultMaxConcurrentStreams
 	c.ReadHeaderTimeout = server.DefaultReadHeaderTimeout

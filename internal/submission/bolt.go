@@ -12,6 +12,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/esign-evidence/esign-evidence/internal/clock"
 )
 
 // BoltStore is the embedded store: one bbolt file, no server.
@@ -24,13 +26,26 @@ import (
 // Concurrent writes are grouped into one transaction (bolt's Batch), so many calls share
 // one fsync.
 type BoltStore struct {
-	db *bolt.DB
+	db       *bolt.DB
+	legacyOp Op
+	clock    clock.Clock
+}
+
+// BoltOptions configures a BoltStore.
+type BoltOptions struct {
+	// LegacyOp is the operation whose records files written before records were named
+	// by operation hold: they are in the plain "submissions" bucket, where that
+	// operation's records stay. Every other operation's are in "submissions:<op>". When
+	// empty, every operation has a bucket of its own and the plain one is not read.
+	LegacyOp Op
+	// Clock tells DeleteBefore which leases still run; the real clock when nil.
+	Clock clock.Clock
 }
 
 var boltBucket = []byte("submissions")
 
 // OpenBolt opens (or creates) the store at path.
-func OpenBolt(path string) (*BoltStore, error) {
+func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
@@ -46,17 +61,17 @@ func OpenBolt(path string) (*BoltStore, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	return &BoltStore{db: db}, nil
+	return &BoltStore{db: db, legacyOp: opts.LegacyOp, clock: clock.Or(opts.Clock)}, nil
 }
 
 func boltKey(k Key) []byte {
 	return []byte(k.Namespace + "\x00" + k.CustomBizID)
 }
 
-// bucketFor is the bucket of an operation's submissions: "submissions" for
-// OpPsnRealname (where they always were), "submissions:<op>" for the others.
-func bucketFor(op Op) []byte {
-	if op == OpPsnRealname {
+// bucketFor is the bucket of an operation's submissions: "submissions" for the legacy
+// operation (where its records always were), "submissions:<op>" for the others.
+func (s *BoltStore) bucketFor(op Op) []byte {
+	if op == s.legacyOp {
 		return boltBucket
 	}
 	return []byte(string(boltBucket) + ":" + string(op))
@@ -105,12 +120,15 @@ func bounded(ctx context.Context, op func() error) error {
 
 // Mutate implements Store.
 func (s *BoltStore) Mutate(ctx context.Context, key Key, fn func(cur *Record) (*Record, error)) error {
+	if err := key.check(); err != nil {
+		return err
+	}
 	return bounded(ctx, func() error { return s.mutate(key, fn) })
 }
 
 func (s *BoltStore) mutate(key Key, fn func(cur *Record) (*Record, error)) error {
 	return s.db.Batch(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketFor(key.op()))
+		b, err := tx.CreateBucketIfNotExists(s.bucketFor(key.Op))
 		if err != nil {
 			return err
 		}
@@ -134,10 +152,13 @@ func (s *BoltStore) mutate(key Key, fn func(cur *Record) (*Record, error)) error
 
 // Get implements Store.
 func (s *BoltStore) Get(ctx context.Context, key Key) (*Record, error) {
+	if err := key.check(); err != nil {
+		return nil, err
+	}
 	var rec *Record
 	err := bounded(ctx, func() error {
 		return s.db.View(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketFor(key.op()))
+			b := tx.Bucket(s.bucketFor(key.Op))
 			if b == nil {
 				return nil
 			}
@@ -153,7 +174,7 @@ func (s *BoltStore) Get(ctx context.Context, key Key) (*Record, error) {
 // replica, and runs this at most hourly), deleting in transactions of at most 1000.
 func (s *BoltStore) DeleteBefore(ctx context.Context, cutoff time.Time) (int64, error) {
 	var removed int64
-	now := time.Now()
+	now := s.clock.Now()
 	for {
 		var n int
 		err := s.db.Update(func(tx *bolt.Tx) error {

@@ -12,12 +12,12 @@ import (
 // PostgreSQL, not handed bbolt's bare timeout.
 func TestBoltRefusesSecondOpener(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub.db")
-	first, err := submission.OpenBolt(path)
+	first, err := submission.OpenBolt(path, boltOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer first.Close()
-	second, err := submission.OpenBolt(path)
+	second, err := submission.OpenBolt(path, boltOptions)
 	if err == nil {
 		second.Close()
 		t.Fatal("a second opener got the file")

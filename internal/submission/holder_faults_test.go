@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esign-evidence/esign-evidence/internal/guard"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/upstream"
 )
@@ -40,7 +41,7 @@ func (p *partitioned) Get(ctx context.Context, k submission.Key) (*submission.Re
 // caller is told "A"; B gets the key again after A's lease has run out and does not
 // send; when A reaches the store again, "A" is recorded. One send, one id everywhere.
 func TestPendingResultOutlivesLease(t *testing.T) {
-	base, err := submission.OpenBolt(filepath.Join(t.TempDir(), "s.db"))
+	base, err := submission.OpenBolt(filepath.Join(t.TempDir(), "s.db"), boltOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func TestPendingResultOutlivesLease(t *testing.T) {
 		return sub
 	}
 	a, b := mk(fa, j), mk(base, nil)
-	g := submission.NewGuard(submission.GuardConfig{QPS: 1000, MinRemaining: time.Millisecond})
+	g := guard.New(guard.Config{QPS: 1000, MinRemaining: time.Millisecond})
 	fp := a.Fingerprint([]byte("p"))
 	var sends atomic.Int32
 	call := func(id string, d time.Duration, before func()) func(context.Context) (*upstream.PsnEvidencePointResult, error) {
@@ -73,7 +74,7 @@ func TestPendingResultOutlivesLease(t *testing.T) {
 		}
 	}
 	claimed := time.Now()
-	ra, err := submission.Submit(context.Background(), a, g, submission.PsnRealname, key, fp, call("A", 500*time.Millisecond, func() { fa.down.Store(true) }))
+	ra, err := submission.Submit(context.Background(), a, g, evidencePoint, key, fp, call("A", 500*time.Millisecond, func() { fa.down.Store(true) }))
 	if err != nil || ra.Value == nil || ra.Value.EviPointID != "A" {
 		t.Fatalf("A: %+v %v", ra.Value, err)
 	}
@@ -83,7 +84,7 @@ func TestPendingResultOutlivesLease(t *testing.T) {
 	// Past A's lease (1 s from the claim), which A could not renew.
 	time.Sleep(time.Until(claimed.Add(1200 * time.Millisecond)))
 	bctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	rb, errB := submission.Submit(bctx, b, g, submission.PsnRealname, key, b.Fingerprint([]byte("p")), call("B", 10*time.Millisecond, nil))
+	rb, errB := submission.Submit(bctx, b, g, evidencePoint, key, b.Fingerprint([]byte("p")), call("B", 10*time.Millisecond, nil))
 	cancel()
 	t.Logf("B: %+v %v", rb.Value, errB)
 	fa.down.Store(false)
@@ -104,7 +105,7 @@ func TestPendingResultOutlivesLease(t *testing.T) {
 // fingerprint of the request that produced it: its own retry replays it, the other
 // request is refused as a reuse.
 func TestRecordedSuccessKeepsItsRequestsFingerprint(t *testing.T) {
-	base, err := submission.OpenBolt(filepath.Join(t.TempDir(), "s.db"))
+	base, err := submission.OpenBolt(filepath.Join(t.TempDir(), "s.db"), boltOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,8 +120,8 @@ func TestRecordedSuccessKeepsItsRequestsFingerprint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := submission.NewGuard(submission.GuardConfig{QPS: 1000, MinRemaining: time.Millisecond})
-	ra, err := submission.Submit(context.Background(), a, g, submission.PsnRealname, key, a.Fingerprint([]byte("p")),
+	g := guard.New(guard.Config{QPS: 1000, MinRemaining: time.Millisecond})
+	ra, err := submission.Submit(context.Background(), a, g, evidencePoint, key, a.Fingerprint([]byte("p")),
 		func(context.Context) (*upstream.PsnEvidencePointResult, error) {
 			fa.down.Store(true)
 			return &upstream.PsnEvidencePointResult{EviPointID: "A"}, nil
@@ -140,7 +141,7 @@ func TestRecordedSuccessKeepsItsRequestsFingerprint(t *testing.T) {
 	}
 	fa.down.Store(false)
 	waitRecorded(t, a)
-	again, err := submission.Submit(context.Background(), a, g, submission.PsnRealname, key, a.Fingerprint([]byte("p")),
+	again, err := submission.Submit(context.Background(), a, g, evidencePoint, key, a.Fingerprint([]byte("p")),
 		func(context.Context) (*upstream.PsnEvidencePointResult, error) {
 			t.Error("sent again")
 			return &upstream.PsnEvidencePointResult{EviPointID: "again"}, nil
@@ -148,7 +149,7 @@ func TestRecordedSuccessKeepsItsRequestsFingerprint(t *testing.T) {
 	if err != nil || !again.Replayed || again.Value.EviPointID != "A" {
 		t.Errorf("A's own retry: %+v %v", again, err)
 	}
-	_, err = submission.Submit(context.Background(), a, g, submission.PsnRealname, key, other,
+	_, err = submission.Submit(context.Background(), a, g, evidencePoint, key, other,
 		func(context.Context) (*upstream.PsnEvidencePointResult, error) {
 			t.Error("sent for the other request")
 			return nil, errors.New("unreachable")
@@ -173,13 +174,13 @@ func waitRecorded(t *testing.T, s *submission.Submitter) {
 // A keyless call whose first attempt provably never reached e签宝 is not sent again
 // after its caller's deadline: nobody would learn the evidence point it creates.
 func TestKeylessRetryNotSentAfterCallerGone(t *testing.T) {
-	g := submission.NewGuard(submission.GuardConfig{QPS: 1000, MinRemaining: time.Millisecond})
+	g := guard.New(guard.Config{QPS: 1000, MinRemaining: time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	var mu sync.Mutex
 	var sentAt []time.Duration
 	start := time.Now()
-	_, err := submission.Call(ctx, g, "psn-realname", func(c context.Context) (string, error) {
+	_, err := guard.Call(ctx, g, evidencePoint.Name, func(c context.Context) (string, error) {
 		mu.Lock()
 		sentAt = append(sentAt, time.Since(start))
 		n := len(sentAt)
@@ -204,11 +205,11 @@ func TestKeylessRetryNotSentAfterCallerGone(t *testing.T) {
 // The retry of an unsent keyless attempt is admitted on the caller's deadline: with less
 // than MinRemaining left it is not sent.
 func TestKeylessRetryAdmittedOnTheCallersDeadline(t *testing.T) {
-	g := submission.NewGuard(submission.GuardConfig{QPS: 1000, MinRemaining: 500 * time.Millisecond})
+	g := guard.New(guard.Config{QPS: 1000, MinRemaining: 500 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var sends atomic.Int32
-	_, err := submission.Call(ctx, g, "psn-realname", func(c context.Context) (string, error) {
+	_, err := guard.Call(ctx, g, evidencePoint.Name, func(c context.Context) (string, error) {
 		if sends.Add(1) == 1 {
 			time.Sleep(1400 * time.Millisecond) // leaves ~0.5 s, less the backoff
 			return "", &upstream.SendError{Err: errors.New("connection refused")}
@@ -239,7 +240,7 @@ func (l *lostAck) Mutate(ctx context.Context, k submission.Key, fn func(*submiss
 // in-progress record: nothing was sent, so the key is not refused (or counted) as an
 // outcome unknown, and a retry is sent.
 func TestPhantomClaimIsReleased(t *testing.T) {
-	base, err := submission.OpenBolt(filepath.Join(t.TempDir(), "s.db"))
+	base, err := submission.OpenBolt(filepath.Join(t.TempDir(), "s.db"), boltOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,18 +249,18 @@ func TestPhantomClaimIsReleased(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := submission.NewGuard(submission.GuardConfig{QPS: 1000, MinRemaining: time.Millisecond})
+	g := guard.New(guard.Config{QPS: 1000, MinRemaining: time.Millisecond})
 	var sends atomic.Int32
 	call := func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
 		sends.Add(1)
 		return &upstream.PsnEvidencePointResult{EviPointID: "X"}, nil
 	}
-	_, err1 := submission.Submit(context.Background(), s, g, submission.PsnRealname, key, s.Fingerprint([]byte("p")), call)
+	_, err1 := submission.Submit(context.Background(), s, g, evidencePoint, key, s.Fingerprint([]byte("p")), call)
 	if !errors.Is(err1, submission.ErrStoreUnavailable) {
 		t.Errorf("first: %v, want STORE_UNAVAILABLE (nothing sent)", err1)
 	}
 	time.Sleep(1100 * time.Millisecond)
-	_, err2 := submission.Submit(context.Background(), s, g, submission.PsnRealname, key, s.Fingerprint([]byte("p")), call)
+	_, err2 := submission.Submit(context.Background(), s, g, evidencePoint, key, s.Fingerprint([]byte("p")), call)
 	rec, _ := base.Get(context.Background(), key)
 	t.Logf("first: %v; retry: %v; sends=%d; record %+v", err1, err2, sends.Load(), rec)
 	if sends.Load() == 0 && errors.Is(err2, submission.ErrUnknownRefused) {
@@ -288,7 +289,7 @@ func (s *slowClaim) Mutate(ctx context.Context, k submission.Key, fn func(*submi
 // is not sent: the claim is released (nothing sent) and the caller told
 // DEADLINE_TOO_SHORT, retry-safe; a retry is sent at once.
 func TestDeadlineRecheckedAfterTheClaim(t *testing.T) {
-	base, err := submission.OpenBolt(filepath.Join(t.TempDir(), "s.db"))
+	base, err := submission.OpenBolt(filepath.Join(t.TempDir(), "s.db"), boltOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +298,7 @@ func TestDeadlineRecheckedAfterTheClaim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := submission.NewGuard(submission.GuardConfig{QPS: 1000, MinRemaining: time.Second})
+	g := guard.New(guard.Config{QPS: 1000, MinRemaining: time.Second})
 	var sends atomic.Int32
 	call := func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
 		sends.Add(1)
@@ -305,13 +306,13 @@ func TestDeadlineRecheckedAfterTheClaim(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 1300*time.Millisecond)
 	defer cancel()
-	_, err = submission.Submit(ctx, s, g, submission.PsnRealname, key, s.Fingerprint([]byte("p")), call)
-	if !errors.Is(err, submission.ErrDeadlineTooShort) || !upstream.IsRetrySafe(err) || sends.Load() != 0 {
+	_, err = submission.Submit(ctx, s, g, evidencePoint, key, s.Fingerprint([]byte("p")), call)
+	if !errors.Is(err, guard.ErrDeadlineTooShort) || !upstream.IsRetrySafe(err) || sends.Load() != 0 {
 		t.Fatalf("%v (%d sends), want DEADLINE_TOO_SHORT, retry-safe, nothing sent", err, sends.Load())
 	}
 	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer rcancel()
-	res, err := submission.Submit(rctx, s, g, submission.PsnRealname, key, s.Fingerprint([]byte("p")), call)
+	res, err := submission.Submit(rctx, s, g, evidencePoint, key, s.Fingerprint([]byte("p")), call)
 	if err != nil || res.Value.EviPointID != "X" || sends.Load() != 1 || res.Attempts != 1 {
 		t.Errorf("retry: %+v %v, %d sends; want sent at once, the first attempt", res, err, sends.Load())
 	}

@@ -52,7 +52,7 @@ func OpenJournal(path string) (*Journal, error) {
 }
 
 func journalKey(k Key) []byte {
-	return []byte(string(k.op()) + "\x00" + k.Namespace + "\x00" + k.CustomBizID)
+	return []byte(string(k.Op) + "\x00" + k.Namespace + "\x00" + k.CustomBizID)
 }
 
 func (j *Journal) put(e journalEntry) error {

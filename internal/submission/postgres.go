@@ -9,21 +9,37 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/esign-evidence/esign-evidence/internal/clock"
+	"github.com/esign-evidence/esign-evidence/internal/guard"
 )
 
 // PostgresStore keeps submissions in PostgreSQL, for several replicas. Mutate holds a
 // transaction-scoped advisory lock on the key, so a read-modify-write of one key is
 // serialised across every replica, including the first insert of a key.
 type PostgresStore struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	opts  PostgresOptions
+	clock clock.Clock
+}
+
+// PostgresOptions configures a PostgresStore.
+type PostgresOptions struct {
+	// LegacyOp is the operation whose records a schema from before records were named by
+	// operation (version 1) holds: migrating names them so. Required to migrate such a
+	// schema when it holds records.
+	LegacyOp Op
+	// Clock is the time source of the shared quota's back-off; the real clock when nil.
+	// (The quota and the retention run on the database's clock.)
+	Clock clock.Clock
 }
 
 // schemaVersion is the version migrate brings the schema to.
 const schemaVersion = 3
 
 // migrations[i] brings the schema from version i to i+1.
-var migrations = []string{
-	`CREATE TABLE esign_evidence_submissions (
+var migrations = []func(ctx context.Context, tx pgx.Tx, o PostgresOptions) error{
+	execMigration(`CREATE TABLE esign_evidence_submissions (
 		namespace      text        NOT NULL,
 		custom_biz_id  text        NOT NULL,
 		fingerprint    bytea       NOT NULL,
@@ -36,23 +52,50 @@ var migrations = []string{
 		created_at     timestamptz NOT NULL,
 		updated_at     timestamptz NOT NULL,
 		PRIMARY KEY (namespace, custom_biz_id)
-	)`,
-	// Submissions of every e签宝 operation; records older than the retention are found
-	// by updated_at.
-	`ALTER TABLE esign_evidence_submissions ADD COLUMN operation text NOT NULL DEFAULT 'psn-realname';
-	ALTER TABLE esign_evidence_submissions DROP CONSTRAINT esign_evidence_submissions_pkey;
-	ALTER TABLE esign_evidence_submissions ADD PRIMARY KEY (operation, namespace, custom_biz_id);
-	CREATE INDEX esign_evidence_submissions_updated_at ON esign_evidence_submissions (updated_at)`,
+	)`),
+	nameOperations,
 	// The app's e签宝 quota, shared by every replica: one row per app holding the
 	// theoretical arrival time of GCRA.
-	`CREATE TABLE esign_evidence_quota (
+	execMigration(`CREATE TABLE esign_evidence_quota (
 		app text        PRIMARY KEY,
 		tat timestamptz NOT NULL
-	)`,
+	)`),
+}
+
+func execMigration(sql string) func(context.Context, pgx.Tx, PostgresOptions) error {
+	return func(ctx context.Context, tx pgx.Tx, _ PostgresOptions) error {
+		_, err := tx.Exec(ctx, sql)
+		return err
+	}
+}
+
+// nameOperations keys submissions by operation too; the records already there are the
+// legacy operation's. Records older than the retention are found by updated_at.
+func nameOperations(ctx context.Context, tx pgx.Tx, o PostgresOptions) error {
+	if o.LegacyOp == "" {
+		var found bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM esign_evidence_submissions)`).Scan(&found); err != nil {
+			return err
+		}
+		if found {
+			return errors.New("the table holds submissions from before they were named by operation, and no legacy operation was given to name them (PostgresOptions.LegacyOp)")
+		}
+	}
+	if _, err := tx.Exec(ctx, `ALTER TABLE esign_evidence_submissions ADD COLUMN operation text`); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE esign_evidence_submissions SET operation = $1`, string(o.LegacyOp)); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `ALTER TABLE esign_evidence_submissions ALTER COLUMN operation SET NOT NULL;
+	ALTER TABLE esign_evidence_submissions DROP CONSTRAINT esign_evidence_submissions_pkey;
+	ALTER TABLE esign_evidence_submissions ADD PRIMARY KEY (operation, namespace, custom_biz_id);
+	CREATE INDEX esign_evidence_submissions_updated_at ON esign_evidence_submissions (updated_at)`)
+	return err
 }
 
 // OpenPostgres connects to dsn and migrates the schema.
-func OpenPostgres(ctx context.Context, dsn string) (*PostgresStore, error) {
+func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*PostgresStore, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's parse errors can quote the DSN, password included: say only what it is.
@@ -62,7 +105,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*PostgresStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to PostgreSQL: %w", err)
 	}
-	s := &PostgresStore{pool: pool}
+	s := &PostgresStore{pool: pool, opts: opts, clock: clock.Or(opts.Clock)}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -94,7 +137,7 @@ func (s *PostgresStore) migrate(ctx context.Context) error {
 			return fmt.Errorf("the database schema is version %d, newer than this binary's %d", v, schemaVersion)
 		}
 		for ; v < schemaVersion; v++ {
-			if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+			if err := migrations[v](ctx, tx, s.opts); err != nil {
 				return fmt.Errorf("migrating to version %d: %w", v+1, err)
 			}
 		}
@@ -121,12 +164,15 @@ func scanRecord(key Key, row pgx.Row) (*Record, error) {
 
 // Mutate implements Store.
 func (s *PostgresStore) Mutate(ctx context.Context, key Key, fn func(cur *Record) (*Record, error)) error {
+	if err := key.check(); err != nil {
+		return err
+	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2), hashtext($3))`, string(key.op()), key.Namespace, key.CustomBizID); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2), hashtext($3))`, string(key.Op), key.Namespace, key.CustomBizID); err != nil {
 			return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 		}
 		cur, err := scanRecord(key, tx.QueryRow(ctx, `SELECT `+pgColumns+` FROM esign_evidence_submissions WHERE operation = $1 AND namespace = $2 AND custom_biz_id = $3`,
-			string(key.op()), key.Namespace, key.CustomBizID))
+			string(key.Op), key.Namespace, key.CustomBizID))
 		if err != nil {
 			return err
 		}
@@ -141,7 +187,7 @@ func (s *PostgresStore) Mutate(ctx context.Context, key Key, fn func(cur *Record
 				esign_code = EXCLUDED.esign_code, attempts = EXCLUDED.attempts, attempt_id = EXCLUDED.attempt_id,
 				lease_until = EXCLUDED.lease_until, updated_at = EXCLUDED.updated_at`,
 			key.Namespace, key.CustomBizID, next.Fingerprint, string(next.State), next.Result, next.EsignCode,
-			next.Attempts, next.AttemptID, next.LeaseUntil.UTC(), next.CreatedAt.UTC(), next.UpdatedAt.UTC(), string(key.op()))
+			next.Attempts, next.AttemptID, next.LeaseUntil.UTC(), next.CreatedAt.UTC(), next.UpdatedAt.UTC(), string(key.Op))
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 		}
@@ -151,8 +197,11 @@ func (s *PostgresStore) Mutate(ctx context.Context, key Key, fn func(cur *Record
 
 // Get implements Store.
 func (s *PostgresStore) Get(ctx context.Context, key Key) (*Record, error) {
+	if err := key.check(); err != nil {
+		return nil, err
+	}
 	return scanRecord(key, s.pool.QueryRow(ctx, `SELECT `+pgColumns+` FROM esign_evidence_submissions WHERE operation = $1 AND namespace = $2 AND custom_biz_id = $3`,
-		string(key.op()), key.Namespace, key.CustomBizID))
+		string(key.Op), key.Namespace, key.CustomBizID))
 }
 
 // DeleteBefore implements Store, in batches of 1000 rows so no statement holds many
@@ -182,9 +231,9 @@ func (s *PostgresStore) DeleteBefore(ctx context.Context, cutoff time.Time) (int
 // While the database cannot be reached, Reserve fails and the guard uses this process's
 // own limiter at the full rate (Fallback) for the call; the shared row is tried again a
 // second later.
-func (s *PostgresStore) Quota(app string, qps float64, timeout time.Duration) Quota {
+func (s *PostgresStore) Quota(app string, qps float64, timeout time.Duration) guard.Quota {
 	return &pgQuota{pool: s.pool, app: app, interval: time.Duration(float64(time.Second) / qps),
-		burst: max(1, int(qps)), timeout: timeout, local: NewLocalQuota(qps)}
+		burst: max(1, int(qps)), timeout: timeout, local: guard.NewLocalQuota(qps, s.clock), clock: s.clock}
 }
 
 type pgQuota struct {
@@ -193,7 +242,8 @@ type pgQuota struct {
 	interval time.Duration
 	burst    int
 	timeout  time.Duration
-	local    Quota
+	local    guard.Quota
+	clock    clock.Clock
 	// downUntil (unix nanoseconds) skips the database after a failure.
 	downUntil atomic.Int64
 	// ready is set once the app's row exists.
@@ -201,16 +251,16 @@ type pgQuota struct {
 }
 
 // Fallback is the in-process limiter used while the database is unreachable.
-func (q *pgQuota) Fallback() Quota { return q.local }
+func (q *pgQuota) Fallback() guard.Quota { return q.local }
 
 // errQuotaDown reports that the shared quota was skipped after a recent failure.
 var errQuotaDown = errors.New("shared quota unreachable")
 
 func (q *pgQuota) Reserve(ctx context.Context, maxWait time.Duration) (time.Duration, bool, error) {
-	if time.Now().UnixNano() < q.downUntil.Load() {
+	if q.clock.Now().UnixNano() < q.downUntil.Load() {
 		return 0, false, errQuotaDown
 	}
-	ctx, cancel := context.WithTimeout(ctx, q.timeout)
+	ctx, cancel := clock.WithTimeout(ctx, q.clock, q.timeout)
 	defer cancel()
 	// GCRA: a slot is free at max(tat, now) - tolerance; taking it moves tat on by one
 	// interval. The app's row is created on first use.
@@ -219,7 +269,7 @@ func (q *pgQuota) Reserve(ctx context.Context, maxWait time.Duration) (time.Dura
 	var ok bool
 	if !q.ready.Load() {
 		if _, err := q.pool.Exec(ctx, `INSERT INTO esign_evidence_quota (app, tat) VALUES ($1, clock_timestamp()) ON CONFLICT (app) DO NOTHING`, q.app); err != nil {
-			q.downUntil.Store(time.Now().Add(time.Second).UnixNano())
+			q.downUntil.Store(q.clock.Now().Add(time.Second).UnixNano())
 			return 0, false, err
 		}
 		q.ready.Store(true)
@@ -235,7 +285,7 @@ func (q *pgQuota) Reserve(ctx context.Context, maxWait time.Duration) (time.Dura
 			EXISTS (SELECT 1 FROM upd)`,
 		q.app, q.interval.Seconds(), tolerance.Seconds(), maxWait.Seconds()).Scan(&waitSecs, &ok)
 	if err != nil {
-		q.downUntil.Store(time.Now().Add(time.Second).UnixNano())
+		q.downUntil.Store(q.clock.Now().Add(time.Second).UnixNano())
 		return 0, false, err
 	}
 	return time.Duration(waitSecs * float64(time.Second)), ok, nil

@@ -4,7 +4,14 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/esign-evidence/esign-evidence/internal/guard"
 )
+
+// Op names an e签宝 operation: the caller's name for it (Operation.Name), which labels
+// metrics and log lines and is part of a submission's key, so one customBizId used for
+// two operations makes two submissions. It is the guard's name for the same call.
+type Op = guard.Op
 
 // State is where a submission stands.
 type State string
@@ -25,18 +32,21 @@ const (
 // Key identifies a submission: the operation, the caller's namespace (its identity) and
 // its customBizId.
 type Key struct {
-	// Op is the e签宝 operation; Submit sets it. "" reads as OpPsnRealname.
+	// Op is the e签宝 operation; Submit sets it from Operation.Name. It is required.
 	Op          Op
 	Namespace   string
 	CustomBizID string
 }
 
-// op is the key's operation, OpPsnRealname when unset.
-func (k Key) op() Op {
+// ErrNoOperation: a key names no operation.
+var ErrNoOperation = errors.New("submission: the key names no operation (Key.Op is required)")
+
+// check refuses a key without an operation.
+func (k Key) check() error {
 	if k.Op == "" {
-		return OpPsnRealname
+		return ErrNoOperation
 	}
-	return k.Op
+	return nil
 }
 
 // Record is a stored submission. It holds no personal data: the payload is kept only as
@@ -47,8 +57,8 @@ type Record struct {
 	// fingerprint key.
 	Fingerprint []byte
 	State       State
-	// Result is the operation's result as its Operation encodes it (for
-	// OpPsnRealname, the eviPointId); set once succeeded.
+	// Result is the operation's result as its Operation encodes it; set once
+	// succeeded.
 	Result string
 	// EsignCode is e签宝's business code of the last answer, when one came back.
 	EsignCode int

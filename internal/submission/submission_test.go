@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esign-evidence/esign-evidence/internal/guard"
 	"github.com/esign-evidence/esign-evidence/internal/pgtest"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/upstream"
@@ -21,10 +22,28 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+// evidencePoint is the operation the tests submit: e签宝's personal evidence point,
+// through the simulator, under a name of the tests' own. Its record keeps the
+// eviPointId, and a replay returns it.
+var evidencePoint = submission.Operation[*upstream.PsnEvidencePointResult]{
+	Name:   "evidence-point",
+	Encode: func(r *upstream.PsnEvidencePointResult) string { return r.EviPointID },
+	Decode: func(id string) *upstream.PsnEvidencePointResult {
+		return &upstream.PsnEvidencePointResult{EviPointID: id}
+	},
+}
+
+// The tests' stores hold their operation's records where the service's stores hold the
+// legacy operation's (bbolt's plain bucket), as the service runs.
+var (
+	boltOptions = submission.BoltOptions{LegacyOp: evidencePoint.Name}
+	pgOptions   = submission.PostgresOptions{LegacyOp: evidencePoint.Name}
+)
+
 // storeKinds opens a fresh store of each kind; the same semantics must hold for both.
 var storeKinds = map[string]func(t *testing.T) submission.Store{
 	"bolt": func(t *testing.T) submission.Store {
-		s, err := submission.OpenBolt(filepath.Join(t.TempDir(), "sub.db"))
+		s, err := submission.OpenBolt(filepath.Join(t.TempDir(), "sub.db"), boltOptions)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,7 +51,7 @@ var storeKinds = map[string]func(t *testing.T) submission.Store{
 		return s
 	},
 	"postgres": func(t *testing.T) submission.Store {
-		s, err := submission.OpenPostgres(context.Background(), pgtest.DSN(t))
+		s, err := submission.OpenPostgres(context.Background(), pgtest.DSN(t), pgOptions)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +71,7 @@ func eachStore(t *testing.T, f func(t *testing.T, open func(t *testing.T) submis
 type rig struct {
 	sim    *esignsim.Simulator
 	client *upstream.Client
-	guard  *submission.Guard
+	guard  *guard.Guard
 	store  submission.Store
 	sub    *submission.Submitter
 }
@@ -84,7 +103,7 @@ func newRig(t *testing.T, store submission.Store, policy submission.UnknownPolic
 	}
 	// Through the Guard, as the service does. Its admission minimum is lowered so that
 	// callers with short deadlines are sent (the tests of admission set their own).
-	return &rig{sim: sim, client: c, guard: submission.NewGuard(submission.GuardConfig{QPS: 1000, MinRemaining: time.Millisecond}), store: store, sub: sub}
+	return &rig{sim: sim, client: c, guard: guard.New(guard.Config{QPS: 1000, MinRemaining: time.Millisecond}), store: store, sub: sub}
 }
 
 func point() *upstream.PsnEvidencePoint {
@@ -100,14 +119,14 @@ func (r *rig) send(ctx context.Context) (*upstream.PsnEvidencePointResult, error
 	return r.client.CreatePsnEvidencePoint(ctx, point())
 }
 
-var key = submission.Key{Op: submission.OpPsnRealname, Namespace: "", CustomBizID: "biz-0001"}
+var key = submission.Key{Op: evidencePoint.Name, Namespace: "", CustomBizID: "biz-0001"}
 
 func (r *rig) submit(ctx context.Context, payload string) (result, error) {
 	return r.submitWith(ctx, payload, r.send)
 }
 
 func (r *rig) submitWith(ctx context.Context, payload string, call func(context.Context) (*upstream.PsnEvidencePointResult, error)) (result, error) {
-	return submission.Submit(ctx, r.sub, r.guard, submission.PsnRealname, key, r.sub.Fingerprint([]byte(payload)), call)
+	return submission.Submit(ctx, r.sub, r.guard, evidencePoint, key, r.sub.Fingerprint([]byte(payload)), call)
 }
 
 func (r *rig) record(t *testing.T) *submission.Record {
@@ -345,7 +364,7 @@ func TestConcurrentDuplicatesSendOnce(t *testing.T) {
 func TestTwoReplicasOnePostgresSendOnce(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	open := func() submission.Store {
-		s, err := submission.OpenPostgres(context.Background(), dsn)
+		s, err := submission.OpenPostgres(context.Background(), dsn, pgOptions)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -410,7 +429,7 @@ func TestCallerHangsUpResultStillRecorded(t *testing.T) {
 func TestNoCustomBizIDIsNotDeduplicated(t *testing.T) {
 	r := newRig(t, storeKinds["bolt"](t), "")
 	for range 2 {
-		if _, err := submission.Submit(context.Background(), r.sub, r.guard, submission.PsnRealname, submission.Key{}, nil, r.send); err != nil {
+		if _, err := submission.Submit(context.Background(), r.sub, r.guard, evidencePoint, submission.Key{}, nil, r.send); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -468,7 +487,7 @@ func TestLoserReportsTheStoredResult(t *testing.T) {
 		}
 		sub.OnDuplicate(func(submission.Op) { dups.Add(1) })
 		fp := sub.Fingerprint([]byte("p"))
-		res, err := submission.Submit(context.Background(), sub, r.guard, submission.PsnRealname, key, fp,
+		res, err := submission.Submit(context.Background(), sub, r.guard, evidencePoint, key, fp,
 			func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
 				got, err := r.send(ctx)
 				// Meanwhile another attempt recorded its own result.
@@ -507,7 +526,7 @@ func TestRetentionRemovesOldRecords(t *testing.T) {
 		store := open(t)
 		now := time.Now()
 		put := func(id string, rec submission.Record) submission.Key {
-			k := submission.Key{Op: submission.OpPsnRealname, CustomBizID: id}
+			k := submission.Key{Op: evidencePoint.Name, CustomBizID: id}
 			rec.Key, rec.Fingerprint, rec.CreatedAt = k, []byte("fp"), rec.UpdatedAt
 			if err := store.Mutate(context.Background(), k, func(*submission.Record) (*submission.Record, error) { return &rec, nil }); err != nil {
 				t.Fatal(err)
@@ -559,7 +578,7 @@ func TestFingerprintKeyRotation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := submission.Submit(context.Background(), sub, r.guard, submission.PsnRealname, key, sub.Fingerprint([]byte("p")), r.send)
+			res, err := submission.Submit(context.Background(), sub, r.guard, evidencePoint, key, sub.Fingerprint([]byte("p")), r.send)
 			if tc.conflict != errors.Is(err, submission.ErrConflict) || (!tc.conflict && !res.Replayed) {
 				t.Errorf("keys %d: %+v %v", len(tc.keys), res, err)
 			}
@@ -576,7 +595,7 @@ func TestFingerprintKeyRotation(t *testing.T) {
 func TestBoltKeepsItsFingerprintKey(t *testing.T) {
 	legacy := []byte("legacy-key-derived-from-secret")
 	path := filepath.Join(t.TempDir(), "new.db")
-	s, err := submission.OpenBolt(path)
+	s, err := submission.OpenBolt(path, boltOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -590,7 +609,7 @@ func TestBoltKeepsItsFingerprintKey(t *testing.T) {
 	}
 	s.Close()
 
-	old, err := submission.OpenBolt(filepath.Join(t.TempDir(), "old.db"))
+	old, err := submission.OpenBolt(filepath.Join(t.TempDir(), "old.db"), boltOptions)
 	if err != nil {
 		t.Fatal(err)
 	}

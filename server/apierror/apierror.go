@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/esign-evidence/esign-evidence/internal/guard"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/upstream"
 	"github.com/esign-evidence/esign-evidence/validation"
@@ -122,13 +123,13 @@ func FromSubmission(ctx context.Context, err error) *status.Status {
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
 	case errors.Is(err, submission.ErrUnknownRefused):
 		return WithDetails(status.New(codes.FailedPrecondition, err.Error()), Info(ReasonUnknownRetryRefused, nil))
-	case errors.Is(err, submission.ErrRateLimited):
+	case errors.Is(err, guard.ErrRateLimited):
 		return WithDetails(status.New(codes.ResourceExhausted, "e签宝's request quota leaves no room within this call's deadline; nothing was sent"),
 			Info(ReasonRateLimited, safe), &errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
-	case errors.Is(err, submission.ErrDeadlineTooShort):
+	case errors.Is(err, guard.ErrDeadlineTooShort):
 		return WithDetails(status.New(codes.DeadlineExceeded, "the call's remaining deadline is too short for an e签宝 call; nothing was sent, retry with a longer deadline"),
 			Info(ReasonDeadlineTooShort, safe))
-	case errors.Is(err, submission.ErrCircuitOpen):
+	case errors.Is(err, guard.ErrCircuitOpen):
 		return WithDetails(status.New(codes.Unavailable, "e签宝 keeps failing, so calls fail fast for a while; nothing was sent"),
 			Info(ReasonEsignCircuitOpen, safe))
 	case errors.Is(err, submission.ErrStoreUnavailable):

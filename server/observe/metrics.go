@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/esign-evidence/esign-evidence/internal/guard"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 )
 
@@ -87,7 +88,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, outcome := range []string{"credentials_rejected", "outcome_unknown", "http_429"} {
 		m.upstreamCalls.WithLabelValues(outcome, "")
 	}
-	m.duplicates.WithLabelValues(string(submission.OpPsnRealname))
+	m.duplicates.WithLabelValues("psn-realname") // the exactly-once operation (service.PsnRealname)
 	return m
 }
 
@@ -117,8 +118,8 @@ func (m *Metrics) Duplicate(op submission.Op) { m.duplicates.WithLabelValues(str
 // GuardConfig is the e签宝 guard's configuration cfg with hooks reporting its work:
 // quota waits, breaker changes, and each e签宝 call as metrics and a debug line
 // (operation, outcome, code, trace ID, latency: never the request or e签宝's message).
-func (m *Metrics) GuardConfig(cfg submission.GuardConfig, log *slog.Logger) submission.GuardConfig {
-	cfg.OnCall = func(ctx context.Context, c submission.CallInfo) {
+func (m *Metrics) GuardConfig(cfg guard.Config, log *slog.Logger) guard.Config {
+	cfg.OnCall = func(ctx context.Context, c guard.CallInfo) {
 		code := ""
 		switch {
 		case c.Kind == "success":

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
+	"github.com/esign-evidence/esign-evidence/internal/guard"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/server/apierror"
 	"github.com/esign-evidence/esign-evidence/server/auth"
@@ -25,7 +26,7 @@ type Config struct {
 	Revision upstream.Revision
 	// Guard makes every e签宝 call: admission, the app's quota, the circuit breaker,
 	// metrics.
-	Guard *submission.Guard
+	Guard *guard.Guard
 	// Submitter makes submissions exactly-once per customBizId.
 	Submitter *submission.Submitter
 	// Files uploads images to e签宝.
@@ -44,7 +45,7 @@ type Config struct {
 type Evidence struct {
 	evidencev1.UnimplementedEvidenceServiceServer
 	revision  upstream.Revision
-	guard     *submission.Guard
+	guard     *guard.Guard
 	submitter *submission.Submitter
 	// files calls e签宝 (evidence points and uploads), always through guard.
 	files        *upstream.Client
@@ -82,7 +83,7 @@ func (s *Evidence) CreatePersonalEvidencePoint(ctx context.Context, req *evidenc
 	if key.CustomBizID != "" {
 		fp = s.submitter.Fingerprint(translate.Canonical(req))
 	}
-	res, err := submission.Submit(ctx, s.submitter, s.guard, submission.PsnRealname, key, fp, func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
+	res, err := submission.Submit(ctx, s.submitter, s.guard, PsnRealname, key, fp, func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
 		return s.files.CreatePsnEvidencePoint(ctx, p)
 	})
 	if err != nil {
@@ -93,7 +94,7 @@ func (s *Evidence) CreatePersonalEvidencePoint(ctx context.Context, req *evidenc
 
 // GetSubmission returns the stored state of a submission.
 func (s *Evidence) GetSubmission(ctx context.Context, req *evidencev1.GetSubmissionRequest) (*evidencev1.GetSubmissionResponse, error) {
-	rec, err := s.submitter.Lookup(ctx, submission.Key{Op: submission.OpPsnRealname, Namespace: auth.Namespace(ctx), CustomBizID: req.GetCustomBizId()})
+	rec, err := s.submitter.Lookup(ctx, submission.Key{Op: PsnRealname.Name, Namespace: auth.Namespace(ctx), CustomBizID: req.GetCustomBizId()})
 	if err != nil {
 		return nil, apierror.FromSubmission(ctx, err).Err()
 	}

@@ -15,14 +15,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
-	"github.com/esign-evidence/esign-evidence/internal/submission"
+	"github.com/esign-evidence/esign-evidence/internal/guard"
 	"github.com/esign-evidence/esign-evidence/server/apierror"
 	"github.com/esign-evidence/esign-evidence/upstream"
 )
 
 // OpFileUpload names uploads (e签宝's upload URL, then the PUT of the bytes) in the guard's
 // debug lines.
-const OpFileUpload submission.Op = "file-upload"
+const OpFileUpload guard.Op = "file-upload"
 
 // DefaultMaxFileBytes caps one uploaded file. Photos of an ID card or a face are a few
 // megabytes; 20 MiB leaves room for a scanned PDF.
@@ -82,7 +82,7 @@ func (s *Evidence) UploadFile(stream evidencev1.EvidenceService_UploadFileServer
 	md5b64 := base64.StdEncoding.EncodeToString(sum.Sum(nil))
 	// The same guard as every e签宝 call: admission and quota, the breaker, the retry of an
 	// attempt that never reached e签宝, metrics and the debug line.
-	fileID, err := submission.Call(ctx, s.guard, OpFileUpload, func(ctx context.Context) (string, error) {
+	fileID, err := guard.Call(ctx, s.guard, OpFileUpload, func(ctx context.Context) (string, error) {
 		// Every attempt reads the file from its start.
 		if _, err := sp.f.Seek(0, io.SeekStart); err != nil {
 			return "", &upstream.LocalError{What: "reading the buffered upload", Err: err}

@@ -1,4 +1,4 @@
-package submission_test
+package guard_test
 
 import (
 	"context"
@@ -7,8 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/esign-evidence/esign-evidence/internal/pgtest"
-	"github.com/esign-evidence/esign-evidence/internal/submission"
+	"github.com/esign-evidence/esign-evidence/internal/guard"
 	"github.com/esign-evidence/esign-evidence/upstream"
 	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
 )
@@ -27,7 +26,7 @@ func simClient(t *testing.T) (*esignsim.Simulator, *upstream.Client) {
 
 // guarded is the evidence-point call through a Guard, as the service makes it.
 type guarded struct {
-	*submission.Guard
+	*guard.Guard
 	next sender
 }
 
@@ -35,12 +34,22 @@ type sender interface {
 	CreatePsnEvidencePoint(ctx context.Context, p *upstream.PsnEvidencePoint) (*upstream.PsnEvidencePointResult, error)
 }
 
-func newGuard(next sender, cfg submission.GuardConfig) guarded {
-	return guarded{submission.NewGuard(cfg), next}
+func newGuard(next sender, cfg guard.Config) guarded {
+	return guarded{guard.New(cfg), next}
+}
+
+// point is a valid personal evidence point.
+func point() *upstream.PsnEvidencePoint {
+	return &upstream.PsnEvidencePoint{
+		EviName: "证据", RealNameMethod: upstream.MethodThreeElements, TimeStamp: time.UnixMilli(1742809059000),
+		Name: "测试张三", CardNo: "130401199601018395", CardType: upstream.CardTypeMainlandID,
+		CardPortrait: "a", CardNationalEmblem: "b",
+		ThreeElements: &upstream.ThreeElements{InfoVerifySupplier: "s", VerifyTime: "t", VerifySerialNumber: "n", Mobile: "19800002222", SMSCode: "1", SMSSupplier: "x"},
+	}
 }
 
 func (g guarded) CreatePsnEvidencePoint(ctx context.Context, p *upstream.PsnEvidencePoint) (*upstream.PsnEvidencePointResult, error) {
-	return submission.Call(ctx, g.Guard, submission.OpPsnRealname, func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
+	return guard.Call(ctx, g.Guard, "evidence-point", func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
 		return g.next.CreatePsnEvidencePoint(ctx, p)
 	})
 }
@@ -48,7 +57,7 @@ func (g guarded) CreatePsnEvidencePoint(ctx context.Context, p *upstream.PsnEvid
 func TestRateLimiterWaitsWithinDeadlineOnly(t *testing.T) {
 	sim, c := simClient(t)
 	var waits, refusals int
-	g := newGuard(c, submission.GuardConfig{QPS: 2, MinRemaining: 10 * time.Millisecond, OnLimiter: func(_ time.Duration, refused bool) {
+	g := newGuard(c, guard.Config{QPS: 2, MinRemaining: 10 * time.Millisecond, OnLimiter: func(_ time.Duration, refused bool) {
 		waits++
 		if refused {
 			refusals++
@@ -67,7 +76,7 @@ func TestRateLimiterWaitsWithinDeadlineOnly(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := g.CreatePsnEvidencePoint(ctx, point())
-	if !errors.Is(err, submission.ErrRateLimited) {
+	if !errors.Is(err, guard.ErrRateLimited) {
 		t.Fatalf("got %v", err)
 	}
 	if time.Since(start) > 80*time.Millisecond {
@@ -81,7 +90,7 @@ func TestRateLimiterWaitsWithinDeadlineOnly(t *testing.T) {
 func TestCircuitBreakerFailsFast(t *testing.T) {
 	sim, c := simClient(t)
 	var changes []string
-	g := newGuard(c, submission.GuardConfig{QPS: 1000, OnBreakerChange: func(from, to string) { changes = append(changes, from+">"+to) }})
+	g := newGuard(c, guard.Config{QPS: 1000, OnBreakerChange: func(from, to string) { changes = append(changes, from+">"+to) }})
 	sim.Inject(esignsim.Fault{Status: 503})
 	for range 5 {
 		_, _ = g.CreatePsnEvidencePoint(context.Background(), point())
@@ -90,7 +99,7 @@ func TestCircuitBreakerFailsFast(t *testing.T) {
 		t.Fatalf("breaker %s after 5 failures", g.BreakerState())
 	}
 	_, err := g.CreatePsnEvidencePoint(context.Background(), point())
-	if !errors.Is(err, submission.ErrCircuitOpen) {
+	if !errors.Is(err, guard.ErrCircuitOpen) {
 		t.Fatalf("got %v", err)
 	}
 	if sim.Count() != 5 {
@@ -103,7 +112,7 @@ func TestCircuitBreakerFailsFast(t *testing.T) {
 
 func TestBusinessErrorsDoNotOpenTheBreaker(t *testing.T) {
 	sim, c := simClient(t)
-	g := newGuard(c, submission.GuardConfig{QPS: 1000})
+	g := newGuard(c, guard.Config{QPS: 1000})
 	sim.Inject(esignsim.Fault{BusinessCode: 1435002})
 	for range 8 {
 		_, _ = g.CreatePsnEvidencePoint(context.Background(), point())
@@ -131,7 +140,7 @@ func (f *flakySender) CreatePsnEvidencePoint(ctx context.Context, p *upstream.Ps
 func TestOnlyUnsentAttemptsAreRetried(t *testing.T) {
 	sim, c := simClient(t)
 	f := &flakySender{failures: 2, next: c}
-	g := newGuard(f, submission.GuardConfig{QPS: 1000})
+	g := newGuard(f, guard.Config{QPS: 1000})
 	if _, err := g.CreatePsnEvidencePoint(context.Background(), point()); err != nil {
 		t.Fatalf("after two unsent attempts: %v", err)
 	}
@@ -155,7 +164,7 @@ func TestOnlyUnsentAttemptsAreRetried(t *testing.T) {
 // retry-safe.
 func TestAdmissionByRemainingDeadline(t *testing.T) {
 	sim, c := simClient(t)
-	g := newGuard(c, submission.GuardConfig{QPS: 2, MinRemaining: time.Second})
+	g := newGuard(c, guard.Config{QPS: 2, MinRemaining: time.Second})
 	call := func(d time.Duration) error {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
@@ -163,7 +172,7 @@ func TestAdmissionByRemainingDeadline(t *testing.T) {
 		return err
 	}
 	start := time.Now()
-	if err := call(500 * time.Millisecond); !errors.Is(err, submission.ErrDeadlineTooShort) || !upstream.IsRetrySafe(err) {
+	if err := call(500 * time.Millisecond); !errors.Is(err, guard.ErrDeadlineTooShort) || !upstream.IsRetrySafe(err) {
 		t.Fatalf("500 ms left: %v", err)
 	}
 	if time.Since(start) > 100*time.Millisecond {
@@ -175,7 +184,7 @@ func TestAdmissionByRemainingDeadline(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := call(1300 * time.Millisecond); !errors.Is(err, submission.ErrRateLimited) {
+	if err := call(1300 * time.Millisecond); !errors.Is(err, guard.ErrRateLimited) {
 		t.Fatalf("queued past the minimum: %v", err)
 	}
 	// Without a deadline there is no minimum.
@@ -200,9 +209,9 @@ func TestAdmissionByRemainingDeadline(t *testing.T) {
 // Local failures (the caller leaving, a local resource running out) never open the
 // breaker: they say nothing about e签宝.
 func TestLocalFailuresDoNotOpenTheBreaker(t *testing.T) {
-	g := submission.NewGuard(submission.GuardConfig{QPS: 1000})
+	g := guard.New(guard.Config{QPS: 1000})
 	for range 10 {
-		_, err := submission.Call(context.Background(), g, "test-op", func(context.Context) (int, error) {
+		_, err := guard.Call(context.Background(), g, "test-op", func(context.Context) (int, error) {
 			return 0, &upstream.LocalError{What: "opening a temporary file", Err: errors.New("too many open files")}
 		})
 		if upstream.OutcomeOf(err) != upstream.OutcomeLocal {
@@ -211,27 +220,5 @@ func TestLocalFailuresDoNotOpenTheBreaker(t *testing.T) {
 	}
 	if g.BreakerState() != "closed" {
 		t.Errorf("breaker %s after local failures", g.BreakerState())
-	}
-}
-
-// BenchmarkQuota compares taking a slot from the in-process limiter with taking one
-// from the quota shared through PostgreSQL (one statement per call).
-func BenchmarkQuota(b *testing.B) {
-	pg, err := submission.OpenPostgres(context.Background(), pgtest.DSN(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pg.Close()
-	for name, q := range map[string]submission.Quota{
-		"local":    submission.NewLocalQuota(1e9),
-		"postgres": pg.Quota("bench-app", 1e9, time.Second),
-	} {
-		b.Run(name, func(b *testing.B) {
-			for b.Loop() {
-				if _, ok, err := q.Reserve(context.Background(), time.Second); !ok || err != nil {
-					b.Fatal(ok, err)
-				}
-			}
-		})
 	}
 }

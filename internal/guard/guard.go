@@ -1,4 +1,12 @@
-package submission
+// Package guard applies the upstream policy to every e签宝 call: admission by the
+// caller's remaining deadline, the app's quota, a circuit breaker that fails fast while
+// e签宝 keeps failing (sony/gobreaker), automatic retry of attempts that provably never
+// reached e签宝 (never of one that may have), and a report of each call for metrics and
+// the debug log.
+//
+// It knows no operation: a call is named by the caller (Op) only for its report. Every
+// reading of the time goes through Config.Clock.
+package guard
 
 import (
 	"context"
@@ -6,8 +14,8 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
-	"golang.org/x/time/rate"
 
+	"github.com/esign-evidence/esign-evidence/internal/clock"
 	"github.com/esign-evidence/esign-evidence/upstream"
 )
 
@@ -31,13 +39,8 @@ const (
 	unsentRetries = 2
 )
 
-// Op names an e签宝 operation. It labels metrics and log lines and is part of a
-// submission's key, so one customBizId used for two operations makes two submissions.
+// Op names an e签宝 operation in the guard's reports (metrics and log lines).
 type Op string
-
-// OpPsnRealname is the personal real-name evidence point (POST
-// /v3/evidence/evi-point/psn-realname).
-const OpPsnRealname Op = "psn-realname"
 
 // refusal is a call the guard refused before sending. It states its outcome like an
 // upstream error: nothing was sent, for a reason of this service's own.
@@ -62,40 +65,9 @@ var (
 	// ErrCircuitOpen: e签宝 keeps failing; calls fail fast until a probe succeeds.
 	ErrCircuitOpen error = newRefusal("circuit_open", "e签宝 is failing; not sending for now")
 	// ErrDeadlineTooShort: the caller's remaining deadline is shorter than the admission
-	// minimum (GuardConfig.MinRemaining), so the call would most likely outlive it.
+	// minimum (Config.MinRemaining), so the call would most likely outlive it.
 	ErrDeadlineTooShort error = newRefusal("deadline_too_short", "the call's remaining deadline is too short for an e签宝 call")
 )
-
-// Quota hands out the app's e签宝 send slots. Implementations: the in-process limiter
-// (NewLocalQuota) and the one every replica shares through PostgreSQL
-// (PostgresStore.Quota).
-type Quota interface {
-	// Reserve takes the next free slot if it comes within maxWait, and returns how long
-	// to wait for it. ok is false (and nothing is taken) when the next slot is later.
-	Reserve(ctx context.Context, maxWait time.Duration) (wait time.Duration, ok bool, err error)
-}
-
-// localQuota is golang.org/x/time/rate's token bucket, for one process.
-type localQuota struct{ l *rate.Limiter }
-
-// NewLocalQuota is a quota of qps per second (burst qps) for this process alone.
-func NewLocalQuota(qps float64) Quota {
-	return localQuota{rate.NewLimiter(rate.Limit(qps), max(1, int(qps)))}
-}
-
-func (q localQuota) Reserve(_ context.Context, maxWait time.Duration) (time.Duration, bool, error) {
-	now := time.Now()
-	r := q.l.ReserveN(now, 1)
-	if !r.OK() {
-		return 0, false, nil
-	}
-	d := r.DelayFrom(now)
-	if d > maxWait {
-		r.CancelAt(now)
-		return d, false, nil
-	}
-	return d, true, nil
-}
 
 // CallInfo describes one e签宝 call the guard made, for metrics and the debug log. It
 // carries no request or response content.
@@ -111,8 +83,8 @@ type CallInfo struct {
 	Elapsed time.Duration
 }
 
-// GuardConfig configures a Guard.
-type GuardConfig struct {
+// Config configures a Guard.
+type Config struct {
 	// QPS is the app's quota; DefaultQPS when 0. Burst is the same number.
 	QPS float64
 	// Quota, when set, hands out the slots instead of an in-process limiter at QPS (a
@@ -132,26 +104,28 @@ type GuardConfig struct {
 	OnCall func(ctx context.Context, info CallInfo)
 	// BreakerOpenFor is how long the open breaker fails fast; 10 s when zero.
 	BreakerOpenFor time.Duration
+	// Clock is the guard's time source (waits, deadlines, the in-process quota);
+	// the real clock when nil. The breaker's open period runs on the time package.
+	Clock clock.Clock
 }
 
-// Guard applies the upstream policy to every e签宝 operation: admission by remaining
-// deadline, the app's quota, a circuit breaker that fails fast while e签宝 keeps failing
-// (sony/gobreaker), automatic retry of attempts that provably never reached e签宝 (never
-// of one that may have), and a metrics and debug-log report of each call.
+// Guard applies the upstream policy to every e签宝 operation.
 //
 // The breaker counts only outcomes that mean e签宝 failed (upstream.Outcome's
 // UpstreamFailure: not sent, unknown); a refusal means e签宝 is up, and a local failure
 // (upstream.OutcomeLocal: the caller left, a local resource ran out) is ignored.
 //
-// Use Call for a keyless operation, Submit for one that is exactly-once by key.
+// Use Call for a keyless operation; the exactly-once layer (submission.Submit) uses
+// Admit and Send.
 type Guard struct {
 	quota   Quota
 	breaker *gobreaker.CircuitBreaker[any]
-	cfg     GuardConfig
+	cfg     Config
+	clock   clock.Clock
 }
 
-// NewGuard builds a Guard.
-func NewGuard(cfg GuardConfig) *Guard {
+// New builds a Guard.
+func New(cfg Config) *Guard {
 	if cfg.QPS <= 0 {
 		cfg.QPS = DefaultQPS
 	}
@@ -161,9 +135,10 @@ func NewGuard(cfg GuardConfig) *Guard {
 	if cfg.MinRemaining <= 0 {
 		cfg.MinRemaining = DefaultMinRemaining
 	}
-	g := &Guard{cfg: cfg, quota: cfg.Quota}
+	cfg.Clock = clock.Or(cfg.Clock)
+	g := &Guard{cfg: cfg, quota: cfg.Quota, clock: cfg.Clock}
 	if g.quota == nil {
-		g.quota = NewLocalQuota(cfg.QPS)
+		g.quota = NewLocalQuota(cfg.QPS, cfg.Clock)
 	}
 	g.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:    "esign",
@@ -185,6 +160,10 @@ func NewGuard(cfg GuardConfig) *Guard {
 // BreakerState reports "closed", "half-open" or "open".
 func (g *Guard) BreakerState() string { return g.breaker.State().String() }
 
+// MinRemaining is the admission minimum: the least remaining deadline a caller must have
+// for an e签宝 call to be started for it.
+func (g *Guard) MinRemaining() time.Duration { return g.cfg.MinRemaining }
+
 // Call makes one keyless e签宝 operation through g: it is admitted (deadline rule and
 // quota), not sent at all if the caller has gone meanwhile, then sent through the
 // breaker, with provably unsent attempts retried.
@@ -202,16 +181,12 @@ func Call[R any](ctx context.Context, g *Guard, op Op, call func(context.Context
 		// The caller has gone while waiting for its slot: nobody would learn the result.
 		return zero, err
 	}
-	v, err := g.send(ctx, context.WithoutCancel(ctx), op, func(ctx context.Context) (any, error) { return call(ctx) })
+	v, err := Send(ctx, context.WithoutCancel(ctx), g, op, call)
 	if err != nil {
 		return zero, err
 	}
-	return v.(R), nil
+	return v, nil
 }
-
-// Wait admits a call the guard does not make itself, on the same terms as Call. Prefer
-// Call, which also applies the breaker and reports the call.
-func (g *Guard) Wait(ctx context.Context) error { return g.Admit(ctx) }
 
 // Admit applies the admission rule and takes a quota slot, waiting for it. It refuses
 // with ErrDeadlineTooShort when ctx's remaining deadline is below MinRemaining, and with
@@ -221,32 +196,32 @@ func (g *Guard) Wait(ctx context.Context) error { return g.Admit(ctx) }
 func (g *Guard) Admit(ctx context.Context) error {
 	maxWait := maxLimiterWait
 	if d, ok := ctx.Deadline(); ok {
-		remaining := time.Until(d)
+		remaining := g.clock.Until(d)
 		if remaining < g.cfg.MinRemaining {
 			return ErrDeadlineTooShort
 		}
 		maxWait = remaining - g.cfg.MinRemaining
 	}
-	start := time.Now()
+	start := g.clock.Now()
 	wait, ok, err := g.quota.Reserve(ctx, maxWait)
 	if err != nil {
 		wait, ok, _ = g.fallback().Reserve(ctx, maxWait)
 	}
 	if !ok {
-		g.reportLimiter(time.Since(start), true)
+		g.reportLimiter(g.clock.Since(start), true)
 		return ErrRateLimited
 	}
 	if wait > 0 {
-		t := time.NewTimer(wait)
+		t := g.clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			g.reportLimiter(time.Since(start), false)
+			g.reportLimiter(g.clock.Since(start), false)
 			return ctx.Err()
-		case <-t.C:
+		case <-t.Chan():
 		}
 	}
-	g.reportLimiter(time.Since(start), false)
+	g.reportLimiter(g.clock.Since(start), false)
 	return nil
 }
 
@@ -258,37 +233,45 @@ func (g *Guard) reportLimiter(waited time.Duration, refused bool) {
 
 // fallback is the in-process limiter used while a shared quota cannot be reached.
 func (g *Guard) fallback() Quota {
-	if lq, ok := g.quota.(localQuota); ok {
+	if lq, ok := g.quota.(*localQuota); ok {
 		return lq
 	}
 	if fq, ok := g.quota.(interface{ Fallback() Quota }); ok {
 		return fq.Fallback()
 	}
-	return NewLocalQuota(g.cfg.QPS)
+	return NewLocalQuota(g.cfg.QPS, g.clock)
 }
 
-// send makes the call on sendCtx through the breaker, reports it, and retries an attempt
+// Send makes call on sendCtx through g's breaker, reports it, and retries an attempt
 // that provably never reached e签宝 while the caller's ctx allows: not after ctx has
 // ended, and only once admitted again on ctx (its deadline rule and a new quota slot).
-// The caller has already been admitted once. sendCtx may outlive ctx, so that a request
-// already on its way is not abandoned; it never starts a new one.
+// The caller must have been admitted once (Admit). sendCtx may outlive ctx, so that a
+// request already on its way is not abandoned; it never starts a new one.
+//
+// Its error is call's own (an upstream.Error stating its outcome), or ErrCircuitOpen.
+func Send[R any](ctx, sendCtx context.Context, g *Guard, op Op, call func(context.Context) (R, error)) (R, error) {
+	v, err := g.send(ctx, sendCtx, op, func(c context.Context) (any, error) { return call(c) })
+	r, _ := v.(R)
+	return r, err
+}
+
 func (g *Guard) send(ctx, sendCtx context.Context, op Op, call func(context.Context) (any, error)) (any, error) {
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		start := time.Now()
+		start := g.clock.Now()
 		v, err := g.breaker.Execute(func() (any, error) { return call(sendCtx) })
 		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 			return nil, ErrCircuitOpen
 		}
-		g.report(sendCtx, op, v, err, time.Since(start))
+		g.report(sendCtx, op, v, err, g.clock.Since(start))
 		if err == nil || upstream.OutcomeOf(err) != upstream.OutcomeNotSent || ctx.Err() != nil || sendCtx.Err() != nil || attempt == unsentRetries {
 			return v, err
 		}
 		// Provably never reached e签宝: safe to send again, if time allows.
-		if d, ok := ctx.Deadline(); ok && time.Until(d) < backoff {
+		if d, ok := ctx.Deadline(); ok && g.clock.Until(d) < backoff {
 			return v, err
 		}
-		t := time.NewTimer(backoff)
+		t := g.clock.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -296,7 +279,7 @@ func (g *Guard) send(ctx, sendCtx context.Context, op Op, call func(context.Cont
 		case <-sendCtx.Done():
 			t.Stop()
 			return v, err
-		case <-t.C:
+		case <-t.Chan():
 		}
 		backoff *= 3
 		if g.Admit(ctx) != nil || ctx.Err() != nil {

@@ -1,0 +1,77 @@
+package submission
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/esign-evidence/esign-evidence/internal/guard"
+)
+
+// sendHolding makes the call while holding key: the lease, taken at claimed, is renewed
+// every third of it, and the call's context ends before the last lease renewed runs
+// out (less ClockAllowance), so no other attempt can take the key while this one may
+// still be sending. The call is not ended by the caller leaving. The lease is renewed
+// until record (which records the call's result) has returned too, so that a result
+// being written keeps its key.
+func (s *Submitter) sendHolding(ctx context.Context, g *guard.Guard, key Key, attemptID string, claimed time.Time, call func(context.Context) (string, error), record func(string, error) error) error {
+	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	lease := s.cfg.Lease
+	stopAt := func(from time.Time) time.Duration { return s.clock.Until(from.Add(lease - ClockAllowance)) }
+	cutoff := s.clock.AfterFunc(stopAt(claimed), cancel)
+	defer cutoff.Stop()
+
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := s.clock.NewTicker(lease / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.Chan():
+			}
+			from := s.clock.Now()
+			held := true
+			err := s.mutate(sendCtx, key, func(cur *Record) (*Record, error) {
+				v, next := renew(cur, renewEvent{AttemptID: attemptID, Lease: lease}, from)
+				held = v != notHeld
+				return next, nil
+			})
+			switch {
+			case err != nil:
+				// Not renewed: the cut-off stays where the last renewal put it.
+			case !held:
+				cancel()
+				return
+			default:
+				cutoff.Reset(stopAt(from))
+			}
+		}
+	}()
+	// The result is recorded for the caller's retry, so an unsent attempt is tried again
+	// while the lease holds, whatever the caller does.
+	res, err := guard.Send(sendCtx, sendCtx, g, key.Op, call)
+	err = record(res, err)
+	close(done)
+	wg.Wait()
+	return err
+}
+
+// releaseClaim gives back a key this attempt claimed but never sent (release), before
+// being the record as the claim found it.
+func (s *Submitter) releaseClaim(key Key, attemptID string, before *Record) {
+	err := s.mutate(context.Background(), key, func(cur *Record) (*Record, error) {
+		_, next := release(cur, releaseEvent{AttemptID: attemptID, Before: before}, s.clock.Now())
+		return next, nil
+	})
+	if err != nil {
+		// The lease runs out by itself; the record then reads as outcome unknown.
+		s.cfg.Logger.Warn("could not release a claim that was not sent", "op", string(key.Op), "custom_biz_id", key.CustomBizID,
+			"namespace", key.Namespace, "err", err.Error())
+	}
+}
