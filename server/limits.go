@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"strings"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -104,36 +102,6 @@ func overloaded() error {
 	return apierror.WithDetails(status.New(codes.ResourceExhausted, "the service is handling as many calls as it allows; retry shortly"),
 		apierror.Info(apierror.ReasonOverloaded, map[string]string{"retry_safe": "true"}),
 		&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)}).Err()
-}
-
-// admitInterceptor refuses a call beyond the calls-in-flight bound. It runs inside the
-// observing interceptor, so a refused call is logged and counted like any other, and
-// before authentication, so a refusal costs next to nothing.
-func admitInterceptor(g *gate) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if unbounded(info.FullMethod) {
-			return handler(ctx, req)
-		}
-		if !g.tryEnter() {
-			return nil, overloaded()
-		}
-		defer g.leave()
-		return handler(ctx, req)
-	}
-}
-
-// admitStreamInterceptor is admitInterceptor for streaming calls.
-func admitStreamInterceptor(g *gate) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if unbounded(info.FullMethod) {
-			return handler(srv, ss)
-		}
-		if !g.tryEnter() {
-			return overloaded()
-		}
-		defer g.leave()
-		return handler(srv, ss)
-	}
 }
 
 // connLimiter bounds the connections open at once over the listeners it wraps. A

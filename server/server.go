@@ -161,7 +161,9 @@ type Server struct {
 	rest    *inprocess.Channel
 	metrics *observe.Metrics
 	edge    *observe.HTTP
-	conns   *connLimiter
+	// enter authenticates and admits a REST call before its body is read.
+	enter func(ctx context.Context, method string) (context.Context, func(), error)
+	conns *connLimiter
 }
 
 // propagator reads and writes W3C trace context (traceparent, tracestate): a REST or gRPC
@@ -246,9 +248,11 @@ func New(opts Options) (*Server, error) {
 	valid := validate.New(v)
 	// The same chain, in the same order, for unary and streaming calls, over gRPC and over
 	// REST; each concern is written once for both kinds of call.
-	// The bound on calls in progress is one for both transports; a refusal by it is
-	// logged and counted (inside calls) and costs no authentication.
+	// The bound on calls in progress is one for both transports. Calls are authenticated
+	// and admitted at the edge of each transport (gatekeeper), before their message is read;
+	// the interceptors keep what the edge established.
 	inFlight := newGate(opts.MaxCallsInFlight)
+	keeper := &gatekeeper{auth: &authn, gate: inFlight, calls: calls}
 	unary := []grpc.UnaryServerInterceptor{
 		calls.UnaryServerInterceptor(),
 		grpcMetrics.UnaryServerInterceptor(),
@@ -277,7 +281,11 @@ func New(opts Options) (*Server, error) {
 	}
 	rest := inprocess.New(restUnary, restStream)
 	gopts := []grpc.ServerOption{
+		// Authentication and admission before a stream's message is read.
+		grpc.InTapHandle(keeper.tap),
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes),
+		// Metadata is capped as REST's headers are.
+		grpc.MaxHeaderListSize(maxHeaderBytes),
 		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
 		// Requests that cannot be decoded are answered INVALID_ARGUMENT naming the field.
 		grpc.ForceServerCodecV2(validate.NewCodec()),
@@ -331,7 +339,7 @@ func New(opts Options) (*Server, error) {
 	reflection.Register(g) // v1 and v1alpha
 	grpcMetrics.InitializeMetrics(g)
 	m.KnowMethods(g)
-	return &Server{opts: opts, log: opts.Logger, grpc: g, rest: rest, health: hs, metrics: m, edge: edge,
+	return &Server{opts: opts, log: opts.Logger, grpc: g, rest: rest, health: hs, metrics: m, edge: edge, enter: keeper.enter,
 		conns: newConnLimiter(opts.MaxConnections, opts.Registry, opts.Logger)}, nil
 }
 
@@ -346,7 +354,9 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	grpcLis, httpLis := s.conns.wrap(ls.GRPC, "grpc"), s.conns.wrap(ls.HTTP, "http")
 	gwCtx, cancelGW := context.WithCancel(context.Background())
 	defer cancelGW()
-	gw, err := gateway.New(gwCtx, s.rest, gateway.Options{MaxBody: int64(s.opts.MaxRequestBytes), MaxFile: s.opts.MaxFileBytes, OpenAPI: s.opts.OpenAPI})
+	gw, err := gateway.New(gwCtx, s.rest, gateway.Options{
+		MaxBody: int64(s.opts.MaxRequestBytes), MaxFile: s.opts.MaxFileBytes, OpenAPI: s.opts.OpenAPI, Enter: s.enter,
+	})
 	if err != nil {
 		return err
 	}

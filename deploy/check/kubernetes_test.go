@@ -320,11 +320,12 @@ func checkKustomization(t *testing.T, dir string) *objects {
 	// Every environment variable is one the binary reads, and the binary accepts them all.
 	env := containerEnv(t, o, c)
 	for name := range env {
-		if !bin.env[name] {
+		if !bin.env[name] && !runtimeEnv[name] {
 			t.Errorf("environment variable %s is not a setting of the binary (see `esign-evidence -help`)", name)
 		}
 	}
 	checkConfigAccepted(t, bin, spec, c, env)
+	checkMemLimit(t, "the container", env["GOMEMLIMIT"], c.Resources.Limits.Memory().Value())
 
 	// Ports: each container port is one of the binary's listeners.
 	setting := func(name string) string {

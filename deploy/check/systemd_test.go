@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -123,7 +124,16 @@ func TestSystemdUnitSettings(t *testing.T) {
 		t.Errorf("DB_PATH=%q is not in the StateDirectory", env["DB_PATH"])
 	}
 	cmdEnv := []string{"PATH=" + os.Getenv("PATH")}
+	memoryMax := int64(0)
+	if v := u["MemoryMax"]; len(v) == 1 {
+		memoryMax = systemdBytes(t, v[0])
+	}
+	checkMemLimit(t, "the unit", env["GOMEMLIMIT"], memoryMax)
 	for k, v := range env {
+		if runtimeEnv[k] {
+			cmdEnv = append(cmdEnv, k+"="+v)
+			continue
+		}
 		if !bin.env[k] {
 			t.Errorf("environment variable %s is not a setting of the binary", k)
 		}
@@ -134,4 +144,22 @@ func TestSystemdUnitSettings(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("the binary refuses the unit's settings: %v\n%s", err, out)
 	}
+}
+
+// systemdBytes parses a systemd size (MemoryMax=): bytes with an optional K, M, G or T
+// suffix, powers of 1024.
+func systemdBytes(t *testing.T, v string) int64 {
+	t.Helper()
+	shift := map[byte]uint{'K': 10, 'M': 20, 'G': 30, 'T': 40}
+	n, s := v, uint(0)
+	if len(v) > 0 {
+		if sh, ok := shift[v[len(v)-1]]; ok {
+			n, s = v[:len(v)-1], sh
+		}
+	}
+	i, err := strconv.ParseInt(n, 10, 64)
+	if err != nil || i <= 0 {
+		t.Fatalf("MemoryMax=%s is not a size", v)
+	}
+	return i << s
 }

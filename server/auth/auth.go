@@ -103,16 +103,33 @@ func certIdentity(p *peer.Peer) string {
 	return chains[0][0].Subject.CommonName
 }
 
-// authFunc is the interceptors' AuthFunc: it puts the caller's identity into the
-// call's context, and into the access line.
-func (a *Config) authFunc(ctx context.Context) (context.Context, error) {
-	method, _ := grpc.Method(ctx)
+// Authenticate authenticates a call to method at the edge of its transport, before its
+// message is read: ctx carries the call's peer and incoming metadata. It returns ctx
+// with the caller's identity, which the interceptors then take as it is, or the
+// Unauthenticated status.
+func (a *Config) Authenticate(ctx context.Context, method string) (context.Context, error) {
 	id, err := a.authenticate(ctx, method)
 	if err != nil {
 		return nil, err
 	}
-	observe.SetCaller(ctx, id)
 	return context.WithValue(ctx, callerKey{}, id), nil
+}
+
+// authFunc is the interceptors' AuthFunc: it puts the caller's identity into the
+// call's context, and into the access line. A call authenticated at its transport's
+// edge (Authenticate) keeps that identity; any other is authenticated here.
+func (a *Config) authFunc(ctx context.Context) (context.Context, error) {
+	if id := Caller(ctx); id != "" {
+		observe.SetCaller(ctx, id)
+		return ctx, nil
+	}
+	method, _ := grpc.Method(ctx)
+	ctx, err := a.Authenticate(ctx, method)
+	if err != nil {
+		return nil, err
+	}
+	observe.SetCaller(ctx, Caller(ctx))
+	return ctx, nil
 }
 
 // UnaryServerInterceptor authenticates unary calls.

@@ -53,6 +53,9 @@ type Options struct {
 	MaxFile int64
 	// OpenAPI is the document served at OpenAPIPath.
 	OpenAPI []byte
+	// Enter authenticates and admits each call before its body is read; when nil, calls
+	// are authenticated and admitted only by the interceptors, after decoding.
+	Enter EnterFunc
 }
 
 // New builds the REST facade. It calls the gRPC handlers in process through ch, so every
@@ -92,7 +95,11 @@ func New(ctx context.Context, ch *inprocess.Channel, o Options) (http.Handler, e
 	})
 	top.Handle("POST "+UploadPath, uploadHandler(mux, ch, maxFile))
 	top.Handle("/", strictBodies(mux, bodies, maxBody))
-	return withPeer(top), nil
+	var h http.Handler = top
+	if o.Enter != nil {
+		h = atTheEdge(top, mux, newMethodRoutes(evidencev1.File_esign_evidence_v1_evidence_proto.Services()), o.Enter)
+	}
+	return withPeer(h), nil
 }
 
 // errorHandler writes errors as google.rpc.Status JSON with their details and the
@@ -204,7 +211,7 @@ func strictBodies(next http.Handler, routes map[string]protoreflect.MessageDescr
 			next.ServeHTTP(w, r)
 			return
 		}
-		body, err := io.ReadAll(r.Body)
+		body, err := readBody(r, maxBody)
 		if err != nil {
 			writeReadError(w, err, "the request body", apierror.ReasonRequestTooLarge, maxBody)
 			return
@@ -219,6 +226,23 @@ func strictBodies(next http.Handler, routes map[string]protoreflect.MessageDescr
 		r.ContentLength = int64(len(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// readBody reads a request's whole body: into a buffer of its declared length when it
+// has one (within maxBody), so a large body is not copied through a growing buffer.
+func readBody(r *http.Request, maxBody int64) ([]byte, error) {
+	if r.ContentLength <= 0 || r.ContentLength > maxBody {
+		return io.ReadAll(r.Body)
+	}
+	body := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(r.Body, body); err != nil {
+		return nil, err
+	}
+	// net/http ends the body at its Content-Length; this read sees that end.
+	if n, err := r.Body.Read(make([]byte, 1)); n > 0 || (err != nil && !errors.Is(err, io.EOF)) {
+		return nil, errors.Join(err, errors.New("the body is longer than its Content-Length"))
+	}
+	return body, nil
 }
 
 // writeReadError answers a request whose body could not be read: 413 when it went over
