@@ -139,8 +139,9 @@ func convert(root protoreflect.MessageDescriptor, pv *protovalidate.Violation) F
 	}
 	md := root
 	parts := make([]string, 0, len(elems))
+	var fd protoreflect.FieldDescriptor
 	for _, e := range elems {
-		var fd protoreflect.FieldDescriptor
+		fd = nil
 		if md != nil {
 			fd = md.Fields().ByNumber(protoreflect.FieldNumber(e.GetFieldNumber()))
 		}
@@ -159,6 +160,12 @@ func convert(root protoreflect.MessageDescriptor, pv *protovalidate.Violation) F
 		md = fd.Message()
 	}
 	fv.Field = strings.Join(parts, ".")
+	if fv.Rule == "enum.defined_only" && fd != nil && fd.Enum() != nil {
+		// protovalidate says "value must be one of the defined enum values"; name them,
+		// as the REST decoder does for an unknown name (json.enum), so a gRPC caller that
+		// sent a number the contract lacks learns what it may send.
+		fv.Description = "must be one of " + enumNames(fd.Enum())
+	}
 	return fv
 }
 

@@ -147,6 +147,44 @@ func TestValidRequests(t *testing.T) {
 	}
 }
 
+// A number outside an enum (what a gRPC caller with a newer or wrong contract sends) is
+// refused naming the values the contract accepts, as REST's decoder does for a name.
+func TestUnknownEnumNumberListsAcceptedValues(t *testing.T) {
+	v, err := validation.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := seedRequest(t)
+	r.CardType = 99
+	r.RealNameMethod = 42
+	var verr *validation.Error
+	if !errors.As(v.Validate(r), &verr) {
+		t.Fatal("an unknown enum number passed")
+	}
+	want := map[string][]string{
+		"cardType":       {"CRED_PSN_CH_IDCARD", "CRED_PSN_CH_HONGKONG", "CRED_PSN_CH_MACAO", "CRED_PSN_CH_TWCARD", "CRED_PSN_PASSPORT", "CRED_PSN_FOREIGN", "CRED_PSN_OTHER"},
+		"realNameMethod": {"THREEELEMENTS", "BANKCARDFOUR", "FACE"},
+	}
+	for _, fv := range verr.Violations {
+		names, ok := want[fv.Field]
+		if !ok || fv.Rule != "enum.defined_only" {
+			continue
+		}
+		delete(want, fv.Field)
+		for _, n := range names {
+			if !strings.Contains(fv.Description, n) {
+				t.Errorf("%s: %q does not name %s", fv.Field, fv.Description, n)
+			}
+		}
+		if strings.Contains(fv.Description, "UNSPECIFIED") {
+			t.Errorf("%s: %q offers the UNSPECIFIED placeholder", fv.Field, fv.Description)
+		}
+	}
+	for f := range want {
+		t.Errorf("no enum.defined_only violation for %s: %+v", f, verr.Violations)
+	}
+}
+
 func TestInvalidRequests(t *testing.T) {
 	cases := []struct {
 		name   string
