@@ -2,7 +2,6 @@ package validation
 
 import (
 	"fmt"
-	"regexp"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -122,9 +121,21 @@ func utf16Len(s string) int {
 	return n
 }
 
-// idCard18 is the shape the contract's `cardNo.format` rule accepts for an
-// 18-character number; only such numbers carry a check character.
-var idCard18 = regexp.MustCompile(`^[0-9]{17}[0-9Xx]$`)
+// isIDCard18 reports whether no has the shape the contract's `cardNo.format` rule accepts
+// for an 18-character number (17 digits, then a digit or X); only such numbers carry a
+// check character. A loop, not a regular expression: it runs on every request.
+func isIDCard18(no string) bool {
+	if len(no) != 18 {
+		return false
+	}
+	for i := 0; i < 17; i++ {
+		if no[i] < '0' || no[i] > '9' {
+			return false
+		}
+	}
+	c := no[17]
+	return c >= '0' && c <= '9' || c == 'X' || c == 'x'
+}
 
 func checkIDCard(req *evidencev1.CreatePersonalEvidencePointRequest, vs []FieldViolation) []FieldViolation {
 	switch req.GetCardType() {
@@ -133,7 +144,7 @@ func checkIDCard(req *evidencev1.CreatePersonalEvidencePointRequest, vs []FieldV
 		return vs
 	}
 	no := req.GetCardNo()
-	if !idCard18.MatchString(no) || IDCardCheckChar(no[:17]) == upper(no[17]) {
+	if !isIDCard18(no) || IDCardCheckChar(no[:17]) == upper(no[17]) {
 		return vs
 	}
 	return append(vs, FieldViolation{

@@ -102,9 +102,9 @@ func (v *Validator) Validate(msg proto.Message) error {
 		if !errors.As(err, &verr) {
 			return fmt.Errorf("validation: %w", err)
 		}
-		root := msg.ProtoReflect().Descriptor()
+		m := msg.ProtoReflect()
 		for _, pv := range verr.Violations {
-			violations = append(violations, convert(root, pv))
+			violations = appendConverted(violations, m, pv)
 		}
 	}
 	violations = v.extra.check(msg.ProtoReflect(), violations)
@@ -121,21 +121,63 @@ func (v *Validator) Validate(msg proto.Message) error {
 // are reported as rule "string.not_blank".
 const NotBlankPattern = `[^\s\p{Z}]`
 
-// convert turns a protovalidate violation into a FieldViolation with a JSON field path.
-func convert(root protoreflect.MessageDescriptor, pv *protovalidate.Violation) FieldViolation {
+// PrintablePattern is the contract's pattern for "no control character" (no C0 control,
+// DEL or C1 control), a native string.pattern; its violations are reported as rule
+// "string.printable".
+const PrintablePattern = `^[^\x00-\x1F\x7F-\x9F]*$`
+
+// EpochMillisFloor is the contract's lower bound on timeStamp (2000-01-01 in Unix epoch
+// milliseconds), a native int64.gte; its violations are reported as rule
+// "time_stamp.epoch_millis".
+const EpochMillisFloor = 946684800000
+
+// allOrNoneSuffix ends the id of a message-level rule "<prefix>.all_or_none": every field
+// whose JSON name starts with <prefix> is given, or none is. It is one rule in the
+// contract (one evaluation per request) and reported as one violation per missing field.
+const allOrNoneSuffix = ".all_or_none"
+
+// rename reports a standard rule the contract gives its own id under that id.
+func rename(fv *FieldViolation, pv *protovalidate.Violation) {
+	if !pv.RuleValue.IsValid() {
+		return
+	}
+	switch fv.Rule {
+	case "string.pattern":
+		switch pv.RuleValue.String() {
+		case NotBlankPattern:
+			fv.Rule, fv.Description = "string.not_blank", "must not be blank"
+		case PrintablePattern:
+			fv.Rule, fv.Description = "string.printable", "must not contain control characters"
+		}
+	case "int64.gte":
+		if pv.RuleValue.Int() == EpochMillisFloor {
+			fv.Rule, fv.Description = "time_stamp.epoch_millis", "must be Unix epoch milliseconds after 2000-01-01 (not seconds)"
+		}
+	}
+}
+
+// appendConverted appends pv, turned into FieldViolations with JSON field paths, to vs.
+func appendConverted(vs []FieldViolation, m protoreflect.Message, pv *protovalidate.Violation) []FieldViolation {
+	root := m.Descriptor()
 	p := pv.Proto
 	fv := FieldViolation{Rule: p.GetRuleId(), Description: p.GetMessage()}
-	if fv.Rule == "string.pattern" && pv.RuleValue.IsValid() && pv.RuleValue.String() == NotBlankPattern {
-		fv.Rule, fv.Description = "string.not_blank", "must not be blank"
-	}
+	rename(&fv, pv)
 	elems := p.GetField().GetElements()
 	if len(elems) == 0 {
 		// A message-level rule of the root message. Its id is written "<field>.<rule>"
 		// (see the contract), which names the field the caller has to change.
-		if name, _, ok := strings.Cut(fv.Rule, "."); ok && root.Fields().ByJSONName(name) != nil {
-			fv.Field = name
+		name, _, ok := strings.Cut(fv.Rule, ".")
+		if !ok {
+			return append(vs, fv)
 		}
-		return fv
+		if root.Fields().ByJSONName(name) != nil {
+			fv.Field = name
+			return append(vs, fv)
+		}
+		if strings.HasSuffix(fv.Rule, allOrNoneSuffix) {
+			return appendMissing(vs, m, name)
+		}
+		return append(vs, fv)
 	}
 	md := root
 	parts := make([]string, 0, len(elems))
@@ -166,7 +208,25 @@ func convert(root protoreflect.MessageDescriptor, pv *protovalidate.Violation) F
 		// sent a number the contract lacks learns what it may send.
 		fv.Description = "must be one of " + enumNames(fd.Enum())
 	}
-	return fv
+	return append(vs, fv)
+}
+
+// appendMissing reports a broken "<prefix>.all_or_none" rule: one violation for each
+// field whose JSON name starts with prefix and that m leaves unset, at that field.
+func appendMissing(vs []FieldViolation, m protoreflect.Message, prefix string) []FieldViolation {
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if !strings.HasPrefix(fd.JSONName(), prefix) || m.Has(fd) {
+			continue
+		}
+		vs = append(vs, FieldViolation{
+			Field:       fd.JSONName(),
+			Rule:        fd.JSONName() + allOrNoneSuffix,
+			Description: "is required when any " + prefix + "* field is given",
+		})
+	}
+	return vs
 }
 
 // oneofMembers lists a oneof's fields by JSON name: "a, b or c".

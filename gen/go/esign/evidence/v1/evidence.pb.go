@@ -246,6 +246,15 @@ func (SubmissionState) EnumDescriptor() ([]byte, []int) {
 // U+3000 that Chinese input methods type. The server reports it as rule
 // `string.not_blank`, "must not be blank".
 //
+// Rules are standard protovalidate rules wherever one can say it, so that protovalidate
+// evaluates them natively; CEL is kept for what compares fields or reads the clock. The
+// server reports three rules under the contract's own ids: the pattern
+// `^[^\x00-\x1F\x7F-\x9F]*$` (no control character) as `string.printable`, "must not
+// contain control characters"; `timeStamp`'s `int64.gte` as `time_stamp.epoch_millis`,
+// "must be Unix epoch milliseconds after 2000-01-01 (not seconds)"; and the one rule
+// `certAgreementRead.all_or_none` (all six `certAgreementRead*` fields or none) as one
+// violation per missing field, at that field, with rule `<field>.all_or_none`.
+//
 // Rules protovalidate's CEL cannot express portably are enforced by the server in Go and
 // reported exactly like the others:
 //   - `string.max_len_utf16`: e签宝 is a Java service and counts characters in UTF-16 code
@@ -1228,17 +1237,15 @@ var File_esign_evidence_v1_evidence_proto protoreflect.FileDescriptor
 
 const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\n" +
-	" esign/evidence/v1/evidence.proto\x12\x11esign.evidence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x89+\n" +
+	" esign/evidence/v1/evidence.proto\x12\x11esign.evidence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x83\"\n" +
 	"\"CreatePersonalEvidencePointRequest\x124\n" +
 	"\bevi_name\x18\x01 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18@2\n" +
-	"[^\\s\\p{Z}]R\aeviName\x12\x8f\x01\n" +
-	"\rcustom_biz_id\x18\x02 \x01(\tBk\xbaHh\xba\x01a\n" +
-	"\x10string.printable\x12#must not contain control characters\x1a(this.matches('^[^\\x00-\\x1F\\x7F-\\x9F]*$')r\x02\x18$R\vcustomBizId\x12U\n" +
-	"\x10real_name_method\x18\x03 \x01(\x0e2!.esign.evidence.v1.RealNameMethodB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0erealNameMethod\x12\x87\x02\n" +
+	"[^\\s\\p{Z}]R\aeviName\x12E\n" +
+	"\rcustom_biz_id\x18\x02 \x01(\tB!\xbaH\x1er\x1c\x18$2\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\vcustomBizId\x12U\n" +
+	"\x10real_name_method\x18\x03 \x01(\x0e2!.esign.evidence.v1.RealNameMethodB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0erealNameMethod\x12\x9c\x01\n" +
 	"\n" +
-	"time_stamp\x18\x04 \x01(\x03B\xe7\x01\xe0A\x02\xbaH\xe0\x01\xba\x01o\n" +
-	"\x17time_stamp.epoch_millis\x12>must be Unix epoch milliseconds after 2000-01-01 (not seconds)\x1a\x14this >= 946684800000\xba\x01h\n" +
-	"\x15time_stamp.not_future\x12-must not be more than 5 minutes in the future\x1a this <= int(now) * 1000 + 300000\xc8\x01\x01R\ttimeStamp\x12+\n" +
+	"time_stamp\x18\x04 \x01(\x03B}\xe0A\x02\xbaHw\xba\x01h\n" +
+	"\x15time_stamp.not_future\x12-must not be more than 5 minutes in the future\x1a this <= int(now) * 1000 + 300000\xc8\x01\x01\"\a(\x80ؾ\xd6\xc6\x1bR\ttimeStamp\x12+\n" +
 	"\x04name\x18\x05 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
 	"[^\\s\\p{Z}]R\x04name\x120\n" +
 	"\acard_no\x18\x06 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
@@ -1261,15 +1268,10 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x18cert_agreement_read_time\x18\x11 \x01(\tBf\xbaHc\xd8\x01\x01r^2\\^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]) ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$R\x15certAgreementReadTime\x12O\n" +
 	"\x18cert_agreement_read_type\x18\x12 \x01(\tB\x16\xbaH\x13\xd8\x01\x01r\x0eR\x05CHECKR\x05CLICKR\x15certAgreementReadType\x12?\n" +
 	"\x16cert_agreement_read_ip\x18\x13 \x01(\tB\n" +
-	"\xbaH\a\xd8\x01\x01r\x02p\x01R\x13certAgreementReadIP:\xef\x1d\x92A\xbc\x042\xb9\x04{\"eviName\": \"测试张三-个人实名证据\", \"customBizId\": \"openapi-example-0001\", \"realNameMethod\": \"THREEELEMENTS\", \"timeStamp\": \"1742809059000\", \"name\": \"测试张三\", \"cardNo\": \"130401199601018395\", \"cardType\": \"CRED_PSN_CH_IDCARD\", \"cardPortrait\": \"9631665ce202447bb254ab57a391808c\", \"cardNationalEmblem\": \"02723880e8da4611acc7a6d9ffe93f68\", \"threeElements\": {\"infoVerifySupplier\": \"信息核验供应商名字\", \"verifyTime\": \"20240324\", \"verifySerialNumber\": \"No1234567\", \"mobile\": \"19800002222\", \"smsCode\": \"123456\", \"smsSupplier\": \"短信供应商名字\"}}\xbaH\xab\x19\x1a\xc9\x03\n" +
+	"\xbaH\a\xd8\x01\x01r\x02p\x01R\x13certAgreementReadIP:\x9f\x16\x92A\xbc\x042\xb9\x04{\"eviName\": \"测试张三-个人实名证据\", \"customBizId\": \"openapi-example-0001\", \"realNameMethod\": \"THREEELEMENTS\", \"timeStamp\": \"1742809059000\", \"name\": \"测试张三\", \"cardNo\": \"130401199601018395\", \"cardType\": \"CRED_PSN_CH_IDCARD\", \"cardPortrait\": \"9631665ce202447bb254ab57a391808c\", \"cardNationalEmblem\": \"02723880e8da4611acc7a6d9ffe93f68\", \"threeElements\": {\"infoVerifySupplier\": \"信息核验供应商名字\", \"verifyTime\": \"20240324\", \"verifySerialNumber\": \"No1234567\", \"mobile\": \"19800002222\", \"smsCode\": \"123456\", \"smsSupplier\": \"短信供应商名字\"}}\xbaH\xdb\x11\x1a\xc9\x03\n" +
 	"\x1crealNameMethod.matches_block\x12\x94\x01must agree with the verification block that is set (THREEELEMENTS with threeElements, BANKCARDFOUR with bankCardFour, FACE with face), or be omitted\x1a\x91\x02this.real_name_method == 0 || (this.real_name_method == 1 && has(this.three_elements)) || (this.real_name_method == 2 && has(this.bank_card_four)) || (this.real_name_method == 3 && has(this.face)) || !(has(this.three_elements) || has(this.bank_card_four) || has(this.face))\x1a\x98\x06\n" +
-	"\rcardNo.format\x1a\x86\x06this.card_no == '' ? '' : (this.card_type == 0 || this.card_type == 1) ? (this.card_no.matches('^([0-9]{17}[0-9Xx]|[0-9]{15})$') ? '' : 'must be a mainland ID number: 17 digits and a check digit or X, or the legacy 15 digits') : this.card_type == 2 ? (this.card_no.matches('^[Hh]([0-9]{8}|[0-9]{10})$') ? '' : 'must be a Hong Kong permit number: H then 8 or 10 digits') : this.card_type == 3 ? (this.card_no.matches('^[Mm]([0-9]{8}|[0-9]{10})$') ? '' : 'must be a Macao permit number: M then 8 or 10 digits') : this.card_type == 4 ? (this.card_no.matches('^([0-9]{8}|[0-9]{10})$') ? '' : 'must be a Taiwan permit number: 8 or 10 digits') : this.card_type == 5 ? (this.card_no.matches('^[A-Za-z0-9]{1,25}$') ? '' : 'must be a passport number: 1 to 25 letters or digits') : ''\x1a\xc9\x02\n" +
-	"\"certAgreementReadTitle.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_title != '' || (this.cert_agreement_read_version == '' && this.cert_agreement_read_hash == '' && this.cert_agreement_read_time == '' && this.cert_agreement_read_type == '' && this.cert_agreement_read_ip == '')\x1a\xcb\x02\n" +
-	"$certAgreementReadVersion.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_version != '' || (this.cert_agreement_read_title == '' && this.cert_agreement_read_hash == '' && this.cert_agreement_read_time == '' && this.cert_agreement_read_type == '' && this.cert_agreement_read_ip == '')\x1a\xc8\x02\n" +
-	"!certAgreementReadHash.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_hash != '' || (this.cert_agreement_read_title == '' && this.cert_agreement_read_version == '' && this.cert_agreement_read_time == '' && this.cert_agreement_read_type == '' && this.cert_agreement_read_ip == '')\x1a\xc8\x02\n" +
-	"!certAgreementReadTime.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_time != '' || (this.cert_agreement_read_title == '' && this.cert_agreement_read_version == '' && this.cert_agreement_read_hash == '' && this.cert_agreement_read_type == '' && this.cert_agreement_read_ip == '')\x1a\xc8\x02\n" +
-	"!certAgreementReadType.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_type != '' || (this.cert_agreement_read_title == '' && this.cert_agreement_read_version == '' && this.cert_agreement_read_hash == '' && this.cert_agreement_read_time == '' && this.cert_agreement_read_ip == '')\x1a\xc6\x02\n" +
-	"\x1fcertAgreementReadIP.all_or_none\x126is required when any certAgreementRead* field is given\x1a\xea\x01this.cert_agreement_read_ip != '' || (this.cert_agreement_read_title == '' && this.cert_agreement_read_version == '' && this.cert_agreement_read_hash == '' && this.cert_agreement_read_time == '' && this.cert_agreement_read_type == '')B\x15\n" +
+	"\rcardNo.format\x1a\x86\x06this.card_no == '' ? '' : (this.card_type == 0 || this.card_type == 1) ? (this.card_no.matches('^([0-9]{17}[0-9Xx]|[0-9]{15})$') ? '' : 'must be a mainland ID number: 17 digits and a check digit or X, or the legacy 15 digits') : this.card_type == 2 ? (this.card_no.matches('^[Hh]([0-9]{8}|[0-9]{10})$') ? '' : 'must be a Hong Kong permit number: H then 8 or 10 digits') : this.card_type == 3 ? (this.card_no.matches('^[Mm]([0-9]{8}|[0-9]{10})$') ? '' : 'must be a Macao permit number: M then 8 or 10 digits') : this.card_type == 4 ? (this.card_no.matches('^([0-9]{8}|[0-9]{10})$') ? '' : 'must be a Taiwan permit number: 8 or 10 digits') : this.card_type == 5 ? (this.card_no.matches('^[A-Za-z0-9]{1,25}$') ? '' : 'must be a passport number: 1 to 25 letters or digits') : ''\x1a\xf1\a\n" +
+	"\x1dcertAgreementRead.all_or_none\x1a\xcf\a!(has(this.cert_agreement_read_title) || has(this.cert_agreement_read_version) || has(this.cert_agreement_read_hash) || has(this.cert_agreement_read_time) || has(this.cert_agreement_read_type) || has(this.cert_agreement_read_ip)) || (has(this.cert_agreement_read_title) && has(this.cert_agreement_read_version) && has(this.cert_agreement_read_hash) && has(this.cert_agreement_read_time) && has(this.cert_agreement_read_type) && has(this.cert_agreement_read_ip)) ? '' : 'all six certAgreementRead* fields are required when any is given; missing:' + (has(this.cert_agreement_read_title) ? '' : ' certAgreementReadTitle') + (has(this.cert_agreement_read_version) ? '' : ' certAgreementReadVersion') + (has(this.cert_agreement_read_hash) ? '' : ' certAgreementReadHash') + (has(this.cert_agreement_read_time) ? '' : ' certAgreementReadTime') + (has(this.cert_agreement_read_type) ? '' : ' certAgreementReadType') + (has(this.cert_agreement_read_ip) ? '' : ' certAgreementReadIP')B\x15\n" +
 	"\fverification\x12\x05\xbaH\x02\b\x01\"\x89\x03\n" +
 	"\rThreeElements\x12I\n" +
 	"\x14info_verify_supplier\x18\x01 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
@@ -1326,10 +1328,9 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\afile_id\x18\x01 \x01(\tR\x06fileId\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
 	"\vcontent_md5\x18\x03 \x01(\tR\n" +
-	"contentMd5\"\xca\x01\n" +
-	"\x14GetSubmissionRequest\x12\xb1\x01\n" +
-	"\rcustom_biz_id\x18\x01 \x01(\tB\x8c\x01\x92A\x18J\x16\"openapi-example-0001\"\xe0A\x02\xbaHk\xba\x01a\n" +
-	"\x10string.printable\x12#must not contain control characters\x1a(this.matches('^[^\\x00-\\x1F\\x7F-\\x9F]*$')\xc8\x01\x01r\x02\x18$R\vcustomBizId\"\xcc\x02\n" +
+	"contentMd5\"~\n" +
+	"\x14GetSubmissionRequest\x12f\n" +
+	"\rcustom_biz_id\x18\x01 \x01(\tBB\x92A\x18J\x16\"openapi-example-0001\"\xe0A\x02\xbaH!\xc8\x01\x01r\x1c\x18$2\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\vcustomBizId\"\xcc\x02\n" +
 	"\x15GetSubmissionResponse\x12\"\n" +
 	"\rcustom_biz_id\x18\x01 \x01(\tR\vcustomBizId\x128\n" +
 	"\x05state\x18\x02 \x01(\x0e2\".esign.evidence.v1.SubmissionStateR\x05state\x12 \n" +
