@@ -62,6 +62,8 @@ const pendingFileID = "pending-upload"
 // row is one line of the input, parsed and checked.
 type row struct {
 	line int
+	// seq is the row's place among the input's rows (blank lines are not rows).
+	seq int
 	// key is the line's customBizId ("" when it has none, or the line is unreadable).
 	key string
 	// req is the request, with pendingFileID in each field an image fills.

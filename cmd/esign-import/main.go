@@ -1,13 +1,16 @@
 // Command esign-import moves a backlog of already verified people to e签宝 through an
 // esign-evidence service, as one of its gRPC clients:
 //
-//	esign-import [-addr host:9090] [-token-file F] [-tls] [-cacert F] [-concurrency N] [-report out.csv] [-check] rows.jsonl
+//	esign-import [-addr host:9090] [-token-file F] [-tls] [-cacert F] [-concurrency N] [-report out.csv] [-uploads F] [-check] rows.jsonl
 //
 // Each line of rows.jsonl is one CreatePersonalEvidencePoint request in the REST facade's
 // JSON (e签宝's names) with a customBizId; cardPortraitFile, cardNationalEmblemFile and
-// faceImageFile may name local images, which are uploaded once per run and replaced by
-// their file IDs. -check validates every line with the contract's rules and sends
-// nothing. A run is safe to repeat: rows already done are looked up, not sent again.
+// faceImageFile may name local images, which are uploaded once and replaced by their file
+// IDs (remembered between runs in the -uploads ledger). -check validates every line with
+// the contract's rules and sends nothing. A run is safe to repeat: a row whose submission
+// exists is sent as the same request it was made with, so the service answers it from its
+// record without reaching e签宝: "replayed" when the row is unchanged, "conflict" when it
+// was edited since. The -report CSV is in input order and names each violation's rule.
 // Exit status: 0 when every row succeeded, 1 when some did not, 2 for a usage error.
 package main
 
@@ -19,9 +22,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,6 +64,7 @@ func main() {
 // options are the command line.
 type options struct {
 	addr, tokenFile, cacert, reportPath, input string
+	uploadsPath                                string
 	useTLS, check                              bool
 	concurrency                                int
 }
@@ -72,10 +78,11 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.useTLS, "tls", false, "connect over TLS (the system's CAs unless -cacert)")
 	fs.StringVar(&o.cacert, "cacert", "", "PEM file of the CA that signed the service's certificate (implies -tls)")
 	fs.IntVar(&o.concurrency, "concurrency", 8, "rows in flight at once (the service applies e签宝's quota)")
-	fs.StringVar(&o.reportPath, "report", "", "write a CSV report (line, customBizId, outcome, eviPointId, reason, fields) to this file")
+	fs.StringVar(&o.reportPath, "report", "", "write a CSV report (line, customBizId, outcome, eviPointId, reason, fields, rules), in input order, to this file")
 	fs.BoolVar(&o.check, "check", false, "validate every line and the images it names, send nothing")
+	fs.StringVar(&o.uploadsPath, "uploads", defaultLedger(), "file remembering the file IDs of the images uploaded, between runs (\"\" for none)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: esign-import [-addr host:9090] [-token-file F] [-tls] [-cacert F] [-concurrency N] [-report out.csv] [-check] rows.jsonl")
+		fmt.Fprintln(stderr, "usage: esign-import [-addr host:9090] [-token-file F] [-tls] [-cacert F] [-concurrency N] [-report out.csv] [-uploads F] [-check] rows.jsonl")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -128,6 +135,12 @@ func run(args []string, stderr io.Writer, sigs <-chan os.Signal, onTerminal bool
 	if o.check {
 		return check(o, p, rep, total, stderr)
 	}
+	led, err := openLedger(o.uploadsPath, o.addr)
+	if err != nil {
+		_ = rep.close()
+		fmt.Fprintln(stderr, "esign-import: -uploads:", err)
+		return exitUsage
+	}
 	conn, err := dial(o, stderr)
 	if err != nil {
 		_ = rep.close()
@@ -135,7 +148,7 @@ func run(args []string, stderr io.Writer, sigs <-chan os.Signal, onTerminal bool
 		return exitUsage
 	}
 	defer conn.Close()
-	return send(o, p, rep, total, evidencev1.NewEvidenceServiceClient(conn), stderr, sigs, onTerminal)
+	return send(o, p, rep, led, total, evidencev1.NewEvidenceServiceClient(conn), stderr, sigs, onTerminal)
 }
 
 // check validates every line and prints what is wrong; nothing is sent, no connection
@@ -199,11 +212,15 @@ func violationText(r *row) string {
 }
 
 func invalidResult(r *row) result {
-	return result{line: r.line, key: r.key, outcome: outcomeInvalid, reason: reasonInvalidRequest, fields: violationFields(r.violations)}
+	res := result{line: r.line, seq: r.seq, key: r.key, outcome: outcomeInvalid, reason: reasonInvalidRequest, fields: violationFields(r.violations)}
+	for _, v := range r.violations {
+		res.rules = append(res.rules, v.Rule)
+	}
+	return res
 }
 
 // send runs the rows through the service with bounded concurrency.
-func send(o options, p *parser, rep *report, total int, client evidencev1.EvidenceServiceClient, stderr io.Writer, sigs <-chan os.Signal, onTerminal bool) int {
+func send(o options, p *parser, rep *report, led *ledger, total int, client evidencev1.EvidenceServiceClient, stderr io.Writer, sigs <-chan os.Signal, onTerminal bool) int {
 	start := time.Now()
 	t := &tally{total: total}
 	var prog progress
@@ -250,7 +267,7 @@ func send(o options, p *parser, rep *report, total int, client evidencev1.Eviden
 
 	uploads := newUploadCache()
 	s := &sender{
-		client: client, retry: defaultRetry, stopping: stopping, uploads: uploads,
+		client: client, retry: defaultRetry, stopping: stopping, uploads: uploads, ledger: led,
 		onRetry: func(d int) { t.retrying.Add(int64(d)); prog.update() },
 	}
 
@@ -271,7 +288,7 @@ func send(o options, p *parser, rep *report, total int, client evidencev1.Eviden
 		defer wg.Done()
 		defer close(jobs)
 		lr := newLineReader(f)
-		for {
+		for seq := 0; ; seq++ {
 			select {
 			case <-stopping:
 				return
@@ -290,6 +307,7 @@ func send(o options, p *parser, rep *report, total int, client evidencev1.Eviden
 			if !tooLong {
 				r = p.parse(n, text)
 			}
+			r.seq = seq
 			if r.invalid() {
 				prog.println(violationText(r))
 				results <- invalidResult(r)
@@ -314,6 +332,15 @@ func send(o options, p *parser, rep *report, total int, client evidencev1.Eviden
 	go func() { wg.Wait(); close(results) }()
 
 	var repErr error
+	// The report is in input order: a row's result waits until every row before it has
+	// one (rows finish out of order), and what is left waits for the end of the run.
+	held, next := map[int]result{}, 0
+	write := func(res result) {
+		if err := rep.add(res); err != nil && repErr == nil {
+			repErr = err
+			stop("writing the report failed; stopping")
+		}
+	}
 	unreachable := 0 // rows in a row that could not reach the service at all
 	for res := range results {
 		if res.reason == unreachableReason {
@@ -330,20 +357,28 @@ func send(o options, p *parser, rep *report, total int, client evidencev1.Eviden
 		if res.reason == codes.Unauthenticated.String() || res.reason == "UNAUTHENTICATED" {
 			stop("the service refused the credentials (UNAUTHENTICATED): check -token-file; stopping")
 		}
-		if err := rep.add(res); err != nil && repErr == nil {
-			repErr = err
-			stop("writing the report failed; stopping")
+		held[res.seq] = res
+		for r, ok := held[next]; ok; r, ok = held[next] {
+			write(r)
+			delete(held, next)
+			next++
 		}
 		prog.update()
 	}
+	for _, seq := range slices.Sorted(maps.Keys(held)) { // rows after one not attempted
+		write(held[seq])
+	}
 	prog.stop()
+	if err := led.close(); err != nil {
+		fmt.Fprintln(stderr, "esign-import: -uploads: the file IDs of this run's uploads could not all be recorded:", err)
+	}
 	if err := rep.close(); err != nil && repErr == nil {
 		repErr = err
 	}
 
 	done := t.done.Load()
 	fmt.Fprintf(stderr, "esign-import: %d of %d rows in %s: %s; images uploaded %d\n",
-		done, total, time.Since(start).Round(100*time.Millisecond), t.counts(), uploads.uploaded)
+		done, total, time.Since(start).Round(100*time.Millisecond), t.counts(), s.uploaded.Load())
 	if left := int64(total) - done; left > 0 {
 		fmt.Fprintf(stderr, "esign-import: stopped with %d rows not attempted: run the same command again to continue\n", left)
 	}

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -302,6 +303,9 @@ func startImport(t *testing.T, bin string, args ...string) *importer {
 	}
 	im := &importer{stderr: &lockedBuffer{}, exited: make(chan struct{})}
 	im.cmd = exec.Command(bin, append([]string{"-token-file", tok}, args...)...)
+	// The upload ledger's default place, one per test, kept across the test's runs as on
+	// one machine.
+	im.cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+cacheDir(t))
 	im.cmd.Stderr = im.stderr
 	if err := im.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -343,9 +347,21 @@ func runImport(t *testing.T, bin string, args ...string) (int, string) {
 	return code, im.stderr.String()
 }
 
+var cacheDirs sync.Map // test name → its cache directory
+
+// cacheDir is the test's own cache directory (XDG_CACHE_HOME).
+func cacheDir(t *testing.T) string {
+	if d, ok := cacheDirs.Load(t.Name()); ok {
+		return d.(string)
+	}
+	d := t.TempDir()
+	cacheDirs.Store(t.Name(), d)
+	return d
+}
+
 type reportRow struct {
-	line                                     int
-	key, outcome, eviPointID, reason, fields string
+	line                                            int
+	key, outcome, eviPointID, reason, fields, rules string
 }
 
 func readReport(t *testing.T, path string) ([]reportRow, string) {
@@ -358,7 +374,7 @@ func readReport(t *testing.T, path string) ([]reportRow, string) {
 	if err != nil {
 		t.Fatalf("report is not CSV: %v", err)
 	}
-	if len(recs) == 0 || strings.Join(recs[0], ",") != "line,customBizId,outcome,eviPointId,reason,fields" {
+	if len(recs) == 0 || strings.Join(recs[0], ",") != "line,customBizId,outcome,eviPointId,reason,fields,rules" {
 		t.Fatalf("report header: %v", recs)
 	}
 	var out []reportRow
@@ -367,7 +383,15 @@ func readReport(t *testing.T, path string) ([]reportRow, string) {
 		if err != nil {
 			t.Fatalf("report line %v", r)
 		}
-		out = append(out, reportRow{line: n, key: r[1], outcome: r[2], eviPointID: r[3], reason: r[4], fields: r[5]})
+		out = append(out, reportRow{line: n, key: r[1], outcome: r[2], eviPointID: r[3], reason: r[4], fields: r[5], rules: r[6]})
+	}
+	// In input order, whatever order the rows finished in.
+	if !slices.IsSortedFunc(out, func(a, b reportRow) int { return a.line - b.line }) {
+		var lines []int
+		for _, r := range out {
+			lines = append(lines, r.line)
+		}
+		t.Errorf("report rows are not in input order: lines %v", lines)
 	}
 	return out, string(raw)
 }
@@ -388,6 +412,8 @@ func outcomes(t *testing.T, rep []reportRow) map[string]int {
 		switch {
 		case bad && (r.outcome != outcomeInvalid || !slices.Contains(strings.Fields(r.fields), want)):
 			t.Errorf("line %d: %+v, want invalid at %s", r.line, r, want)
+		case bad && r.rules == "":
+			t.Errorf("line %d: invalid with no rule id: %+v", r.line, r)
 		case !bad && r.outcome == outcomeInvalid:
 			t.Errorf("line %d reported invalid: %+v", r.line, r)
 		case (r.outcome == outcomeSucceeded || r.outcome == outcomeReplayed) && !strings.HasPrefix(r.eviPointID, "P"):
@@ -715,7 +741,135 @@ func TestLineProgress(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	p.stop()
-	if s := out.String(); !strings.Contains(s, "succeeded 1, replayed 0, invalid 1, failed 0, unknown 0, retrying 0") {
+	if s := out.String(); !strings.Contains(s, "succeeded 1, replayed 0, conflict 0, unverified 0, invalid 1, failed 0, unknown 0, retrying 0") {
 		t.Errorf("line %q", s)
+	}
+}
+
+// A row edited after its submission succeeded is a conflict, never "replayed": the run
+// reports it with IDEMPOTENCY_KEY_REUSED, exits 1 and sends nothing to e签宝. Rows are
+// reported in input order with the rule id of each violation. Without the ledger of the
+// run that uploaded the images, a row cannot be shown to be unchanged: it is "unverified",
+// and still nothing is sent.
+func TestEditedRowIsAConflict(t *testing.T) {
+	svc, bin := binaries(t)
+	e := newEsign(t)
+	addr := startService(t, svc, e)
+	dir := t.TempDir()
+	for _, f := range []string{"people.jsonl", "sample-portrait.png", "sample-emblem.png"} {
+		b, err := os.ReadFile(filepath.Join("../../testdata/import", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if f == "sample-portrait.png" { // an image no run has uploaded
+			if err := os.WriteFile(filepath.Join(dir, "new-portrait.png"), append(b, 0), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	in := filepath.Join(dir, "people.jsonl")
+	report1 := filepath.Join(t.TempDir(), "first.csv")
+	if code, stderr := runImport(t, bin, "-addr", addr, "-report", report1, in); code != 0 {
+		t.Fatalf("first run: exit %d\n%s", code, stderr)
+	}
+	rep1, _ := readReport(t, report1)
+	first := map[int]string{}
+	for _, r := range rep1 {
+		first[r.line] = r.eviPointID
+	}
+	calls1, puts1 := e.snapshot()
+
+	// Line 3: another name. Line 5: another image the ledger knows. Line 6: an image
+	// never uploaded. Line 8, after a blank line: a new row with a broken mobile number.
+	raw, err := os.ReadFile(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	edit := func(i int, f func(m map[string]any)) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(lines[i-1]), &m); err != nil {
+			t.Fatal(err)
+		}
+		f(m)
+		b, _ := json.Marshal(m)
+		lines[i-1] = string(b)
+	}
+	edit(3, func(m map[string]any) { m["name"] = "王小明" })
+	edit(5, func(m map[string]any) { m["cardPortraitFile"] = "sample-emblem.png" })
+	edit(6, func(m map[string]any) { m["cardPortraitFile"] = "new-portrait.png" })
+	var extra map[string]any
+	_ = json.Unmarshal([]byte(lines[2]), &extra)
+	extra["customBizId"] = "example-0000008"
+	extra["threeElements"].(map[string]any)["mobile"] = "12345"
+	b, _ := json.Marshal(extra)
+	lines = append(lines, "", string(b))
+	if err := os.WriteFile(in, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	report2 := filepath.Join(t.TempDir(), "second.csv")
+	code, stderr := runImport(t, bin, "-addr", addr, "-concurrency", "3", "-report", report2, in)
+	if code != 1 {
+		t.Fatalf("second run: exit %d, want 1\n%s", code, stderr)
+	}
+	rep2, raw2 := readReport(t, report2)
+	want := map[int][2]string{ // line → outcome, reason
+		1: {outcomeReplayed, ""}, 2: {outcomeReplayed, ""}, 4: {outcomeReplayed, ""},
+		3: {outcomeConflict, reasonKeyReused}, 5: {outcomeConflict, reasonKeyReused},
+		6: {outcomeUnverified, reasonUploadsUnknown}, 8: {outcomeInvalid, reasonInvalidRequest},
+	}
+	if len(rep2) != len(want) {
+		t.Errorf("second run: %d report rows, want %d:\n%s", len(rep2), len(want), raw2)
+	}
+	for _, r := range rep2 {
+		w := want[r.line]
+		if r.outcome != w[0] || r.reason != w[1] {
+			t.Errorf("line %d: %s (%s), want %s (%s)", r.line, r.outcome, r.reason, w[0], w[1])
+		}
+		switch {
+		case r.outcome == outcomeReplayed && r.eviPointID != first[r.line]:
+			t.Errorf("line %d: replayed %s, first run %s", r.line, r.eviPointID, first[r.line])
+		case r.outcome != outcomeReplayed && r.eviPointID != "":
+			t.Errorf("line %d: %s with eviPointId %s", r.line, r.outcome, r.eviPointID)
+		}
+		if r.line == 6 && r.fields != "cardPortraitFile" {
+			t.Errorf("line 6: fields %q, want the image not in the ledger", r.fields)
+		}
+		if r.line == 8 {
+			m := regexp.MustCompile(`line 8: invalid: threeElements\.mobile \[([^\]]+)\]`).FindStringSubmatch(stderr)
+			if m == nil || r.rules != m[1] || r.fields != "threeElements.mobile" {
+				t.Errorf("line 8: report fields %q rules %q; the output says %v\n%s", r.fields, r.rules, m, stderr)
+			}
+		}
+	}
+	if !strings.Contains(stderr, "replayed 3, conflict 2, unverified 1, invalid 1") {
+		t.Errorf("summary:\n%s", stderr)
+	}
+	calls2, puts2 := e.snapshot()
+	if len(calls2) != len(calls1) || puts2 != puts1 || e.sim.Issued() != 6 {
+		t.Errorf("the second run reached e签宝: %d calls (was %d), %d uploads (was %d), %d evidence points",
+			len(calls2), len(calls1), puts2, puts1, e.sim.Issued())
+	}
+
+	// The unchanged first rows, from a machine without the first run's ledger: the file
+	// IDs their requests were made with are unknown, so they are not claimed replayed.
+	report3 := filepath.Join(t.TempDir(), "elsewhere.csv")
+	code, stderr = runImport(t, bin, "-addr", addr, "-uploads", filepath.Join(t.TempDir(), "fresh.jsonl"), "-report", report3, in)
+	if code != 1 {
+		t.Fatalf("run without the ledger: exit %d, want 1\n%s", code, stderr)
+	}
+	rep3, _ := readReport(t, report3)
+	for _, r := range rep3 {
+		if r.line != 8 && r.outcome != outcomeUnverified {
+			t.Errorf("without the ledger, line %d: %s (%s), want unverified", r.line, r.outcome, r.reason)
+		}
+	}
+	calls3, puts3 := e.snapshot()
+	if len(calls3) != len(calls1) || puts3 != puts1 || e.sim.Issued() != 6 {
+		t.Errorf("the run without the ledger reached e签宝: %d calls, %d uploads, %d evidence points", len(calls3), puts3, e.sim.Issued())
 	}
 }

@@ -23,7 +23,7 @@ type report struct {
 	w *csv.Writer
 }
 
-var reportHeader = []string{"line", "customBizId", "outcome", "eviPointId", "reason", "fields"}
+var reportHeader = []string{"line", "customBizId", "outcome", "eviPointId", "reason", "fields", "rules"}
 
 func createReport(path string) (*report, error) {
 	f, err := os.Create(path)
@@ -46,7 +46,7 @@ func (r *report) add(res result) error {
 		return nil
 	}
 	if err := r.w.Write([]string{
-		strconv.Itoa(res.line), res.key, res.outcome, res.eviPointID, res.reason, strings.Join(res.fields, " "),
+		strconv.Itoa(res.line), res.key, res.outcome, res.eviPointID, res.reason, strings.Join(res.fields, " "), strings.Join(res.rules, " "),
 	}); err != nil {
 		return err
 	}
@@ -68,9 +68,9 @@ func (r *report) close() error {
 
 // tally counts outcomes as rows finish.
 type tally struct {
-	total                                               int
-	done, succeeded, replayed, invalid, failed, unknown atomic.Int64
-	retrying                                            atomic.Int64
+	total                                                                     int
+	done, succeeded, replayed, conflict, unverified, invalid, failed, unknown atomic.Int64
+	retrying                                                                  atomic.Int64
 }
 
 func (t *tally) add(outcome string) {
@@ -80,6 +80,10 @@ func (t *tally) add(outcome string) {
 		t.succeeded.Add(1)
 	case outcomeReplayed:
 		t.replayed.Add(1)
+	case outcomeConflict:
+		t.conflict.Add(1)
+	case outcomeUnverified:
+		t.unverified.Add(1)
 	case outcomeInvalid:
 		t.invalid.Add(1)
 	case outcomeFailed:
@@ -91,8 +95,8 @@ func (t *tally) add(outcome string) {
 
 // counts is the tally in words, for the bar, the periodic line and the summary.
 func (t *tally) counts() string {
-	return fmt.Sprintf("succeeded %d, replayed %d, invalid %d, failed %d, unknown %d, retrying %d",
-		t.succeeded.Load(), t.replayed.Load(), t.invalid.Load(), t.failed.Load(), t.unknown.Load(), t.retrying.Load())
+	return fmt.Sprintf("succeeded %d, replayed %d, conflict %d, unverified %d, invalid %d, failed %d, unknown %d, retrying %d",
+		t.succeeded.Load(), t.replayed.Load(), t.conflict.Load(), t.unverified.Load(), t.invalid.Load(), t.failed.Load(), t.unknown.Load(), t.retrying.Load())
 }
 
 func (t *tally) allSucceeded() bool {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -29,7 +30,23 @@ const (
 	outcomeInvalid   = "invalid"
 	outcomeFailed    = "failed"
 	outcomeUnknown   = "unknown"
+	// outcomeConflict: the customBizId's stored submission holds a different request (the
+	// row was edited after it was sent); nothing was sent.
+	outcomeConflict = "conflict"
+	// outcomeUnverified: the customBizId's submission exists, but the row names images
+	// whose file IDs from the run that sent it are not in the ledger (another machine, a
+	// deleted cache), so it cannot be shown to the service as the same request; nothing
+	// was sent.
+	outcomeUnverified = "unverified"
 )
+
+// reasonUploadsUnknown is the reason of an unverified row.
+const reasonUploadsUnknown = "UPLOADS_NOT_IN_LEDGER"
+
+// ledgerSkew is how much later than the stored submission's last change an image may
+// have been recorded in the ledger and still be the one it was sent with: the two times
+// come from different machines' clocks.
+const ledgerSkew = time.Minute
 
 // The service's ErrorInfo reasons the importer acts on (README, "Errors").
 const (
@@ -54,6 +71,10 @@ type result struct {
 	reason string
 	// fields are the field paths of the violations, in the contract's JSON names.
 	fields []string
+	// rules are the violations' rule ids (protovalidate's, or the Go rules'), in order.
+	rules []string
+	// seq is the row's place among the input's rows, which orders the report.
+	seq int
 	// retries is how many times the row was sent again.
 	retries int
 }
@@ -77,6 +98,10 @@ type sender struct {
 	// onRetry is told when a row starts (+1) and stops (-1) waiting to be retried.
 	onRetry func(delta int)
 	uploads *uploadCache
+	// ledger holds the file IDs of images uploaded in earlier runs.
+	ledger *ledger
+	// uploaded counts the images this run uploaded (for the summary).
+	uploaded atomic.Int64
 }
 
 // callError is what the importer reads from a failed call.
@@ -86,6 +111,7 @@ type callError struct {
 	retrySafe *bool // from ErrorInfo's retry_safe, when given
 	delay     time.Duration
 	fields    []string
+	rules     []string
 }
 
 func readError(err error) callError {
@@ -106,6 +132,7 @@ func readError(err error) callError {
 		case *errdetails.BadRequest:
 			for _, fv := range d.GetFieldViolations() {
 				ce.fields = append(ce.fields, fv.GetField())
+				ce.rules = append(ce.rules, fv.GetReason())
 			}
 		}
 	}
@@ -176,16 +203,31 @@ func (s *sender) stopped() bool {
 	}
 }
 
-// process sends one valid row: it looks the customBizId up first (a row already done is
-// not sent again), uploads the row's images, then creates the evidence point.
+// process sends one valid row: it looks the customBizId up first and waits for a
+// submission still in progress, resolves the row's images to file IDs (from the ledger, or
+// uploaded), then calls CreatePersonalEvidencePoint. A row whose submission exists is
+// sent as the same request it was made with, so the service answers it from its record:
+// replayed when the row is unchanged, IDEMPOTENCY_KEY_REUSED (a conflict) when it was
+// edited; neither reaches e签宝.
 func (s *sender) process(ctx context.Context, r *row) result {
-	res := result{line: r.line, key: r.key}
-	done, res := s.lookup(ctx, r, res)
+	res := result{line: r.line, key: r.key, seq: r.seq}
+	done, stored, res := s.lookup(ctx, r, res)
 	if done {
 		return res
 	}
 	req := r.req
 	for i, path := range r.images {
+		if stored != nil {
+			// Only the file IDs the stored request was made with make this row the same
+			// request; an upload now would make any row a conflict.
+			e, ok := s.uploads.known(path, s.ledger)
+			if !ok || e.Uploaded.After(stored.GetUpdateTime().AsTime().Add(ledgerSkew)) {
+				res.outcome, res.reason, res.fields = outcomeUnverified, reasonUploadsUnknown, []string{imageFields[i].key}
+				return res
+			}
+			imageFields[i].set(req, e.FileID)
+			continue
+		}
 		id, err := s.uploads.get(ctx, path, func(ctx context.Context) (string, error) { return s.upload(ctx, path) })
 		if err != nil {
 			res.outcome, res.reason = outcomeFailed, "IMAGE_UPLOAD_FAILED"
@@ -210,7 +252,7 @@ func (s *sender) process(ctx context.Context, r *row) result {
 			return res
 		}
 		last = readError(err)
-		res.reason, res.fields = last.reason, last.fields
+		res.reason, res.fields, res.rules = last.reason, last.fields, last.rules
 		if !last.transient() || attempt >= s.retry.attempts || s.stopped() || ctx.Err() != nil ||
 			!s.sleep(ctx, s.backoff(attempt, last.delay)) {
 			break
@@ -220,15 +262,12 @@ func (s *sender) process(ctx context.Context, r *row) result {
 	switch {
 	case last.code == codes.InvalidArgument && last.reason == reasonInvalidRequest:
 		res.outcome = outcomeInvalid
+	case last.reason == reasonKeyReused:
+		// The request differs from the stored one: the images are the ones it was made
+		// with (from the ledger), so the row itself was edited.
+		res.outcome = outcomeConflict
 	case last.reason == reasonUnknownRefused, last.mayExist():
 		res.outcome = outcomeUnknown
-	case last.reason == reasonKeyReused:
-		// The key's record may be an unknown outcome that this run cannot repeat exactly
-		// (its images were uploaded again, under new file IDs): say so.
-		res.outcome = outcomeFailed
-		if st := s.state(ctx, r.key); st == evidencev1.SubmissionState_SUBMISSION_STATE_OUTCOME_UNKNOWN {
-			res.outcome = outcomeUnknown
-		}
 	default:
 		res.outcome = outcomeFailed
 	}
@@ -238,11 +277,12 @@ func (s *sender) process(ctx context.Context, r *row) result {
 	return res
 }
 
-// lookup asks the service for the row's submission. It reports done for a submission
-// that succeeded (the row is a replay) and waits while one is still in progress, so
-// that a resumed run never sends a row whose earlier call may still succeed. It also
-// reports done, as failed, when the service refuses the credentials or stays unreachable.
-func (s *sender) lookup(ctx context.Context, r *row, res result) (bool, result) {
+// lookup asks the service for the row's submission. It waits while one is still in
+// progress, so that a resumed run never sends a row whose earlier call may still succeed,
+// and returns the submission when it holds a request the row must repeat exactly
+// (succeeded, or sent with an unknown outcome). It reports done, as failed, when the
+// service refuses the credentials or stays unreachable.
+func (s *sender) lookup(ctx context.Context, r *row, res result) (bool, *evidencev1.GetSubmissionResponse, result) {
 	fails, waits := 0, 0
 	for {
 		cctx, cancel := context.WithTimeout(ctx, s.retry.timeout)
@@ -250,19 +290,20 @@ func (s *sender) lookup(ctx context.Context, r *row, res result) (bool, result) 
 		cancel()
 		var wait time.Duration
 		switch {
-		case err == nil && sub.GetState() == evidencev1.SubmissionState_SUBMISSION_STATE_SUCCEEDED:
-			res.outcome, res.eviPointID = outcomeReplayed, sub.GetEviPointId()
-			return true, res
+		case err == nil && (sub.GetState() == evidencev1.SubmissionState_SUBMISSION_STATE_SUCCEEDED ||
+			sub.GetState() == evidencev1.SubmissionState_SUBMISSION_STATE_OUTCOME_UNKNOWN):
+			return false, sub, res
 		case err == nil && sub.GetState() == evidencev1.SubmissionState_SUBMISSION_STATE_IN_PROGRESS:
 			// Its lease ends it at the latest (45 s by default); until then, sending
 			// could only wait or conflict.
 			waits++
 			if waits > 4*s.retry.attempts {
-				return false, res
+				return false, nil, res
 			}
 			wait = s.backoff(min(waits, 3), time.Second)
 		case err == nil, status.Code(err) == codes.NotFound:
-			return false, res
+			// Failed (nothing exists at e签宝: the row may be sent as it is now) or none.
+			return false, nil, res
 		default:
 			ce := readError(err)
 			fails++
@@ -271,28 +312,17 @@ func (s *sender) lookup(ctx context.Context, r *row, res result) (bool, result) 
 				ce.reason == unreachableReason && fails >= s.retry.attempts:
 				// The create call cannot get further: report it now, send nothing.
 				res.outcome, res.reason = outcomeFailed, ce.reason
-				return true, res
+				return true, nil, res
 			case !ce.transient() || fails >= s.retry.attempts:
 				// The create call meets the same problem and reports it with its outcome.
-				return false, res
+				return false, nil, res
 			}
 			wait = s.backoff(fails, ce.delay)
 		}
 		if s.stopped() || ctx.Err() != nil || !s.sleep(ctx, wait) {
-			return false, res
+			return false, nil, res
 		}
 	}
-}
-
-// state returns a submission's state, or UNSPECIFIED when it cannot be read.
-func (s *sender) state(ctx context.Context, key string) evidencev1.SubmissionState {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.retry.timeout)
-	defer cancel()
-	sub, err := s.client.GetSubmission(cctx, &evidencev1.GetSubmissionRequest{CustomBizId: key})
-	if err != nil {
-		return evidencev1.SubmissionState_SUBMISSION_STATE_UNSPECIFIED
-	}
-	return sub.GetState()
 }
 
 // uploadChunk is the size of the chunks an image is streamed in.
@@ -302,13 +332,19 @@ const uploadChunk = 64 << 10
 // failures. The file is sent under a name made of its content's hash: the local name
 // often contains the person's name, and e签宝 needs only the extension.
 func (s *sender) upload(ctx context.Context, path string) (string, error) {
-	name, err := uploadName(path)
+	image, err := s.uploads.key(path)
 	if err != nil {
 		return "", err
 	}
+	if e, ok := s.ledger.get(image); ok {
+		return e.FileID, nil
+	}
+	name := uploadName(image)
 	for attempt := 1; ; attempt++ {
 		id, err := s.uploadOnce(ctx, path, name)
 		if err == nil {
+			s.uploaded.Add(1)
+			s.ledger.put(image, id, time.Now())
 			return id, nil
 		}
 		ce := readError(err)
@@ -362,9 +398,9 @@ func (s *sender) uploadOnce(ctx context.Context, path, name string) (string, err
 	return resp.GetFileId(), nil
 }
 
-// uploadName is the name an image is uploaded under: the first 16 hex digits of its
-// SHA-256 and its extension (lower case).
-func uploadName(path string) (string, error) {
+// imageKey is an image's identity in the ledger: the hex SHA-256 of its content and its
+// extension (lower case).
+func imageKey(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", status.Error(codes.FailedPrecondition, "the image cannot be opened")
@@ -374,7 +410,13 @@ func uploadName(path string) (string, error) {
 	if _, err := io.Copy(h, f); err != nil {
 		return "", status.Error(codes.FailedPrecondition, "the image could not be read")
 	}
-	return "img-" + hex.EncodeToString(h.Sum(nil))[:16] + strings.ToLower(filepath.Ext(path)), nil
+	return hex.EncodeToString(h.Sum(nil)) + strings.ToLower(filepath.Ext(path)), nil
+}
+
+// uploadName is the name an image is uploaded under: the first 16 hex digits of its
+// SHA-256 and its extension.
+func uploadName(image string) string {
+	return "img-" + image[:16] + image[64:]
 }
 
 // uploadCache uploads each image once per run, however many rows name it and however
@@ -382,8 +424,7 @@ func uploadName(path string) (string, error) {
 type uploadCache struct {
 	mu      sync.Mutex
 	entries map[string]*uploadEntry
-	// uploaded counts the images uploaded (for the summary).
-	uploaded int
+	keys    map[string]string // imageKey by path, each image hashed once per run
 }
 
 type uploadEntry struct {
@@ -392,7 +433,36 @@ type uploadEntry struct {
 	err  error
 }
 
-func newUploadCache() *uploadCache { return &uploadCache{entries: map[string]*uploadEntry{}} }
+func newUploadCache() *uploadCache {
+	return &uploadCache{entries: map[string]*uploadEntry{}, keys: map[string]string{}}
+}
+
+// key returns path's imageKey, hashing the file the first time only.
+func (c *uploadCache) key(path string) (string, error) {
+	c.mu.Lock()
+	k, ok := c.keys[path]
+	c.mu.Unlock()
+	if ok {
+		return k, nil
+	}
+	k, err := imageKey(path)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	c.keys[path] = k
+	c.mu.Unlock()
+	return k, nil
+}
+
+// known returns the ledger's entry for path's image, without uploading anything.
+func (c *uploadCache) known(path string, l *ledger) (ledgerEntry, bool) {
+	k, err := c.key(path)
+	if err != nil {
+		return ledgerEntry{}, false
+	}
+	return l.get(k)
+}
 
 // get returns path's file ID, uploading it with up if no row has yet. A failed upload is
 // remembered too: the rows that need the image fail with its error.
@@ -406,11 +476,6 @@ func (c *uploadCache) get(ctx context.Context, path string, up func(context.Cont
 	c.mu.Unlock()
 	if !ok {
 		e.id, e.err = up(ctx)
-		if e.err == nil {
-			c.mu.Lock()
-			c.uploaded++
-			c.mu.Unlock()
-		}
 		close(e.done)
 	}
 	select {
