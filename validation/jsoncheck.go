@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"regexp"
@@ -27,7 +28,7 @@ import (
 // At most MaxJSONViolations problems are listed: past them one more violation (rule
 // json.too_many_problems) says the list stops there, and the body is read no further.
 func CheckJSON(body []byte, md protoreflect.MessageDescriptor) []FieldViolation {
-	c := &jsonChecker{dec: json.NewDecoder(bytes.NewReader(body)), badUTF8: firstInvalidUTF8(body)}
+	c := &jsonChecker{dec: json.NewDecoder(bytes.NewReader(body)), body: body, badUTF8: firstInvalidUTF8(body)}
 	c.dec.UseNumber()
 	c.message(md, "")
 	if !c.failed {
@@ -49,6 +50,7 @@ const MaxJSONViolations = 100
 
 type jsonChecker struct {
 	dec    *json.Decoder
+	body   []byte // for the position of a syntax error
 	out    []FieldViolation
 	failed bool // the JSON itself is broken: stop reading
 	// badUTF8 is the offset of the body's first byte that is not UTF-8, or -1.
@@ -94,10 +96,40 @@ func (c *jsonChecker) token(path string) (json.Token, bool) {
 	t, err := c.dec.Token()
 	if err != nil {
 		c.failed = true
-		c.add(path, "json.syntax", "is not valid JSON here")
+		c.add(path, "json.syntax", c.syntaxError(err))
 		return nil, false
 	}
 	return t, true
+}
+
+// syntaxError says where the JSON breaks: line and column (in characters, from 1) and
+// the byte offset, never the text found there.
+func (c *jsonChecker) syntaxError(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) && se.Offset > 0 && se.Offset <= int64(len(c.body)) {
+		// Offset counts the bytes read, the offending character's included: back up to
+		// that character's first byte.
+		at := se.Offset - 1
+		for at > 0 && !utf8.RuneStart(c.body[at]) {
+			at--
+		}
+		line, col := position(c.body, at)
+		return fmt.Sprintf("is not valid JSON here: line %d, column %d (byte %d)", line, col, at+1)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		line, col := position(c.body, int64(len(c.body)))
+		return fmt.Sprintf("is not valid JSON here: the body ends at line %d, column %d before the JSON is complete", line, col)
+	}
+	return "is not valid JSON here"
+}
+
+// position is the line and column (both from 1, the column in characters) of byte off.
+func position(b []byte, off int64) (line, col int) {
+	off = min(max(off, 0), int64(len(b)))
+	before := b[:off]
+	line = bytes.Count(before, []byte("\n")) + 1
+	start := bytes.LastIndexByte(before, '\n') + 1
+	return line, utf8.RuneCount(before[start:]) + 1
 }
 
 // message checks one JSON object against md; path is the object's own path. It reports

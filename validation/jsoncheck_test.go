@@ -3,6 +3,7 @@ package validation_test
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
@@ -58,6 +59,31 @@ func BenchmarkCheckJSONUnknownKeys(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				validation.CheckJSON(body, md)
+			}
+		})
+	}
+}
+
+// Broken JSON is reported where it breaks, by line and column (characters) and byte,
+// without quoting what is there.
+func TestCheckJSONSyntaxErrorPosition(t *testing.T) {
+	md := (&evidencev1.CreatePersonalEvidencePointRequest{}).ProtoReflect().Descriptor()
+	for _, c := range []struct {
+		name, body, want string
+	}{
+		{"a bare word", `{"eviName": 证据x}`, "line 1, column 13 (byte 13)"},
+		{"a missing comma on line 3", "{\n  \"eviName\": \"证据\"\n  \"cardNo\": \"130401199601018395\"}", "line 3, column 3 (byte 27)"},
+		{"a trailing comma (Go's decoder names the comma)", `{"eviName": "a",}`, "line 1, column 16 (byte 16)"},
+		{"cut short", "{\n\"cardNo\": \"1304011996", "the body ends at line 2, column 22"},
+		{"empty", ``, "the body ends at line 1, column 1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			vs := validation.CheckJSON([]byte(c.body), md)
+			if len(vs) != 1 || vs[0].Rule != "json.syntax" || !strings.Contains(vs[0].Description, c.want) {
+				t.Fatalf("got %+v, want one json.syntax at %q", vs, c.want)
+			}
+			if strings.Contains(vs[0].Description, "1304") || strings.Contains(vs[0].Description, "证") {
+				t.Errorf("the description quotes the body: %q", vs[0].Description)
 			}
 		})
 	}

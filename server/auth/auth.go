@@ -69,11 +69,21 @@ func (a *Config) authenticate(ctx context.Context, method string) (string, error
 			return id, nil
 		}
 	}
-	if id, ok := a.tokenIdentity(md.Get("authorization")); ok {
+	values := md.Get("authorization")
+	if id, ok := a.tokenIdentity(values); ok {
 		return id, nil
+	}
+	if len(values) == 1 && !strings.HasPrefix(values[0], "Bearer ") {
+		// A credential in the wrong form (a bare token, another scheme): say what to send.
+		// The hint depends only on the header's form, never on which tokens exist.
+		return "", errNotBearer.Err()
 	}
 	return "", errUnauthenticated.Err()
 }
+
+var errNotBearer = apierror.WithDetails(status.New(codes.Unauthenticated,
+	`authentication required: send the token as "Authorization: Bearer <token>"; the Authorization header sent does not start with "Bearer "`),
+	apierror.Info("UNAUTHENTICATED", nil))
 
 // tokenIdentity checks a bearer token against every configured hash in constant time.
 func (a *Config) tokenIdentity(values []string) (string, bool) {

@@ -99,7 +99,7 @@ func New(ctx context.Context, ch *inprocess.Channel, o Options) (http.Handler, e
 	if o.Enter != nil {
 		h = atTheEdge(top, mux, newMethodRoutes(evidencev1.File_esign_evidence_v1_evidence_proto.Services()), o.Enter)
 	}
-	return withPeer(h), nil
+	return withPeer(methodNotAllowed(h, Routes())), nil
 }
 
 // errorHandler writes errors as google.rpc.Status JSON with their details and the
@@ -132,9 +132,10 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshale
 }
 
 // bearerChallenge is the WWW-Authenticate challenge of a 401 (RFC 6750 section 3): with
-// error="invalid_token" when the request carried credentials, bare when it did not.
+// error="invalid_token" when the request carried a bearer token, bare when it carried
+// none (no Authorization header, or one of another scheme: section 3.1).
 func bearerChallenge(r *http.Request) string {
-	if r.Header.Get("Authorization") == "" {
+	if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
 		return `Bearer realm="esign-evidence"`
 	}
 	return `Bearer realm="esign-evidence", error="invalid_token"`
