@@ -70,8 +70,11 @@ const (
 	DefaultIdleTimeout = 120 * time.Second
 )
 
-// Options configures a Server.
+// Options configures a Server: its settings and what it is built from.
 type Options struct {
+	// Settings are the listeners' bounds and the handlers' (DefaultSettings, or as
+	// configured); New refuses one outside its bounds.
+	Settings
 	// Upstream is the e签宝 client. Required.
 	Upstream *upstream.Client
 	// Submitter makes submissions exactly-once per customBizId. Required.
@@ -96,60 +99,16 @@ type Options struct {
 	Registry *prometheus.Registry
 	// TracerProvider traces gRPC calls when set (OpenTelemetry); no tracing when nil.
 	TracerProvider trace.TracerProvider
-	// MaxConcurrentStreams caps concurrent calls per gRPC connection;
-	// DefaultMaxConcurrentStreams when 0.
-	MaxConcurrentStreams uint32
-	// ReadHeaderTimeout bounds how long a REST client may take to send its headers;
-	// DefaultReadHeaderTimeout when 0.
-	ReadHeaderTimeout time.Duration
-	// MaxFileBytes caps one uploaded file; service.DefaultMaxFileBytes when 0.
-	MaxFileBytes int64
 	// BreakerOpenFor is how long the e签宝 circuit breaker fails fast once open; 10 s
 	// when 0.
 	BreakerOpenFor time.Duration
 	// Logger receives the access log and errors; slog.Default() when nil.
 	Logger *slog.Logger
-	// MaxRequestBytes caps request size on gRPC and REST; DefaultMaxRequestBytes when 0.
-	MaxRequestBytes int
-	// ShutdownTimeout bounds the graceful drain; DefaultShutdownTimeout when 0.
-	ShutdownTimeout time.Duration
-	// DrainDelay is how long, once shutdown starts, health reports NOT_SERVING while the
-	// listeners still accept and serve new calls, before the drain begins. Load balancers
-	// (a Kubernetes Service's endpoints) take a moment to stop sending new calls to an
-	// instance that is going away; 0 starts draining at once.
-	DrainDelay time.Duration
 	// Backup, when set, serves a consistent copy of the embedded store at GET /backup on
 	// the admin listener: it writes the copy to w, telling size its length first.
 	Backup func(w io.Writer, size func(int64)) error
 	// OpenAPI is the document served at OpenAPIPath.
 	OpenAPI []byte
-	// AdminPprof serves Go's profiler (/debug/pprof/) on the admin listener.
-	AdminPprof bool
-	// UploadIdleTimeout ends an upload that sends nothing for this long;
-	// service.DefaultUploadIdleTimeout when 0.
-	UploadIdleTimeout time.Duration
-	// MaxConcurrentUploads bounds the uploads in progress;
-	// DefaultMaxConcurrentUploads() when 0.
-	MaxConcurrentUploads int
-	// MaxConnections bounds the connections open on the gRPC and REST listeners
-	// together; DefaultMaxConnections() when 0.
-	MaxConnections int
-	// MaxCallsInFlight bounds the calls being handled at once (health checks aside);
-	// DefaultMaxCallsInFlight when 0.
-	MaxCallsInFlight int
-	// ReadTimeout bounds the reading of a whole REST request, headers and body;
-	// DefaultReadTimeout when 0.
-	ReadTimeout time.Duration
-	// GRPCMaxConnectionIdle closes a gRPC connection without calls for this long;
-	// DefaultGRPCMaxConnectionIdle when 0.
-	GRPCMaxConnectionIdle time.Duration
-	// GRPCKeepaliveTime and GRPCKeepaliveTimeout: a gRPC connection silent for the first is
-	// pinged, and closed when no answer comes within the second; DefaultGRPCKeepaliveTime
-	// and DefaultGRPCKeepaliveTimeout when 0.
-	GRPCKeepaliveTime, GRPCKeepaliveTimeout time.Duration
-	// IdleTimeout closes a REST keep-alive connection without a request for this long;
-	// DefaultIdleTimeout when 0.
-	IdleTimeout time.Duration
 }
 
 // Server is one instance of the service. Build it with New, run it with Serve.
@@ -177,6 +136,9 @@ type Listeners struct {
 
 // New builds the gRPC server, its interceptors and the validator (built once, here).
 func New(opts Options) (*Server, error) {
+	if err := opts.Settings.check(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	if opts.Upstream == nil {
 		return nil, errors.New("server: Options.Upstream is required")
 	}
@@ -187,44 +149,12 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.MaxRequestBytes <= 0 {
-		opts.MaxRequestBytes = DefaultMaxRequestBytes
-	}
-	if opts.ShutdownTimeout <= 0 {
-		opts.ShutdownTimeout = DefaultShutdownTimeout
-	}
-	if opts.MaxConcurrentStreams == 0 {
-		opts.MaxConcurrentStreams = DefaultMaxConcurrentStreams
-	}
-	if opts.ReadHeaderTimeout <= 0 {
-		opts.ReadHeaderTimeout = DefaultReadHeaderTimeout
-	}
-	if opts.MaxFileBytes <= 0 {
-		opts.MaxFileBytes = service.DefaultMaxFileBytes
-	}
-	if opts.MaxConcurrentUploads <= 0 {
+	// "auto" (0): sized from the descriptor limit.
+	if opts.MaxConcurrentUploads == 0 {
 		opts.MaxConcurrentUploads = DefaultMaxConcurrentUploads()
 	}
-	if opts.MaxConnections <= 0 {
+	if opts.MaxConnections == 0 {
 		opts.MaxConnections = DefaultMaxConnections()
-	}
-	if opts.MaxCallsInFlight <= 0 {
-		opts.MaxCallsInFlight = DefaultMaxCallsInFlight
-	}
-	if opts.ReadTimeout <= 0 {
-		opts.ReadTimeout = DefaultReadTimeout
-	}
-	if opts.GRPCMaxConnectionIdle <= 0 {
-		opts.GRPCMaxConnectionIdle = DefaultGRPCMaxConnectionIdle
-	}
-	if opts.GRPCKeepaliveTime <= 0 {
-		opts.GRPCKeepaliveTime = DefaultGRPCKeepaliveTime
-	}
-	if opts.GRPCKeepaliveTimeout <= 0 {
-		opts.GRPCKeepaliveTimeout = DefaultGRPCKeepaliveTimeout
-	}
-	if opts.IdleTimeout <= 0 {
-		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
@@ -324,9 +254,8 @@ func New(opts Options) (*Server, error) {
 		Guard:                esignGuard,
 		Submitter:            opts.Submitter,
 		Files:                opts.Upstream,
-		MaxFileBytes:         opts.MaxFileBytes,
+		Settings:             opts.Settings.Settings,
 		MaxConcurrentUploads: opts.MaxConcurrentUploads,
-		UploadIdleTimeout:    opts.UploadIdleTimeout,
 	})
 	hs := health.NewServer()
 	// Every service with unary methods is registered through validate.WithDecodeFaults, so

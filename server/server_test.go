@@ -127,13 +127,16 @@ func startStack(t testing.TB, o stackOpt) *stack {
 		t.Fatal(err)
 	}
 	opts := server.Options{
-		Upstream:        uc,
-		Submitter:       sub,
-		Logger:          slog.New(slog.NewJSONHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		MaxRequestBytes: o.maxRequestBytes,
-		Auth:            auth.Config{Disabled: true},
-		ShutdownTimeout: 5 * time.Second,
-		OpenAPI:         esignevidence.OpenAPIv2,
+		Settings:  server.DefaultSettings(),
+		Upstream:  uc,
+		Submitter: sub,
+		Logger:    slog.New(slog.NewJSONHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Auth:      auth.Config{Disabled: true},
+		OpenAPI:   esignevidence.OpenAPIv2,
+	}
+	opts.ShutdownTimeout = 5 * time.Second
+	if o.maxRequestBytes != 0 {
+		opts.MaxRequestBytes = o.maxRequestBytes
 	}
 	if o.configure != nil {
 		o.configure(&opts)

@@ -74,10 +74,10 @@ type Config struct {
 	BaseURL   string
 	AppID     string
 	AppSecret Secret
-	// Revision is the evidence-point API revision; RevisionSeed when empty.
+	// Revision is the evidence-point API revision; DefaultSettings' when empty.
 	Revision Revision
-	// Timeout bounds each call; DefaultTimeout when zero. The caller's context may end it
-	// sooner.
+	// Timeout bounds each call; DefaultSettings' when zero. The caller's context may end
+	// it sooner.
 	Timeout time.Duration
 	// MaxResponseBytes caps the response body read; DefaultMaxResponseBytes when zero.
 	MaxResponseBytes int64
@@ -124,9 +124,11 @@ func New(cfg Config) (*Client, error) {
 	if cfg.AppSecret == "" {
 		return nil, errors.New("upstream: AppSecret is required")
 	}
+	// A Config built in code, not from Settings, may leave the settings' fields zero.
+	d := DefaultSettings()
 	rev := cfg.Revision
 	if rev == "" {
-		rev = RevisionSeed
+		rev = d.Revision
 	}
 	if _, err := ParseRevision(string(rev)); err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
@@ -141,7 +143,7 @@ func New(cfg Config) (*Client, error) {
 		now:      cfg.Now,
 	}
 	if c.timeout <= 0 {
-		c.timeout = DefaultTimeout
+		c.timeout = d.Timeout
 	}
 	if c.maxResp <= 0 {
 		c.maxResp = DefaultMaxResponseBytes

@@ -8,7 +8,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -30,11 +29,9 @@ import (
 
 	esignevidence "github.com/esign-evidence/esign-evidence"
 	"github.com/esign-evidence/esign-evidence/internal/buildinfo"
-	"github.com/esign-evidence/esign-evidence/internal/config"
 	"github.com/esign-evidence/esign-evidence/internal/guard"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/internal/telemetry"
-	"github.com/esign-evidence/esign-evidence/internal/tlsreload"
 	"github.com/esign-evidence/esign-evidence/server"
 	"github.com/esign-evidence/esign-evidence/upstream"
 	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
@@ -70,7 +67,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		return false
 	})
-	cfg, err := config.Load(args, stderr)
+	cfg, err := loadSettings(args, stderr)
 	if err != nil {
 		return err
 	}
@@ -102,18 +99,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return otelhttp.NewTransport(rt, otelhttp.WithTracerProvider(tp))
 		}
 	}
-	client, err := upstream.New(upstream.Config{
-		BaseURL:       cfg.BaseURL,
-		AppID:         cfg.AppID,
-		AppSecret:     cfg.AppSecret,
-		Revision:      cfg.Revision,
-		Timeout:       cfg.UpstreamTimeout,
-		WrapTransport: wrap,
-	})
+	esign := cfg.esign
+	esign.WrapTransport = wrap
+	client, err := upstream.New(esign)
 	if err != nil {
 		return err
 	}
-	store, journalPath, closeStore, err := openStore(ctx, cfg)
+	store, journalPath, closeStore, err := openStore(ctx, cfg.Store)
 	if err != nil {
 		return err
 	}
@@ -122,7 +114,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if b, ok := store.(*submission.BoltStore); ok {
 		backup = b.Backup // PostgreSQL is backed up with PostgreSQL's own tools
 	}
-	keys, err := fingerprintKeys(cfg, store)
+	keys, err := fingerprintKeys(cfg.Store.FingerprintKeys, cfg.esign.AppSecret, store)
 	if err != nil {
 		return err
 	}
@@ -134,10 +126,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	sub, err := submission.New(submission.Config{
 		Store:           store,
 		FingerprintKeys: keys,
-		Unknown:         cfg.UnknownOutcome,
-		Lease:           cfg.SubmissionLease,
-		StoreTimeout:    cfg.StoreTimeout,
-		Retention:       cfg.Retention,
+		Unknown:         cfg.Store.UnknownOutcome,
+		Lease:           cfg.Store.Lease,
+		StoreTimeout:    cfg.Store.StoreTimeout,
+		Retention:       cfg.Store.Retention,
 		Journal:         journal,
 		Logger:          log,
 	})
@@ -150,20 +142,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	// With PostgreSQL, every replica shares the app's quota through the database.
 	var quota guard.Quota
 	if pg, ok := store.(*submission.PostgresStore); ok {
-		quota = pg.Quota(cfg.AppID, cfg.EsignQPS, cfg.StoreTimeout)
+		quota = pg.Quota(cfg.esign.AppID, cfg.Store.EsignQPS, cfg.Store.StoreTimeout)
 	}
-	var tlsCfg *tls.Config
-	if cfg.TLSCertFile != "" {
-		reloader, err := tlsreload.New(cfg.TLSCertFile, cfg.TLSKeyFile)
-		if err != nil {
-			return fmt.Errorf("TLS_CERT_FILE: %w", err)
-		}
-		go reloader.Watch(ctx, tlsReloadInterval, log)
-		if tlsCfg, err = tlsreload.ServerConfig(reloader, cfg.TLSClientCAFile); err != nil {
-			return fmt.Errorf("TLS_CLIENT_CA_FILE: %w", err)
-		}
+	tlsCfg, err := cfg.TLS.Start(ctx, log)
+	if err != nil {
+		return err
 	}
-	if cfg.Auth.Disabled {
+	if cfg.auth.Disabled {
 		log.Warn("authentication is OFF: anyone who reaches the listeners can create evidence points")
 	}
 	var tracer trace.TracerProvider
@@ -171,57 +156,42 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		tracer = tp
 	}
 	srv, err := server.New(server.Options{
-		Upstream:              client,
-		Submitter:             sub,
-		EsignQPS:              cfg.EsignQPS,
-		Quota:                 quota,
-		MinRemaining:          cfg.MinRemaining,
-		Auth:                  cfg.Auth,
-		TLS:                   tlsCfg,
-		TracerProvider:        tracer,
-		MaxConcurrentStreams:  cfg.MaxConcurrentStreams,
-		ReadHeaderTimeout:     cfg.ReadHeaderTimeout,
-		MaxFileBytes:          cfg.MaxFileBytes,
-		Logger:                log,
-		MaxRequestBytes:       cfg.MaxRequestBytes,
-		ShutdownTimeout:       cfg.ShutdownTimeout,
-		DrainDelay:            cfg.DrainDelay,
-		Backup:                backup,
-		Registry:              registry,
-		OpenAPI:               esignevidence.OpenAPIv2,
-		AdminPprof:            cfg.AdminPprof,
-		UploadIdleTimeout:     cfg.UploadIdleTimeout,
-		MaxConcurrentUploads:  cfg.MaxConcurrentUploads,
-		MaxConnections:        cfg.MaxConnections,
-		MaxCallsInFlight:      cfg.MaxCallsInFlight,
-		ReadTimeout:           cfg.ReadTimeout,
-		GRPCMaxConnectionIdle: cfg.GRPCMaxConnectionIdle,
-		GRPCKeepaliveTime:     cfg.GRPCKeepaliveTime,
-		GRPCKeepaliveTimeout:  cfg.GRPCKeepaliveTimeout,
-		IdleTimeout:           cfg.IdleTimeout,
+		Settings:       cfg.Server,
+		Upstream:       client,
+		Submitter:      sub,
+		EsignQPS:       cfg.Store.EsignQPS,
+		Quota:          quota,
+		MinRemaining:   cfg.Store.MinRemaining,
+		Auth:           cfg.auth,
+		TLS:            tlsCfg,
+		TracerProvider: tracer,
+		Logger:         log,
+		Backup:         backup,
+		Registry:       registry,
+		OpenAPI:        esignevidence.OpenAPIv2,
 	})
 	if err != nil {
 		return err
 	}
-	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
+	grpcLis, err := net.Listen("tcp", cfg.Server.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("GRPC_ADDR: %w", err)
 	}
-	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
+	httpLis, err := net.Listen("tcp", cfg.Server.HTTPAddr)
 	if err != nil {
 		_ = grpcLis.Close()
 		return fmt.Errorf("HTTP_ADDR: %w", err)
 	}
 	ls := server.Listeners{GRPC: grpcLis, HTTP: httpLis}
-	if cfg.AdminAddr != "" {
-		if ls.Admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+	if cfg.Server.AdminAddr != "" {
+		if ls.Admin, err = net.Listen("tcp", cfg.Server.AdminAddr); err != nil {
 			_ = grpcLis.Close()
 			_ = httpLis.Close()
 			return fmt.Errorf("ADMIN_ADDR: %w", err)
 		}
 	}
-	log.Info("esign-evidence starting", "version", build.Version, "revision", build.Revision, "esign_base_url", cfg.BaseURL, "esign_app_id", cfg.AppID,
-		"esign_api_revision", string(cfg.Revision), "demo_mode", cfg.Simulate, "tracing", tp != nil)
+	log.Info("esign-evidence starting", "version", build.Version, "revision", build.Revision, "esign_base_url", cfg.esign.BaseURL, "esign_app_id", cfg.esign.AppID,
+		"esign_api_revision", string(cfg.esign.Revision), "demo_mode", cfg.Simulate, "tracing", tp != nil)
 	// Registered before serving, so a SIGHUP never meets the default action (exit).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -260,18 +230,18 @@ func flushPending(sub *submission.Submitter, log *slog.Logger) {
 // reloadOnHangup re-reads AUTH_TOKENS_FILE (and AUTH_TOKEN_HASHES) on each SIGHUP until
 // ctx is done. A file that cannot be used leaves the accepted tokens as they were, and
 // the log says why. SIGHUP never stops the process.
-func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, cfg *config.Config, log *slog.Logger) {
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, cfg *settings, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
 		}
-		if cfg.AuthTokensFile == "" {
+		if cfg.Auth.TokensFile == "" {
 			log.Info("SIGHUP: no AUTH_TOKENS_FILE to reload")
 			continue
 		}
-		n, err := cfg.ReloadTokens()
+		n, err := cfg.Auth.Reload(cfg.auth)
 		if err != nil {
 			log.Error("SIGHUP: AUTH_TOKENS_FILE not reloaded; the previous tokens stay in force", "err", err.Error())
 			continue
@@ -279,9 +249,6 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, cfg *config.Confi
 		log.Info("SIGHUP: AUTH_TOKENS_FILE reloaded", "callers", n)
 	}
 }
-
-// tlsReloadInterval is how often the certificate files are checked for a new version.
-const tlsReloadInterval = 30 * time.Second
 
 // legacyOp is the operation of the submissions stored before records were named by
 // operation (the embedded store's plain "submissions" bucket, the PostgreSQL rows from
@@ -292,7 +259,7 @@ const legacyOp submission.Op = "psn-realname"
 // (in demo mode, in a temporary file removed at exit unless DB_PATH names one). It also
 // returns where the journal goes: JOURNAL_PATH, else next to the embedded store, else
 // esign-evidence.journal.
-func openStore(ctx context.Context, cfg *config.Config) (submission.Store, string, func(), error) {
+func openStore(ctx context.Context, cfg storeSettings) (submission.Store, string, func(), error) {
 	if cfg.DatabaseURL != "" {
 		s, err := submission.OpenPostgres(ctx, string(cfg.DatabaseURL), submission.PostgresOptions{LegacyOp: legacyOp})
 		if err != nil {
@@ -332,9 +299,9 @@ func openStore(ctx context.Context, cfg *config.Config) (submission.Store, strin
 // embedded store) the store keeps its own key, so rotating the app secret never changes
 // a request's fingerprint. A store that already holds records from before it kept a key
 // adopts the key those were made with, derived from the app secret.
-func fingerprintKeys(cfg *config.Config, store submission.Store) ([][]byte, error) {
+func fingerprintKeys(configured []upstream.Secret, appSecret upstream.Secret, store submission.Store) ([][]byte, error) {
 	var keys [][]byte
-	for _, k := range cfg.FingerprintKeys {
+	for _, k := range configured {
 		keys = append(keys, []byte(k))
 	}
 	if len(keys) > 0 {
@@ -344,7 +311,7 @@ func fingerprintKeys(cfg *config.Config, store submission.Store) ([][]byte, erro
 	if !ok {
 		return nil, errors.New("FINGERPRINT_KEY: required with DATABASE_URL")
 	}
-	m := hmac.New(sha256.New, []byte(cfg.AppSecret))
+	m := hmac.New(sha256.New, []byte(appSecret))
 	m.Write([]byte("esign-evidence request fingerprint v1"))
 	k, err := bs.FingerprintKey(m.Sum(nil))
 	if err != nil {
@@ -354,25 +321,26 @@ func fingerprintKeys(cfg *config.Config, store submission.Store) ([][]byte, erro
 }
 
 // startSimulator serves the offline e签宝 on a loopback port with a fresh secret and
-// points cfg at it. The service then signs and sends real HTTP requests, exactly as it
-// would to e签宝.
-func startSimulator(cfg *config.Config, log *slog.Logger) (stop func(), err error) {
+// points cfg's e签宝 client at it. The service then signs and sends real HTTP requests,
+// exactly as it would to e签宝.
+func startSimulator(cfg *settings, log *slog.Logger) (stop func(), err error) {
 	secret := make([]byte, 24)
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
 	}
-	cfg.AppID = "demo-app"
-	cfg.AppSecret = upstream.Secret(hex.EncodeToString(secret))
-	sim := esignsim.New(esignsim.Config{AppID: cfg.AppID, AppSecret: string(cfg.AppSecret), Revision: cfg.Revision})
+	e := &cfg.esign
+	e.AppID, e.AppSecret = "demo-app", upstream.Secret(hex.EncodeToString(secret))
+	e.Revision, e.Timeout = cfg.Upstream.Revision, cfg.Upstream.Timeout
+	sim := esignsim.New(esignsim.Config{AppID: e.AppID, AppSecret: string(e.AppSecret), Revision: e.Revision})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("demo mode: starting the simulator: %w", err)
 	}
-	cfg.BaseURL = "http://" + lis.Addr().String()
+	e.BaseURL = "http://" + lis.Addr().String()
 	hs := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(lis) }()
 	log.Warn("DEMO MODE: NOT TALKING TO e签宝. Requests go to an in-process offline simulator; "+
 		"the eviPointIds it returns are not real and cannot be used to open signing accounts.",
-		"simulator_url", cfg.BaseURL)
+		"simulator_url", e.BaseURL)
 	return func() { _ = hs.Close() }, nil
 }

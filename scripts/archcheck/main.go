@@ -61,10 +61,12 @@ var rules = []rule{
 	{
 		From:   []string{"./internal/..."},
 		Forbid: []string{"./server/...", "./cmd/..."},
-		// internal/config still imports server, server/auth and server/service for their
-		// settings; issue 20 item 4 moves the settings to their packages and removes this.
-		Except: []string{"./internal/config"},
 		Why:    "internal packages serve server and cmd, never import them: settings live with the package they configure",
+	},
+	{
+		From:   []string{"./internal/setting"},
+		Forbid: []string{"./..."},
+		Why:    "internal/setting is how every package declares its settings; it knows none of them",
 	},
 	{
 		From:   []string{"./server/..."},

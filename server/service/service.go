@@ -31,14 +31,11 @@ type Config struct {
 	Submitter *submission.Submitter
 	// Files uploads images to e签宝.
 	Files *upstream.Client
-	// MaxFileBytes caps one uploaded file; DefaultMaxFileBytes when 0.
-	MaxFileBytes int64
+	// Settings bound uploads: file size and idle time (DefaultSettings, or as configured).
+	Settings
 	// MaxConcurrentUploads bounds the uploads in progress (beyond it they are refused);
 	// 1 when 0.
 	MaxConcurrentUploads int
-	// UploadIdleTimeout ends an upload that sends nothing for this long;
-	// DefaultUploadIdleTimeout when 0.
-	UploadIdleTimeout time.Duration
 }
 
 // Evidence implements esign.evidence.v1.EvidenceService.
@@ -58,12 +55,6 @@ type Evidence struct {
 
 // New returns the handlers.
 func New(c Config) *Evidence {
-	if c.MaxFileBytes <= 0 {
-		c.MaxFileBytes = DefaultMaxFileBytes
-	}
-	if c.UploadIdleTimeout <= 0 {
-		c.UploadIdleTimeout = DefaultUploadIdleTimeout
-	}
 	return &Evidence{revision: c.Revision, guard: c.Guard, submitter: c.Submitter, files: c.Files, maxFileBytes: c.MaxFileBytes,
 		uploads: make(chan struct{}, max(c.MaxConcurrentUploads, 1)), uploadIdle: c.UploadIdleTimeout}
 }

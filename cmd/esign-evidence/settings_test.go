@@ -1,7 +1,9 @@
-package config_test
+package main
 
 import (
 	"crypto/sha256"
+	"errors"
+	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -9,14 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/esign-evidence/esign-evidence/internal/config"
 	"github.com/esign-evidence/esign-evidence/upstream"
 )
 
 // setEnv makes m the whole environment the service reads, for the test's duration.
 func setEnv(t *testing.T, m map[string]string) {
 	t.Helper()
-	for _, k := range config.EnvVars() {
+	for _, k := range envVars() {
 		t.Setenv(k, "") // restored after the test
 		os.Unsetenv(k)
 	}
@@ -43,57 +44,57 @@ func TestValidConfigurations(t *testing.T) {
 		name  string
 		args  []string
 		env   map[string]string
-		check func(t *testing.T, c *config.Config)
+		check func(t *testing.T, c *settings)
 	}{
-		{"demo mode by flag", []string{"-simulate"}, nil, func(t *testing.T, c *config.Config) {
-			if !c.Simulate || c.GRPCAddr != ":9090" || c.HTTPAddr != ":8080" || c.Revision != upstream.RevisionSeed {
+		{"demo mode by flag", []string{"-simulate"}, nil, func(t *testing.T, c *settings) {
+			if !c.Simulate || c.Server.GRPCAddr != ":9090" || c.Server.HTTPAddr != ":8080" || c.Upstream.Revision != upstream.RevisionSeed {
 				t.Errorf("%+v", c)
 			}
 		}},
-		{"demo mode by environment", nil, map[string]string{"SIMULATE": "true"}, func(t *testing.T, c *config.Config) {
+		{"demo mode by environment", nil, map[string]string{"SIMULATE": "true"}, func(t *testing.T, c *settings) {
 			if !c.Simulate {
 				t.Error("not simulating")
 			}
 		}},
-		{"sandbox", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s", "AUTH_DISABLED": "true"}, func(t *testing.T, c *config.Config) {
-			if c.BaseURL != upstream.SandboxBaseURL || c.AppSecret != "s" || c.UpstreamTimeout != 15*time.Second || !c.Auth.Disabled {
+		{"sandbox", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s", "AUTH_DISABLED": "true"}, func(t *testing.T, c *settings) {
+			if c.esign.BaseURL != upstream.SandboxBaseURL || c.esign.AppSecret != "s" || c.esign.Timeout != 15*time.Second || !c.auth.Disabled {
 				t.Errorf("%+v", c)
 			}
-			if c.DBPath != "/var/lib/esign-evidence/submissions.db" || c.DrainDelay != 0 {
-				t.Errorf("defaults: DB_PATH %q, SHUTDOWN_DRAIN_DELAY %v", c.DBPath, c.DrainDelay)
+			if c.Store.DBPath != "/var/lib/esign-evidence/submissions.db" || c.Server.DrainDelay != 0 {
+				t.Errorf("defaults: DB_PATH %q, SHUTDOWN_DRAIN_DELAY %v", c.Store.DBPath, c.Server.DrainDelay)
 			}
 		}},
-		{"drain delay", nil, map[string]string{"SIMULATE": "1", "SHUTDOWN_DRAIN_DELAY": "5s"}, func(t *testing.T, c *config.Config) {
-			if c.DrainDelay != 5*time.Second {
-				t.Errorf("drain delay %v", c.DrainDelay)
+		{"drain delay", nil, map[string]string{"SIMULATE": "1", "SHUTDOWN_DRAIN_DELAY": "5s"}, func(t *testing.T, c *settings) {
+			if c.Server.DrainDelay != 5*time.Second {
+				t.Errorf("drain delay %v", c.Server.DrainDelay)
 			}
 		}},
 		{"token hashes", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s",
-			"AUTH_TOKEN_HASHES": "billing:" + strings.Repeat("ab", 32) + ", crm:" + strings.Repeat("cd", 32)}, func(t *testing.T, c *config.Config) {
-			if c.Auth.Disabled || c.Auth.Tokens.Len() != 2 || c.Auth.Tokens.Tokens()[1].Identity != "crm" || !c.Auth.PublicHealth || !c.Auth.PublicReflection {
-				t.Errorf("%+v", c.Auth)
+			"AUTH_TOKEN_HASHES": "billing:" + strings.Repeat("ab", 32) + ", crm:" + strings.Repeat("cd", 32)}, func(t *testing.T, c *settings) {
+			if c.auth.Disabled || c.auth.Tokens.Len() != 2 || c.auth.Tokens.Tokens()[1].Identity != "crm" || !c.auth.PublicHealth || !c.auth.PublicReflection {
+				t.Errorf("%+v", c.auth)
 			}
 		}},
 		{"token file", []string{"-auth-public-reflection=false"}, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s",
-			"AUTH_TOKENS_FILE": tokenFile}, func(t *testing.T, c *config.Config) {
-			if c.Auth.Tokens.Len() != 1 || c.Auth.Tokens.Tokens()[0].Identity != "billing" || c.Auth.Tokens.Tokens()[0].SHA256 != sha256.Sum256([]byte("tok-0123456789abcdef")) || c.Auth.PublicReflection {
-				t.Errorf("%+v", c.Auth)
+			"AUTH_TOKENS_FILE": tokenFile}, func(t *testing.T, c *settings) {
+			if c.auth.Tokens.Len() != 1 || c.auth.Tokens.Tokens()[0].Identity != "billing" || c.auth.Tokens.Tokens()[0].SHA256 != sha256.Sum256([]byte("tok-0123456789abcdef")) || c.auth.PublicReflection {
+				t.Errorf("%+v", c.auth)
 			}
 		}},
-		{"production with a secret file", nil, map[string]string{"ESIGN_ENV": "production", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET_FILE": secretFile, "AUTH_DISABLED": "1"}, func(t *testing.T, c *config.Config) {
-			if c.BaseURL != upstream.ProductionBaseURL || c.AppSecret != "file-secret" {
+		{"production with a secret file", nil, map[string]string{"ESIGN_ENV": "production", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET_FILE": secretFile, "AUTH_DISABLED": "1"}, func(t *testing.T, c *settings) {
+			if c.esign.BaseURL != upstream.ProductionBaseURL || c.esign.AppSecret != "file-secret" {
 				t.Errorf("%+v", c)
 			}
 		}},
-		{"PostgreSQL from a file", nil, map[string]string{"SIMULATE": "1", "DATABASE_URL_FILE": dbURLFile, "FINGERPRINT_KEY": "a-fingerprint-key-0123"}, func(t *testing.T, c *config.Config) {
-			if c.DatabaseURL != "postgres://u:p@db/esign" {
-				t.Errorf("DATABASE_URL from the file: got %d characters", len(c.DatabaseURL))
+		{"PostgreSQL from a file", nil, map[string]string{"SIMULATE": "1", "DATABASE_URL_FILE": dbURLFile, "FINGERPRINT_KEY": "a-fingerprint-key-0123"}, func(t *testing.T, c *settings) {
+			if c.Store.DatabaseURL != "postgres://u:p@db/esign" {
+				t.Errorf("DATABASE_URL from the file: got %d characters", len(c.Store.DatabaseURL))
 			}
 		}},
 		{"base URL wins over env; flags win over environment", []string{"-grpc-addr", "127.0.0.1:1", "-esign-api-revision", "2025"},
 			map[string]string{"GRPC_ADDR": ":2", "ESIGN_ENV": "sandbox", "ESIGN_BASE_URL": "http://proxy:1", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s", "AUTH_DISABLED": "true"},
-			func(t *testing.T, c *config.Config) {
-				if c.GRPCAddr != "127.0.0.1:1" || c.BaseURL != "http://proxy:1" || c.Revision != upstream.Revision2025 {
+			func(t *testing.T, c *settings) {
+				if c.Server.GRPCAddr != "127.0.0.1:1" || c.esign.BaseURL != "http://proxy:1" || c.esign.Revision != upstream.Revision2025 {
 					t.Errorf("%+v", c)
 				}
 			}},
@@ -101,7 +102,7 @@ func TestValidConfigurations(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			setEnv(t, tc.env)
-			c, err := config.Load(tc.args, io.Discard)
+			c, err := loadSettings(tc.args, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,7 +142,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			setEnv(t, tc.env)
-			_, err := config.Load(tc.args, io.Discard)
+			_, err := loadSettings(tc.args, io.Discard)
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -170,41 +171,43 @@ func shortTokenFile(t *testing.T) string {
 // no admin listener, and an empty value of a typed setting is refused by name.
 func TestSetButEmptyEnvironment(t *testing.T) {
 	setEnv(t, map[string]string{"SIMULATE": "true"})
-	c, err := config.Load(nil, io.Discard)
+	c, err := loadSettings(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.AdminAddr != "127.0.0.1:9091" || c.AdminPprof {
-		t.Errorf("unset ADMIN_ADDR: %q (pprof %v), want the default on loopback without the profiler", c.AdminAddr, c.AdminPprof)
+	if c.Server.AdminAddr != "127.0.0.1:9091" || c.Server.AdminPprof {
+		t.Errorf("unset ADMIN_ADDR: %q (pprof %v), want the default on loopback without the profiler", c.Server.AdminAddr, c.Server.AdminPprof)
 	}
 	setEnv(t, map[string]string{"SIMULATE": "true", "ADMIN_PPROF": "true"})
-	if c, err = config.Load(nil, io.Discard); err != nil || !c.AdminPprof {
-		t.Errorf("ADMIN_PPROF=true: %v, %v", c.AdminPprof, err)
+	if c, err = loadSettings(nil, io.Discard); err != nil || !c.Server.AdminPprof {
+		t.Errorf("ADMIN_PPROF=true: %v, %v", c.Server.AdminPprof, err)
 	}
 	setEnv(t, map[string]string{"SIMULATE": "true", "DB_PATH": ""})
-	if c, err = config.Load(nil, io.Discard); err != nil || c.DBPath != "" {
-		t.Errorf("DB_PATH set but empty in demo mode: %q, %v; want a temporary file", c.DBPath, err)
+	if c, err = loadSettings(nil, io.Discard); err != nil || c.Store.DBPath != "" {
+		t.Errorf("DB_PATH set but empty in demo mode: %q, %v; want a temporary file", c.Store.DBPath, err)
 	}
 	setEnv(t, map[string]string{"SIMULATE": "true", "ADMIN_ADDR": ""})
-	if c, err = config.Load(nil, io.Discard); err != nil || c.AdminAddr != "" {
-		t.Errorf("ADMIN_ADDR set but empty: %q, %v; want no admin listener", c.AdminAddr, err)
+	if c, err = loadSettings(nil, io.Discard); err != nil || c.Server.AdminAddr != "" {
+		t.Errorf("ADMIN_ADDR set but empty: %q, %v; want no admin listener", c.Server.AdminAddr, err)
 	}
 	setEnv(t, map[string]string{"SIMULATE": "true", "ESIGN_TIMEOUT": ""})
-	if _, err = config.Load(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "ESIGN_TIMEOUT") {
+	if _, err = loadSettings(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "ESIGN_TIMEOUT") {
 		t.Errorf("ESIGN_TIMEOUT set but empty: %v", err)
 	}
 	// A flag still wins over an empty variable.
 	setEnv(t, map[string]string{"SIMULATE": "true", "ADMIN_ADDR": ""})
-	if c, err = config.Load([]string{"-admin-addr", "127.0.0.1:9"}, io.Discard); err != nil || c.AdminAddr != "127.0.0.1:9" {
-		t.Errorf("flag over empty variable: %q, %v", c.AdminAddr, err)
+	if c, err = loadSettings([]string{"-admin-addr", "127.0.0.1:9"}, io.Discard); err != nil || c.Server.AdminAddr != "127.0.0.1:9" {
+		t.Errorf("flag over empty variable: %q, %v", c.Server.AdminAddr, err)
 	}
 }
 
 // The usage text names every setting's flag and environment variable with its default.
 func TestUsageListsEverySetting(t *testing.T) {
 	var b strings.Builder
-	config.Usage(&b)
-	for _, k := range config.EnvVars() {
+	if _, err := loadSettings([]string{"-help"}, &b); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-help: %v", err)
+	}
+	for _, k := range envVars() {
 		if !strings.Contains(b.String(), k) {
 			t.Errorf("usage does not mention %s", k)
 		}
@@ -241,7 +244,7 @@ func TestExactlyOnceSettings(t *testing.T) {
 		{map[string]string{"ESIGN_MIN_REMAINING": "0s"}, []string{"ESIGN_MIN_REMAINING"}},
 	} {
 		setEnv(t, with(tc.env))
-		_, err := config.Load(nil, io.Discard)
+		_, err := loadSettings(nil, io.Discard)
 		if err == nil {
 			t.Errorf("%v accepted", tc.env)
 			continue
@@ -257,12 +260,12 @@ func TestExactlyOnceSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	setEnv(t, with(map[string]string{"DATABASE_URL": "postgres://db/x", "FINGERPRINT_KEY_FILE": keys, "SUBMISSION_LEASE": "3s", "STORE_TIMEOUT": "1s"}))
-	c, err := config.Load(nil, io.Discard)
+	c, err := loadSettings(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.FingerprintKeys) != 2 || c.FingerprintKeys[0] != "new-fingerprint-key-0002" || c.StoreTimeout != time.Second ||
-		c.MinRemaining != time.Second || c.Retention != 30*24*time.Hour {
+	if len(c.Store.FingerprintKeys) != 2 || c.Store.FingerprintKeys[0] != "new-fingerprint-key-0002" || c.Store.StoreTimeout != time.Second ||
+		c.Store.MinRemaining != time.Second || c.Store.Retention != 30*24*time.Hour {
 		t.Errorf("%+v", c)
 	}
 }
@@ -277,25 +280,25 @@ func TestReloadTokens(t *testing.T) {
 	}
 	write("billing tok-0123456789abcdef\n")
 	setEnv(t, map[string]string{"SIMULATE": "1", "AUTH_TOKENS_FILE": file})
-	c, err := config.Load(nil, io.Discard)
+	c, err := loadSettings(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	write("billing tok-0123456789abcdef\ncrm crm-0123456789abcdef\n")
-	if n, err := c.ReloadTokens(); err != nil || n != 2 {
+	if n, err := c.Auth.Reload(c.auth); err != nil || n != 2 {
 		t.Fatalf("reload: %d %v", n, err)
 	}
-	if id, ok := c.Auth.Tokens.Identity("crm-0123456789abcdef"); !ok || id != "crm" {
+	if id, ok := c.auth.Tokens.Identity("crm-0123456789abcdef"); !ok || id != "crm" {
 		t.Errorf("added token not accepted: %q %v", id, ok)
 	}
 	for _, broken := range []string{"crm short-secret\n", "", "bad/name tok-0123456789abcdef\n"} {
 		write(broken)
-		if _, err := c.ReloadTokens(); err == nil {
+		if _, err := c.Auth.Reload(c.auth); err == nil {
 			t.Errorf("reload of %q accepted", broken)
 		} else if strings.Contains(err.Error(), "short-secret") {
 			t.Errorf("error quotes the token: %v", err)
 		}
-		if _, ok := c.Auth.Tokens.Identity("crm-0123456789abcdef"); !ok {
+		if _, ok := c.auth.Tokens.Identity("crm-0123456789abcdef"); !ok {
 			t.Errorf("a broken file (%q) dropped the previous tokens", broken)
 		}
 	}
