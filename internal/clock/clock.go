@@ -42,13 +42,59 @@ func Or(c Clock) Clock {
 // NewFake returns a fake clock standing at t.
 func NewFake(t time.Time) *Fake { return clockwork.NewFakeClockAt(t) }
 
-// WithTimeout is context.WithTimeout on c: a fake clock's context ends when the fake
-// time passes the deadline.
+// WithTimeout is context.WithTimeout on c. On the real clock it is context.WithTimeout
+// itself; on any other clock the context ends (context.DeadlineExceeded) when c's time
+// reaches the deadline, or when its parent ends or cancel is called, as the standard
+// one does.
+//
+// (clockwork.WithTimeout is not used: its fake-clock context's Err blocks until the
+// context ends, where a store checks Err before starting.)
 func WithTimeout(ctx context.Context, c Clock, d time.Duration) (context.Context, context.CancelFunc) {
-	return clockwork.WithTimeout(ctx, c, d)
+	if c == nil || c == realClock {
+		return context.WithTimeout(ctx, d)
+	}
+	return withDeadline(ctx, c, c.Now().Add(d), d)
 }
 
-// WithDeadline is context.WithDeadline on c.
+// WithDeadline is context.WithDeadline on c (see WithTimeout).
 func WithDeadline(ctx context.Context, c Clock, t time.Time) (context.Context, context.CancelFunc) {
-	return clockwork.WithDeadline(ctx, c, t)
+	if c == nil || c == realClock {
+		return context.WithDeadline(ctx, t)
+	}
+	return withDeadline(ctx, c, t, c.Until(t))
+}
+
+func withDeadline(parent context.Context, c Clock, deadline time.Time, d time.Duration) (context.Context, context.CancelFunc) {
+	if cur, ok := parent.Deadline(); ok && cur.Before(deadline) {
+		// Reported as the standard context does; the parent ends it by itself.
+		deadline = cur
+	}
+	inner, cancel := context.WithCancelCause(parent)
+	ctx := &deadlineCtx{Context: inner, deadline: deadline}
+	if d <= 0 {
+		cancel(context.DeadlineExceeded)
+		return ctx, func() {}
+	}
+	t := c.AfterFunc(d, func() { cancel(context.DeadlineExceeded) })
+	return ctx, func() {
+		t.Stop()
+		cancel(context.Canceled)
+	}
+}
+
+// deadlineCtx is a context ended by a clock's timer: it reports the clock's deadline,
+// and context.DeadlineExceeded once the timer ended it.
+type deadlineCtx struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+
+func (c *deadlineCtx) Err() error {
+	err := c.Context.Err()
+	if err == context.Canceled && context.Cause(c.Context) == context.DeadlineExceeded {
+		return context.DeadlineExceeded
+	}
+	return err
 }
