@@ -106,6 +106,17 @@ run: tools build ## Run the service in demo mode (offline e签宝 simulator): gR
 test: tools ## Run every test (the test command CI runs).
 	GRPCURL=$(CURDIR)/bin/grpcurl go test -race -count=1 ./...
 
+SEEDS ?= 100000
+SEED ?=
+
+.PHONY: simulate
+simulate: ## Exactly-once under SEEDS (100000) seeded schedules of faults, real submission code, simulated time; SEED=n replays one with its trace.
+ifneq ($(SEED),)
+	go test -count=1 -run '^TestSimulate$$' -v ./internal/simulation -args -seed=$(SEED)
+else
+	go test -count=1 -timeout 60m -run '^TestSimulate$$' -v ./internal/simulation -args -seeds=$(SEEDS) | grep -v '^=== RUN'
+endif
+
 FUZZTIME ?= 10s
 
 .PHONY: fuzz
