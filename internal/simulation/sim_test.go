@@ -17,10 +17,16 @@ var (
 	seedsFlag = flag.Int("seeds", 300, "how many schedules TestSimulate runs (make simulate: 100000)")
 	firstFlag = flag.Uint64("first", 1, "the first seed TestSimulate runs")
 	seedFlag  = flag.Uint64("seed", 0, "run only this seed, and print its trace")
+	// bugFlag names a deliberate bug to switch on (a simbugs build only: bugs_test.go).
+	bugFlag string
+	setBug  func(string) error
 )
 
 // replayCommand is how a seed is run again, exactly.
 func replayCommand(seed uint64) string {
+	if bugFlag != "" {
+		return fmt.Sprintf("go test -tags simbugs ./internal/simulation -run '^TestSimulate$' -count=1 -v -args -bug=%s -seed=%d", bugFlag, seed)
+	}
 	return fmt.Sprintf("make simulate SEED=%d   (or: go test ./internal/simulation -run '^TestSimulate$' -count=1 -v -args -seed=%d)", seed, seed)
 }
 
@@ -123,6 +129,12 @@ func simulate(t *testing.T, first uint64, n int) *totals {
 // TestSimulate runs the schedules and checks the invariants after each: see the package
 // documentation. make simulate runs 100,000; a plain go test a few hundred.
 func TestSimulate(t *testing.T) {
+	if bugFlag != "" {
+		if err := setBug(bugFlag); err != nil {
+			t.Fatal(err)
+		}
+		defer setBug("")
+	}
 	if *seedFlag != 0 {
 		r := runSeed(t, *seedFlag)
 		if len(r.beyond) > 0 {

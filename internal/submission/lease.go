@@ -18,7 +18,12 @@ func (s *Submitter) sendHolding(ctx context.Context, g *guard.Guard, key Key, at
 	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	lease := s.cfg.Lease
-	stopAt := func(from time.Time) time.Duration { return s.clock.Until(from.Add(lease - ClockAllowance)) }
+	stopAt := func(from time.Time) time.Duration {
+		if bugNoCutoff {
+			return 1<<63 - 1
+		}
+		return s.clock.Until(from.Add(lease - ClockAllowance))
+	}
 	cutoff := s.clock.AfterFunc(stopAt(claimed), cancel)
 	defer cutoff.Stop()
 
