@@ -27,15 +27,22 @@ type schedule struct {
 	// until the window ends) for a while; per operation, an error before the commit, a
 	// commit whose acknowledgement is lost, a commit landing after the caller's error,
 	// a slow answer.
-	Outages, Freezes                         []window
-	StoreErr, StoreAckLost, StoreLate, Slow  float64
-	Esign                                    esignPlan
-	Events                                   []replicaEvent
+	Outages, Freezes []window
+	// Partitions: one replica cannot reach the store (the others can).
+	Partitions                              []partition
+	StoreErr, StoreAckLost, StoreLate, Slow float64
+	Esign                                   esignPlan
+	Events                                  []replicaEvent
 	// Skew is each replica's clock offset.
 	Skew []time.Duration
 }
 
 type window struct{ From, To time.Duration }
+
+type partition struct {
+	Replica int
+	window
+}
 
 func (w window) len() time.Duration { return w.To - w.From }
 
@@ -157,6 +164,14 @@ func newSchedule(seed uint64) *schedule {
 	}
 	s.Outages = windows(pick(r, 0, 0, 1, 2))
 	s.Freezes = windows(pick(r, 0, 0, 1, 2))
+	for _, w := range windows(pick(r, 0, 0, 1, 2)) {
+		// A partition may last longer than lease + grace: with no answer in hand, the
+		// holder's cut-off keeps it safe however long.
+		if r.IntN(3) == 0 {
+			w.To = min(w.From+uniform(r, s.Lease+grace, 2*(s.Lease+grace)), s.FaultEnd)
+		}
+		s.Partitions = append(s.Partitions, partition{r.IntN(s.Replicas), w})
+	}
 	s.StoreErr = pick(r, 0, 0.02, 0.1)
 	s.StoreAckLost = pick(r, 0, 0.03, 0.1)
 	s.StoreLate = pick(r, 0, 0.05)
@@ -211,6 +226,9 @@ func (s *schedule) String() string {
 	}
 	for _, w := range s.Freezes {
 		fmt.Fprintf(&b, "  store frozen %v–%v\n", ms(w.From), ms(w.To))
+	}
+	for _, p := range s.Partitions {
+		fmt.Fprintf(&b, "  r%d cut off from the store %v–%v\n", p.Replica, ms(p.From), ms(p.To))
 	}
 	fmt.Fprintf(&b, "  store per op: error before commit %v, ack lost %v, late commit %v, slow %v\n", s.StoreErr, s.StoreAckLost, s.StoreLate, s.Slow)
 	fmt.Fprintf(&b, "  e签宝 per call: not sent %v, lost %v, answer lost %v, 5xx %v, 202 %v, refused %v, slow %v, client timeout %v\n",

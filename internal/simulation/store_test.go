@@ -162,5 +162,7 @@ const opPsn submission.Op = "psn-realname"
 var psnRealname = submission.Operation[*upstream.PsnEvidencePointResult]{
 	Name:   opPsn,
 	Encode: func(r *upstream.PsnEvidencePointResult) string { return r.EviPointID },
-	Decode: func(id string) *upstream.PsnEvidencePointResult { return &upstream.PsnEvidencePointResult{EviPointID: id} },
+	Decode: func(id string) *upstream.PsnEvidencePointResult {
+		return &upstream.PsnEvidencePointResult{EviPointID: id}
+	},
 }

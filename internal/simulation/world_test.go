@@ -30,8 +30,8 @@ type world struct {
 	store *memStore
 	reps  []*replica
 
-	mu      sync.Mutex
-	trace   []traceLine
+	mu    sync.Mutex
+	trace []traceLine
 	// told: per key, every id a caller was told.
 	told map[int][]tell
 	// calls: per key, every e签宝 call (from when it was sent until it could no longer
@@ -41,6 +41,7 @@ type world struct {
 	created map[int]map[string]bool
 	// claims: per attempt, whether its claim's acknowledgement reached the replica.
 	claims     map[string]bool
+	claimedAt  map[string]time.Duration
 	cov        coverage
 	beyond     []string
 	violations []string
@@ -50,6 +51,8 @@ type world struct {
 	// Beyond the bound: calls that overlapped, keys whose callers were told two ids,
 	// answers lost.
 	overlaps, split, lostAnswers int
+	// away: per replica, when it was stopped or down.
+	away map[int][]window
 	// dups: ids a replica reported as a second result for their key.
 	dups map[string]bool
 }
@@ -127,6 +130,17 @@ func (w *world) duration(lo, hi time.Duration, what string, replica, k int) time
 	return lo + time.Duration(w.draw(what, replica, k)%uint64(hi-lo))
 }
 
+// partitioned reports whether replica cannot reach the store now.
+func (w *world) partitioned(replica int) bool {
+	now := w.now()
+	for _, p := range w.s.Partitions {
+		if p.Replica == replica && now >= p.From && now < p.To {
+			return true
+		}
+	}
+	return false
+}
+
 func (w *world) in(ws []window) (window, bool) {
 	now := w.now()
 	for _, win := range ws {
@@ -185,7 +199,7 @@ type life struct {
 	died chan struct{}
 	// diedAt is when the run crashed.
 	diedAt time.Duration
-	mu   sync.Mutex
+	mu     sync.Mutex
 	// resume is non-nil while the process is stopped; it is closed when it goes on.
 	resume chan struct{}
 	sub    *submission.Submitter
@@ -284,7 +298,8 @@ func (r *replica) crash() (pending int) {
 	if l == nil || l.dead.Load() {
 		return 0
 	}
-	pending = l.sub.Pending()
+	// Results waiting: held in memory, or journaled while the store is retried.
+	pending = max(l.sub.Pending(), l.jnl.Len())
 	l.diedAt = r.w.now()
 	l.dead.Store(true)
 	close(l.died)
@@ -332,8 +347,8 @@ func (r *replica) resume() {
 type logCounter struct{ l *life }
 
 func (h *logCounter) Enabled(context.Context, slog.Level) bool { return true }
-func (h *logCounter) WithAttrs([]slog.Attr) slog.Handler        { return h }
-func (h *logCounter) WithGroup(string) slog.Handler             { return h }
+func (h *logCounter) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logCounter) WithGroup(string) slog.Handler            { return h }
 func (h *logCounter) Handle(_ context.Context, rec slog.Record) error {
 	if h.l.dead.Load() {
 		return nil
@@ -428,7 +443,7 @@ func storeCtxErr(ctx context.Context) error {
 // does not get there.
 func (c *conn) arrive(ctx context.Context, key int) (bool, error) {
 	w := c.w
-	if _, ok := w.in(w.s.Outages); ok {
+	if _, ok := w.in(w.s.Outages); ok || w.partitioned(c.l.r.id) {
 		sleepCtx(ctx, time.Millisecond)
 		return false, errUnreachable
 	}
@@ -585,6 +600,7 @@ func (w *world) observe(replica int, key submission.Key, cur, next *submission.R
 	if next.State == submission.StateInProgress && (cur == nil || cur.AttemptID != next.AttemptID) {
 		claim = next.AttemptID
 		w.claims[claim] = false
+		w.claimedAt[claim] = w.now()
 		if cur != nil && cur.State == submission.StateInProgress {
 			w.cov.Takeover++
 			w.trace = append(w.trace, traceLine{w.now(), "store: r%d takes %s over from an expired lease", []any{replica, key.CustomBizID}})
@@ -862,18 +878,8 @@ func (w *world) beyondBound(end time.Duration, format string, args ...any) {
 // run plays the schedule inside the current synctest bubble.
 func run(s *schedule, dir string) result {
 	w := &world{s: s, dir: dir, t0: time.Now(), store: newMemStore(),
-		told: map[int][]tell{}, calls: map[int][]*callSpan{}, created: map[int]map[string]bool{}, claims: map[string]bool{}, nextID: map[int]int{}, dups: map[string]bool{}}
+		told: map[int][]tell{}, calls: map[int][]*callSpan{}, created: map[int]map[string]bool{}, claims: map[string]bool{}, claimedAt: map[string]time.Duration{}, nextID: map[int]int{}, dups: map[string]bool{}, away: map[int][]window{}}
 	grace := s.grace()
-	for _, win := range s.Outages {
-		if win.len() > grace {
-			w.beyondBound(win.To, "store unreachable %v (longer than the grace %v)", ms(win.len()), grace)
-		}
-	}
-	for _, win := range s.Freezes {
-		if win.len() > grace {
-			w.beyondBound(win.To, "store frozen %v (longer than the grace %v)", ms(win.len()), grace)
-		}
-	}
 	lo, hi := slices.Min(s.Skew), slices.Max(s.Skew)
 	if hi-lo > submission.ClockAllowance {
 		w.beyondBound(0, "clocks %v apart (more than the allowance %v)", hi-lo, submission.ClockAllowance)
@@ -936,9 +942,7 @@ func (w *world) drive(r *replica, evs []replicaEvent) {
 			if pending > 0 && !e.JournalKept {
 				w.beyondBound(end, "r%d lost its journal with %d results pending", r.id, pending)
 			}
-			if pending > 0 && end-e.At > grace {
-				w.beyondBound(end, "r%d down %v with %d results pending (longer than the grace %v)", r.id, ms(end-e.At), pending, grace)
-			}
+			w.noteAway(r.id, window{e.At, end})
 			time.Sleep(end - w.now())
 			if err := r.start(e.JournalKept); err != nil {
 				w.violate("r%d did not restart: %v", r.id, err)
@@ -950,7 +954,9 @@ func (w *world) drive(r *replica, evs []replicaEvent) {
 				continue
 			}
 			w.logf("r%d paused", r.id)
+			w.noteAway(r.id, window{e.At, end})
 			if end-e.At > grace {
+				// A stopped process cannot cut its own call off.
 				w.beyondBound(end, "r%d paused %v (longer than the grace %v)", r.id, ms(end-e.At), grace)
 			}
 			time.Sleep(end - w.now())
@@ -966,6 +972,14 @@ func (w *world) checkSettled() {
 	now := time.Now()
 	grace := w.s.grace()
 	for k, rec := range w.store.snapshot() {
+		w.mu.Lock()
+		at, known := w.claimedAt[rec.AttemptID]
+		w.mu.Unlock()
+		if known && at >= w.s.FaultEnd {
+			// A caller still waiting when the faults stopped sent the key again since:
+			// a call without faults, which settle checks.
+			continue
+		}
 		if rec.State == submission.StateInProgress && now.Before(rec.LeaseUntil.Add(grace)) {
 			w.violate("%s still in progress max(lease, ESIGN_TIMEOUT)+grace after the faults stopped (lease until %v)", k.CustomBizID, rec.LeaseUntil.Sub(w.t0).Round(time.Millisecond))
 		}
@@ -1021,9 +1035,58 @@ func (w *world) settle() {
 	wg.Wait()
 }
 
+func (w *world) noteAway(replica int, win window) {
+	w.mu.Lock()
+	w.away[replica] = append(w.away[replica], win)
+	w.mu.Unlock()
+}
+
+// cutOff returns the times replica could not reach the store (outages, freezes, its
+// partitions, its pauses and crashes), merged.
+func (w *world) cutOff(replica int) []window {
+	ws := append(append([]window(nil), w.s.Outages...), w.s.Freezes...)
+	for _, p := range w.s.Partitions {
+		if p.Replica == replica {
+			ws = append(ws, p.window)
+		}
+	}
+	ws = append(ws, w.away[replica]...)
+	sort.Slice(ws, func(a, b int) bool { return ws[a].From < ws[b].From })
+	var out []window
+	for _, x := range ws {
+		if n := len(out); n > 0 && x.From <= out[n-1].To {
+			out[n-1].To = max(out[n-1].To, x.To)
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// classifyAnswers adds to the beyond-bound faults the README's bound for a result: a
+// replica holding e签宝's answer cut off from the store for longer than the grace.
+func (w *world) classifyAnswers() {
+	grace := w.s.grace()
+	for k := range w.s.Keys {
+		for _, sp := range w.calls[k] {
+			if !sp.answered {
+				continue
+			}
+			for _, c := range w.cutOff(sp.replica) {
+				if c.len() > grace && c.From <= sp.answeredAt+grace && c.To > sp.answeredAt {
+					w.beyondBound(c.To, "r%d held e签宝's answer %s for k%d while cut off from the store for %v (longer than the grace %v)",
+						sp.replica, sp.id, k, ms(c.len()), grace)
+					break
+				}
+			}
+		}
+	}
+}
+
 // checkFinal checks the invariants on what happened.
 func (w *world) checkFinal() {
 	recs := w.store.snapshot()
+	w.classifyAnswers()
 	inBound := len(w.beyond) == 0
 	for k := range w.s.Keys {
 		// No two e签宝 calls for one key could both be in flight.
