@@ -12,17 +12,28 @@ type pendingResult struct {
 }
 
 // recordOutcome records an attempt's result and returns what the caller is told. A
-// success is always recorded (record: a result e签宝 returned is never dropped), retried while the
-// store is unavailable and kept in the journal meanwhile; if another result is already
+// success is always recorded (record: a result e签宝 returned is never dropped): once its
+// first store write has failed it is in the journal, and it is retried while the store
+// is unavailable; if another result is already
 // recorded, that one is returned and this one reported as a duplicate. A failure or
 // unknown outcome is recorded only while this attempt still holds the key (finish).
 func (s *Submitter) recordOutcome(key Key, attemptID string, fingerprint []byte, result string, sendErr error) outcome {
 	state, code := classify(sendErr)
 	if state == StateSucceeded {
-		stored, err := s.recordSuccess(key, attemptID, fingerprint, result, recordFor)
+		p := pendingResult{attemptID: attemptID, result: result, fingerprint: fingerprint}
+		stored, err := s.recordSuccess(key, attemptID, fingerprint, result, 1)
 		if err != nil {
-			s.keep(key, pendingResult{attemptID: attemptID, result: result, fingerprint: fingerprint})
-			return outcome{result: result, fresh: true}
+			// The first write failed: the result goes to the journal now, before the
+			// store is tried again, so that a kill from here on cannot lose it.
+			journaled := s.journal(key, p)
+			s.clock.Sleep(100 * time.Millisecond)
+			if stored, err = s.recordSuccess(key, attemptID, fingerprint, result, recordFor-1); err != nil {
+				s.keep(key, p)
+				return outcome{result: result, fresh: true}
+			}
+			if journaled {
+				s.unjournal(key)
+			}
 		}
 		if stored != result {
 			return outcome{result: stored, replayed: true}
@@ -95,19 +106,34 @@ func (s *Submitter) recordSuccess(key Key, attemptID string, fingerprint []byte,
 	return stored, nil
 }
 
-// keep journals a success the store could not record and retries it in the background
-// until it is recorded. Until then the key stays in progress under this attempt, so no
+// keep holds a success the store could not record (already journaled by recordOutcome)
+// and retries it in the background until it is recorded. Until then the key stays in progress under this attempt, so no
 // one sends it again while its lease and the TakeoverGrace after it last; each retry is a
 // store round trip that records the result, the renewal that matters.
 func (s *Submitter) keep(key Key, p pendingResult) {
 	s.cfg.Logger.Warn("the store could not record an e签宝 result; it is kept locally and retried",
 		"op", string(key.Op), "custom_biz_id", key.CustomBizID, "namespace", key.Namespace, "result", p.result)
-	if s.cfg.Journal != nil {
-		if err := s.cfg.Journal.put(journalEntry{Key: key, AttemptID: p.attemptID, Result: p.result, Fingerprint: p.fingerprint}); err != nil {
-			s.cfg.Logger.Error("could not journal an e签宝 result", "custom_biz_id", key.CustomBizID, "err", err.Error())
-		}
-	}
 	s.hold(key, p)
+}
+
+// journal writes p to the journal (fsynced) and reports whether it did.
+func (s *Submitter) journal(key Key, p pendingResult) bool {
+	if s.cfg.Journal == nil {
+		return false
+	}
+	if err := s.cfg.Journal.put(journalEntry{Key: key, AttemptID: p.attemptID, Result: p.result, Fingerprint: p.fingerprint}); err != nil {
+		s.cfg.Logger.Error("could not journal an e签宝 result", "custom_biz_id", key.CustomBizID, "err", err.Error())
+		return false
+	}
+	return true
+}
+
+// unjournal removes key's entry once the store has its result.
+func (s *Submitter) unjournal(key Key) {
+	if err := s.cfg.Journal.remove(key); err != nil {
+		// Replayed at the next start, it finds the result recorded: harmless.
+		s.cfg.Logger.Warn("could not remove a recorded result from the journal", "custom_biz_id", key.CustomBizID, "err", err.Error())
+	}
 }
 
 // hold keeps p as key's pending result and starts its write-back unless one runs.
