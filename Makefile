@@ -117,6 +117,10 @@ else
 	go test -count=1 -timeout 60m -run '^TestSimulate$$' -v ./internal/simulation -args -seeds=$(SEEDS) | grep -v '^=== RUN'
 endif
 
+.PHONY: simulate-bugs
+simulate-bugs: ## Proof the simulation can fail: each deliberate bug (a -tags simbugs build only) caught within 10,000 seeds.
+	go test -tags simbugs -count=1 -run '^TestDeliberateBugsAreCaught$$' -v ./internal/simulation | grep -E 'caught|^(---|ok|FAIL)'
+
 FUZZTIME ?= 10s
 
 .PHONY: fuzz

@@ -190,9 +190,15 @@ func newSchedule(seed uint64) *schedule {
 		e := replicaEvent{At: uniform(r, 0, s.FaultEnd), Replica: r.IntN(s.Replicas), Kind: pick(r, crash, pause), For: length()}
 		if e.Kind == crash {
 			e.JournalKept = r.IntN(10) < 7
-			// Half the crashes hit while the store is out: when results wait in the
-			// journal.
-			if ws := append(append([]window(nil), s.Outages...), s.Freezes...); len(ws) > 0 && r.IntN(2) == 0 {
+			// Most crashes hit while the replica cannot reach the store: when results
+			// wait in its journal.
+			ws := append(append([]window(nil), s.Outages...), s.Freezes...)
+			for _, p := range s.Partitions {
+				if p.Replica == e.Replica {
+					ws = append(ws, p.window)
+				}
+			}
+			if len(ws) > 0 && r.IntN(3) > 0 {
 				w := pick(r, ws...)
 				e.At = w.From + uniform(r, w.len()/3, w.len())
 			}
