@@ -396,6 +396,42 @@ func TestExactlyOnceStoreStoppedDuringTheCall(t *testing.T) {
 	}
 }
 
+// A replica killed while it still retries the store with e签宝's answer in hand keeps
+// the answer: it is journaled the moment the first write fails, and replayed at the
+// restart. e签宝 answers in 2 s; PostgreSQL is frozen before that, so the write hangs
+// until STORE_TIMEOUT (1 s) and is retried; the replica is killed 1.6 s after the answer,
+// in the middle of those retries (before, the journal was written only after them: the
+// key stayed in progress and was sent again after the grace, the first id recorded
+// nowhere; found by internal/simulation).
+func TestExactlyOnceKilledWhileRetryingTheStore(t *testing.T) {
+	pg := pgtest.Dedicated(t)
+	e := newEsign(t)
+	db := "DATABASE_URL=" + pg.DSN()
+	aEnv := replicaEnv(t, e, db, "STORE_TIMEOUT=1s")
+	a := startBinary(t, buildBinary(t), aEnv)
+	b := startBinary(t, buildBinary(t), replicaEnv(t, e, db, "STORE_TIMEOUT=1s"))
+	e.sim.Inject(esignsim.Fault{Latency: 2 * time.Second, Times: 1})
+	body := seedWithKey(t, "killed-retrying-1")
+	go post(a, body, 0) // its caller is never answered: the replica dies first
+	eventually(t, 10*time.Second, "the call reaching e签宝", func() bool { return e.count("killed-retrying-1") == 1 })
+	sent := time.Now()
+	pg.Freeze()
+	time.Sleep(time.Until(sent.Add(3600 * time.Millisecond)))
+	kill(t, a)
+	pg.Thaw()
+	startBinary(t, buildBinary(t), aEnv)
+	eventually(t, 20*time.Second, "the result recorded", func() bool {
+		return submissionState(t, b, "killed-retrying-1")["state"] == "SUBMISSION_STATE_SUCCEEDED"
+	})
+	st := submissionState(t, b, "killed-retrying-1")
+	if again := post(b, body, 0); again.code != 200 || again.id() != st["eviPointId"] || again.body["replayed"] != true {
+		t.Fatalf("retry: %d %v, recorded %v", again.code, again.body, st)
+	}
+	if n := e.count("killed-retrying-1"); n != 1 {
+		t.Errorf("e签宝 received %d calls", n)
+	}
+}
+
 // Why 4: a frozen PostgreSQL (SIGSTOP) holds no call: a keyed call without a deadline
 // fails within the store bound, retry-safe, health stays SERVING and keyless calls
 // still work; after SIGCONT keyed calls work again.
