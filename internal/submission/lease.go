@@ -12,9 +12,9 @@ import (
 // every third of it, and the call's context ends before the last lease renewed runs
 // out (less ClockAllowance), so no other attempt can take the key while this one may
 // still be sending. The call is not ended by the caller leaving. The lease is renewed
-// until record (which records the call's result) has returned too, so that a result
-// being written keeps its key.
-func (s *Submitter) sendHolding(ctx context.Context, g *guard.Guard, key Key, attemptID string, claimed time.Time, call func(context.Context) (string, error), record func(string, error) error) error {
+// until record (which records the call's result, told when the last request started)
+// has returned too, so that a result being written keeps its key.
+func (s *Submitter) sendHolding(ctx context.Context, g *guard.Guard, key Key, attemptID string, claimed time.Time, call func(context.Context) (string, error), record func(res string, err error, lastSent time.Time) error) error {
 	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	lease := s.cfg.Lease
@@ -60,8 +60,12 @@ func (s *Submitter) sendHolding(ctx context.Context, g *guard.Guard, key Key, at
 	}()
 	// The result is recorded for the caller's retry, so an unsent attempt is tried again
 	// while the lease holds, whatever the caller does.
-	res, err := guard.Send(sendCtx, sendCtx, g, key.Op, call)
-	err = record(res, err)
+	var lastSent time.Time // when the last request started (the guard sends one at a time)
+	res, err := guard.Send(sendCtx, sendCtx, g, key.Op, func(c context.Context) (string, error) {
+		lastSent = s.clock.Now()
+		return call(c)
+	})
+	err = record(res, err, lastSent)
 	close(done)
 	wg.Wait()
 	return err

@@ -16,8 +16,9 @@ type pendingResult struct {
 // first store write has failed it is in the journal, and it is retried while the store
 // is unavailable; if another result is already
 // recorded, that one is returned and this one reported as a duplicate. A failure or
-// unknown outcome is recorded only while this attempt still holds the key (finish).
-func (s *Submitter) recordOutcome(key Key, attemptID string, fingerprint []byte, result string, sendErr error) outcome {
+// unknown outcome is recorded only while this attempt still holds the key (finish); an
+// unknown one keeps the key until quiet.
+func (s *Submitter) recordOutcome(key Key, attemptID string, fingerprint []byte, result string, sendErr error, quiet time.Time) outcome {
 	state, code := classify(sendErr)
 	if state == StateSucceeded {
 		p := pendingResult{attemptID: attemptID, result: result, fingerprint: fingerprint}
@@ -44,7 +45,7 @@ func (s *Submitter) recordOutcome(key Key, attemptID string, fingerprint []byte,
 	var err error
 	for try := 0; try < recordFor; try++ {
 		err = s.mutate(context.Background(), key, func(cur *Record) (*Record, error) {
-			v, next := finish(cur, finishEvent{AttemptID: attemptID, State: state, EsignCode: code}, s.clock.Now())
+			v, next := finish(cur, finishEvent{AttemptID: attemptID, State: state, EsignCode: code, Quiet: quiet}, s.clock.Now())
 			if v == replay {
 				stored = cur.Result
 			}

@@ -185,8 +185,14 @@ func (s *Submitter) submit(ctx context.Context, g *guard.Guard, key Key, fp Fing
 	}
 
 	var out outcome
-	err := s.sendHolding(ctx, g, key, attemptID, rec.LeaseUntil.Add(-s.cfg.Lease), call, func(res string, sendErr error) error {
-		out = s.recordOutcome(key, attemptID, fp.current(), res, sendErr)
+	err := s.sendHolding(ctx, g, key, attemptID, rec.LeaseUntil.Add(-s.cfg.Lease), call, func(res string, sendErr error, lastSent time.Time) error {
+		// A request sent may reach e签宝 for about as long as e签宝 takes to answer (the
+		// guard's admission minimum), read on any replica's clock.
+		var quiet time.Time
+		if !lastSent.IsZero() {
+			quiet = lastSent.Add(g.MinRemaining() + ClockAllowance)
+		}
+		out = s.recordOutcome(key, attemptID, fp.current(), res, sendErr, quiet)
 		return sendErr
 	})
 	out.attempts = rec.Attempts

@@ -110,6 +110,10 @@ func decide(cur *Record, e claimEvent, now time.Time) (verdict, *Record) {
 		if !same {
 			return conflict, nil
 		}
+		if now.Before(cur.LeaseUntil) {
+			// The last request sent may still reach e签宝 (finish): wait for that.
+			return inFlight, nil
+		}
 		return afterUnknown(cur, false, e, now)
 	}
 	return conflict, nil
@@ -215,10 +219,16 @@ type finishEvent struct {
 	AttemptID string
 	State     State
 	EsignCode int
+	// Quiet is, for an unknown outcome, until when the last request the attempt sent
+	// may still reach e签宝 (zero when none was sent).
+	Quiet time.Time
 }
 
 // finish records a failure or unknown outcome while the attempt still holds the key. A
-// result another attempt recorded meanwhile wins (replay: every caller is told it).
+// result another attempt recorded meanwhile wins (replay: every caller is told it). An
+// unknown outcome keeps the key until its Quiet time: a request sent just before the call
+// was cut off (or stopped, or timed out) can still reach e签宝, and no other attempt may
+// be sent meanwhile (decide waits for it).
 func finish(cur *Record, e finishEvent, now time.Time) (verdict, *Record) {
 	if cur == nil {
 		return notHeld, nil
@@ -232,6 +242,9 @@ func finish(cur *Record, e finishEvent, now time.Time) (verdict, *Record) {
 	next := *cur
 	next.State, next.EsignCode = e.State, e.EsignCode
 	next.AttemptID, next.LeaseUntil, next.UpdatedAt = "", time.Time{}, now
+	if e.State == StateOutcomeUnknown && e.Quiet.After(now) {
+		next.LeaseUntil = e.Quiet
+	}
 	return written, &next
 }
 
