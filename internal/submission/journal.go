@@ -21,7 +21,11 @@ type Journal struct {
 	db *bolt.DB
 }
 
-var journalBucket = []byte("pending")
+var (
+	journalBucket = []byte("pending")
+	// quarantineBucket keeps entries that could not be read, set aside at start-up.
+	quarantineBucket = []byte("quarantine")
+)
 
 type journalEntry struct {
 	Key       Key    `json:"key"`
@@ -67,19 +71,47 @@ func (j *Journal) remove(k Key) error {
 	return j.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(journalBucket).Delete(journalKey(k)) })
 }
 
-func (j *Journal) entries() ([]journalEntry, error) {
-	var out []journalEntry
-	err := j.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(journalBucket).ForEach(func(_, v []byte) error {
+// entries returns the results waiting in the journal. An entry that cannot be read (a
+// torn or corrupt write, or one naming no operation or result) is moved to the
+// quarantine bucket, where it stays for an operator, instead of stopping the replica and
+// stranding every other result: quarantined says how many were moved now.
+func (j *Journal) entries() (out []journalEntry, quarantined int, err error) {
+	err = j.db.Update(func(tx *bolt.Tx) error {
+		pending := tx.Bucket(journalBucket)
+		var bad [][2][]byte
+		if err := pending.ForEach(func(k, v []byte) error {
 			var e journalEntry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("journal: corrupt entry")
+			if json.Unmarshal(v, &e) != nil || e.Key.Op == "" || e.Result == "" {
+				bad = append(bad, [2][]byte{append([]byte(nil), k...), append([]byte(nil), v...)})
+				return nil
 			}
 			out = append(out, e)
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		if len(bad) == 0 {
+			return nil
+		}
+		q, err := tx.CreateBucketIfNotExists(quarantineBucket)
+		if err != nil {
+			return err
+		}
+		for _, kv := range bad {
+			if err := q.Put(kv[0], kv[1]); err != nil {
+				return err
+			}
+			if err := pending.Delete(kv[0]); err != nil {
+				return err
+			}
+		}
+		quarantined = len(bad)
+		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading the journal: %w", err)
+	}
+	return out, quarantined, nil
 }
 
 // Len returns how many results wait in the journal.

@@ -203,9 +203,15 @@ func (s *Submitter) WaitPending(ctx context.Context) error {
 // returns at once; the work stops when ctx ends.
 func (s *Submitter) Start(ctx context.Context) error {
 	if s.cfg.Journal != nil && !bugIgnoreJournal {
-		entries, err := s.cfg.Journal.entries()
+		entries, quarantined, err := s.cfg.Journal.entries()
 		if err != nil {
 			return err
+		}
+		if quarantined > 0 {
+			// Its key is then handled as an outcome unknown after the grace, like a
+			// result whose journal was lost; the others are replayed.
+			s.cfg.Logger.Error("journal entries that could not be read were set aside in the journal's quarantine bucket; the other results are replayed",
+				"count", quarantined)
 		}
 		for _, e := range entries {
 			s.hold(e.Key, pendingResult{attemptID: e.AttemptID, result: e.Result, fingerprint: e.Fingerprint})
