@@ -39,6 +39,11 @@ const (
 // PathPsnRealname is the personal real-name evidence-point call.
 const PathPsnRealname = "/v3/evidence/evi-point/psn-realname"
 
+// PsnRealname is the personal real-name evidence point (个人实名认证证据点): it creates
+// one each time it is sent.
+var PsnRealname = Register(Operation{Name: "psn-realname", Method: http.MethodPost, Path: PathPsnRealname,
+	Kind: KindCreate, Makes: "the evidence point"})
+
 // Defaults, with the reason for each.
 const (
 	// DefaultTimeout bounds one call, connection included. e签宝's official Java demo
@@ -196,21 +201,7 @@ func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 // each means and whether a retry is safe. The call is not idempotent at e签宝: after an
 // UnknownOutcomeError the evidence point may exist.
 func (c *Client) CreatePsnEvidencePoint(ctx context.Context, p *PsnEvidencePoint) (*PsnEvidencePointResult, error) {
-	body, err := p.Marshal(c.revision)
-	if err != nil {
-		return nil, err
-	}
-	var data struct {
-		EviPointID string `json:"eviPointId"`
-	}
-	trace, err := c.post(ctx, PathPsnRealname, body, p.personalValues(), &data)
-	if err != nil {
-		return nil, err
-	}
-	if data.EviPointID == "" {
-		return nil, &MalformedResponseError{Status: http.StatusOK, Reason: "success without an eviPointId", Trace: trace}
-	}
-	return &PsnEvidencePointResult{EviPointID: data.EviPointID, TraceID: trace}, nil
+	return Send[PsnEvidencePointResult](ctx, c, PsnRealname, p)
 }
 
 // envelope is e签宝's business response: {code, message, data}.

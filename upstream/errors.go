@@ -191,6 +191,11 @@ type UnknownOutcomeError struct {
 	// Err is the cause when no response came back (a context error on a timeout).
 	Err   error
 	Trace string
+	// Repeatable is set for an operation whose Kind is Repeatable (a read, an upload):
+	// sending it again creates nothing twice.
+	Repeatable bool
+	// Makes names what the operation creates ("the evidence point"), for messages.
+	Makes string
 }
 
 func (e *UnknownOutcomeError) Error() string {
@@ -210,8 +215,9 @@ func (e *UnknownOutcomeError) Unwrap() error { return e.Err }
 // Outcome is OutcomeUnknown.
 func (e *UnknownOutcomeError) Outcome() Outcome { return OutcomeUnknown }
 
-// RetrySafe is false: a retry may create a second evidence point.
-func (e *UnknownOutcomeError) RetrySafe() bool { return false }
+// RetrySafe is false unless the operation is Repeatable: a retry may create a second
+// evidence point.
+func (e *UnknownOutcomeError) RetrySafe() bool { return e.Repeatable }
 
 // TraceID returns e签宝's trace ID, if a response carried one.
 func (e *UnknownOutcomeError) TraceID() string { return e.Trace }
@@ -300,6 +306,10 @@ type MalformedResponseError struct {
 	Status int
 	Reason string
 	Trace  string
+	// Repeatable is set for an operation whose Kind is Repeatable.
+	Repeatable bool
+	// Makes names what the operation creates, for messages.
+	Makes string
 }
 
 func (e *MalformedResponseError) Error() string {
@@ -309,8 +319,9 @@ func (e *MalformedResponseError) Error() string {
 // Outcome is OutcomeUnknown.
 func (e *MalformedResponseError) Outcome() Outcome { return OutcomeUnknown }
 
-// RetrySafe is false: e签宝 may have acted on the request.
-func (e *MalformedResponseError) RetrySafe() bool { return false }
+// RetrySafe is false unless the operation is Repeatable: e签宝 may have acted on the
+// request.
+func (e *MalformedResponseError) RetrySafe() bool { return e.Repeatable }
 
 // TraceID returns e签宝's trace ID, if the response carried one.
 func (e *MalformedResponseError) TraceID() string { return e.Trace }
@@ -348,6 +359,22 @@ func traceSuffix(t string) string {
 		return ""
 	}
 	return " (e签宝 trace " + t + ")"
+}
+
+// MayHaveMade names what an operation that ended with an unknown outcome may have
+// created ("the evidence point"), or "" when err does not say.
+func MayHaveMade(err error) string {
+	var (
+		uo *UnknownOutcomeError
+		me *MalformedResponseError
+	)
+	switch {
+	case errors.As(err, &uo):
+		return uo.Makes
+	case errors.As(err, &me):
+		return me.Makes
+	}
+	return ""
 }
 
 // IsRetrySafe reports whether err is an upstream Error that is safe to retry.

@@ -17,6 +17,11 @@ import (
 // PathFileUploadURL is e签宝's call that returns a pre-signed upload URL for a file.
 const PathFileUploadURL = "/v3/files/file-upload-url"
 
+// FileUploadOp is e签宝's file upload: a signed request for an upload URL, then the PUT
+// of the bytes. Sending it again only leaves an unused file behind.
+var FileUploadOp = Register(Operation{Name: "file-upload", Method: http.MethodPost, Path: PathFileUploadURL,
+	Kind: KindUpload, Makes: "the file"})
+
 // Content types e签宝 accepts for an upload.
 const (
 	ContentTypeOctetStream = "application/octet-stream"
@@ -135,9 +140,9 @@ func (c *Client) UploadFile(ctx context.Context, f FileUpload) (string, error) {
 		FileID        string `json:"fileId"`
 		FileUploadURL string `json:"fileUploadUrl"`
 	}
-	trace, err := c.post(ctx, PathFileUploadURL, body, []string{f.Name}, &data)
+	trace, err := c.post(ctx, FileUploadOp.Path, body, []string{f.Name}, &data)
 	if err != nil {
-		return "", err
+		return "", FileUploadOp.classify(err)
 	}
 	u, perr := url.Parse(data.FileUploadURL)
 	if data.FileID == "" || perr != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

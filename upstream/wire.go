@@ -222,9 +222,9 @@ func (p *PsnEvidencePoint) Marshal(rev Revision) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// personalValues returns the values in p that are personal data, so that an e签宝 error
+// PersonalValues returns the values in p that are personal data, so that an e签宝 error
 // message quoting one of them can be masked before it goes anywhere.
-func (p *PsnEvidencePoint) personalValues() []string {
+func (p *PsnEvidencePoint) PersonalValues() []string {
 	v := []string{p.Name, p.CardNo, p.CardPortrait, p.CardNationalEmblem}
 	if t := p.ThreeElements; t != nil {
 		v = append(v, t.Mobile, t.SMSCode)
@@ -244,10 +244,21 @@ func (p *PsnEvidencePoint) personalValues() []string {
 // PsnEvidencePointResult is e签宝's answer to a successful call.
 type PsnEvidencePointResult struct {
 	// EviPointID is the evidence-point ID, starting with P or H.
-	EviPointID string
+	EviPointID string `json:"eviPointId"`
 	// TraceID is e签宝's trace ID for the call, when it sent one.
-	TraceID string
+	TraceID string `json:"-"`
 }
+
+// Complete reports a success that carries no evidence-point ID.
+func (r *PsnEvidencePointResult) Complete() string {
+	if r.EviPointID == "" {
+		return "success without an eviPointId"
+	}
+	return ""
+}
+
+// SetTrace keeps e签宝's trace ID of the call.
+func (r *PsnEvidencePointResult) SetTrace(id string) { r.TraceID = id }
 
 // EsignTraceID returns e签宝's trace ID of the call that created the evidence point.
 func (r *PsnEvidencePointResult) EsignTraceID() string { return r.TraceID }

@@ -86,6 +86,8 @@ type Simulator struct {
 
 	seq     atomic.Uint64
 	idEpoch uint64
+	// tallies are counts an operation's handler keeps (Tally), by name.
+	tallies sync.Map // string → *atomic.Int64
 
 	files fileStore
 }
@@ -171,16 +173,50 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	switch {
-	case r.Method == http.MethodPost && r.URL.Path == upstream.PathPsnRealname:
-		s.createPsnEvidencePoint(w, body, f, rec)
-	case r.Method == http.MethodPost && r.URL.Path == upstream.PathFileUploadURL:
-		s.fileUploadURL(w, r, body, rec)
-	default:
-		rec.Status, rec.Code = http.StatusNotFound, http.StatusNotFound
-		s.record(rec)
-		writeJSON(w, http.StatusNotFound, map[string]any{"code": http.StatusNotFound, "message": "接口不存在", "data": nil})
+	if h := handlerAt(r.Method, r.URL.Path); h != nil {
+		h(s, w, r, body, f, rec)
+		return
 	}
+	rec.Status, rec.Code = http.StatusNotFound, http.StatusNotFound
+	s.record(rec)
+	writeJSON(w, http.StatusNotFound, map[string]any{"code": http.StatusNotFound, "message": "接口不存在", "data": nil})
+}
+
+// handler answers one e签宝 operation: rec is the request's record so far, f the fault
+// scripted for it (nil when none). It records and answers.
+type handler func(s *Simulator, w http.ResponseWriter, r *http.Request, body []byte, f *Fault, rec Received)
+
+// handlers holds the simulator's answer to each registered e签宝 operation (upstream's
+// registry), by the operation's name. Each operation's file adds its own (simulates);
+// TestEveryOperationIsSimulated holds the two lists equal.
+var handlers = map[string]handler{}
+
+// simulates makes h the simulator's answer to op.
+func simulates(op *upstream.Operation, h handler) {
+	if _, dup := handlers[op.Name]; dup {
+		panic("esignsim: " + op.Name + " simulated twice")
+	}
+	handlers[op.Name] = h
+}
+
+// handlerAt returns the answer to the registered operation at method and path, or nil:
+// an unknown path, or an operation the simulator does not implement.
+func handlerAt(method, path string) handler {
+	for _, op := range upstream.Operations() {
+		if op.Method == method && op.Path == path {
+			return handlers[op.Name]
+		}
+	}
+	return nil
+}
+
+func init() {
+	simulates(upstream.PsnRealname, func(s *Simulator, w http.ResponseWriter, _ *http.Request, body []byte, f *Fault, rec Received) {
+		s.createPsnEvidencePoint(w, body, f, rec)
+	})
+	simulates(upstream.FileUploadOp, func(s *Simulator, w http.ResponseWriter, r *http.Request, body []byte, _ *Fault, rec Received) {
+		s.fileUploadURL(w, r, body, rec)
+	})
 }
 
 // authenticate checks the signing headers as e签宝's gateway does and returns the HTTP
@@ -269,6 +305,21 @@ func (s *Simulator) Count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.total
+}
+
+// Tally returns a count an operation's handler keeps, by the name the handler documents
+// (for instance how many points evidence chains billed); 0 when none was kept.
+func (s *Simulator) Tally(name string) int64 {
+	if v, ok := s.tallies.Load(name); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+// tally adds n to the count called name and returns the new count.
+func (s *Simulator) tally(name string, n int64) int64 {
+	v, _ := s.tallies.LoadOrStore(name, new(atomic.Int64))
+	return v.(*atomic.Int64).Add(n)
 }
 
 // Issued returns how many evidence points it has created.
