@@ -261,7 +261,7 @@ func New(opts Options) (*Server, error) {
 	// Every service with unary methods is registered through validate.WithDecodeFaults, so
 	// that a request gRPC cannot read is answered by the interceptors.
 	for _, r := range []grpc.ServiceRegistrar{g, rest} {
-		r.RegisterService(validate.WithDecodeFaults(&evidencev1.EvidenceService_ServiceDesc), evidence)
+		r.RegisterService(validate.WithDecodeFaults(evidence.ServiceDesc()), evidence)
 		r.RegisterService(validate.WithDecodeFaults(&grpc_health_v1.Health_ServiceDesc), hs)
 	}
 	hs.SetServingStatus(evidencev1.EvidenceService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)

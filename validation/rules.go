@@ -2,6 +2,9 @@ package validation
 
 import (
 	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -26,31 +29,55 @@ const (
 	RuleIDCardCheckDigit = "cardNo.idcard_check_digit"
 )
 
-// extraRules holds what the Go-side rules need, worked out once from the descriptors.
+// extraRules holds what the Go-side rules need, worked out once per message type from
+// its descriptor: eagerly for the contract's request types, on first use for any other.
 type extraRules struct {
 	// plans says, per message type, which fields the UTF-16 length rule looks at: string
 	// fields with a `string.max_len`, and message fields leading to some. Only those are
-	// visited per request.
-	plans map[protoreflect.FullName][]lenCheck
+	// visited per request. It is copied on write: reads take no lock.
+	plans atomic.Pointer[map[protoreflect.FullName][]lenCheck]
+	mu    sync.Mutex // serialises writers
 }
+
+// lenPlans is the map plan works on while it is built.
+type lenPlans = map[protoreflect.FullName][]lenCheck
 
 // lenCheck is one field the UTF-16 length rule visits.
 type lenCheck struct {
 	fd  protoreflect.FieldDescriptor
-	max uint64 // for a string field; 0 for a message field to descend into
+	max uint64 // for a string field; 0 for a message field (or list of them) to descend into
 }
 
-func newExtraRules() *extraRules {
-	r := &extraRules{plans: map[protoreflect.FullName][]lenCheck{}}
-	for _, m := range requestTypes {
-		r.plan(m.ProtoReflect().Descriptor(), map[protoreflect.FullName]bool{})
+func newExtraRules(types []proto.Message) *extraRules {
+	r := &extraRules{}
+	plans := lenPlans{}
+	for _, m := range types {
+		plan(plans, m.ProtoReflect().Descriptor(), map[protoreflect.FullName]bool{})
 	}
+	r.plans.Store(&plans)
 	return r
 }
 
-// plan works out md's checks and reports whether it has any.
-func (r *extraRules) plan(md protoreflect.MessageDescriptor, visiting map[protoreflect.FullName]bool) bool {
-	if checks, ok := r.plans[md.FullName()]; ok {
+// planned returns the plans, with md's worked out if it was not yet.
+func (r *extraRules) planned(md protoreflect.MessageDescriptor) lenPlans {
+	plans := *r.plans.Load()
+	if _, ok := plans[md.FullName()]; ok {
+		return plans
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := make(lenPlans, len(plans)+1)
+	for k, v := range *r.plans.Load() {
+		next[k] = v
+	}
+	plan(next, md, map[protoreflect.FullName]bool{})
+	r.plans.Store(&next)
+	return next
+}
+
+// plan works out md's checks into plans and reports whether it has any.
+func plan(plans lenPlans, md protoreflect.MessageDescriptor, visiting map[protoreflect.FullName]bool) bool {
+	if checks, ok := plans[md.FullName()]; ok {
 		return len(checks) > 0
 	}
 	if visiting[md.FullName()] {
@@ -62,38 +89,45 @@ func (r *extraRules) plan(md protoreflect.MessageDescriptor, visiting map[protor
 	for i := 0; i < fields.Len(); i++ {
 		fd := fields.Get(i)
 		switch {
-		case fd.IsList() || fd.IsMap():
+		case fd.IsMap() || (fd.IsList() && fd.Message() == nil):
 		case fd.Kind() == protoreflect.StringKind:
 			rules, _ := proto.GetExtension(fd.Options(), validate.E_Field).(*validate.FieldRules)
 			if rules.GetString().HasMaxLen() {
 				checks = append(checks, lenCheck{fd: fd, max: rules.GetString().GetMaxLen()})
 			}
 		case fd.Message() != nil:
-			if r.plan(fd.Message(), visiting) {
+			if plan(plans, fd.Message(), visiting) {
 				checks = append(checks, lenCheck{fd: fd})
 			}
 		}
 	}
-	r.plans[md.FullName()] = checks
+	plans[md.FullName()] = checks
 	return len(checks) > 0
 }
 
 // check appends the violations of the Go-side rules to vs.
 func (r *extraRules) check(m protoreflect.Message, vs []FieldViolation) []FieldViolation {
-	vs = r.checkMaxLenUTF16(m, "", vs)
+	vs = checkMaxLenUTF16(r.planned(m.Descriptor()), m, "", vs)
 	if req, ok := m.Interface().(*evidencev1.CreatePersonalEvidencePointRequest); ok {
 		vs = checkIDCard(req, vs)
 	}
 	return vs
 }
 
-func (r *extraRules) checkMaxLenUTF16(m protoreflect.Message, prefix string, vs []FieldViolation) []FieldViolation {
-	for _, c := range r.plans[m.Descriptor().FullName()] {
+func checkMaxLenUTF16(plans lenPlans, m protoreflect.Message, prefix string, vs []FieldViolation) []FieldViolation {
+	for _, c := range plans[m.Descriptor().FullName()] {
 		if !m.Has(c.fd) {
 			continue
 		}
+		if c.max == 0 && c.fd.IsList() {
+			list := m.Get(c.fd).List()
+			for i := 0; i < list.Len(); i++ {
+				vs = checkMaxLenUTF16(plans, list.Get(i).Message(), prefix+c.fd.JSONName()+"["+strconv.Itoa(i)+"].", vs)
+			}
+			continue
+		}
 		if c.max == 0 {
-			vs = r.checkMaxLenUTF16(m.Get(c.fd).Message(), prefix+c.fd.JSONName()+".", vs)
+			vs = checkMaxLenUTF16(plans, m.Get(c.fd).Message(), prefix+c.fd.JSONName()+".", vs)
 			continue
 		}
 		s := m.Get(c.fd).String()

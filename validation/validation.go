@@ -11,11 +11,14 @@ package validation
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
+	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	"buf.build/go/protovalidate"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
@@ -73,20 +76,33 @@ func WithNow(now func() *timestamppb.Timestamp) Option {
 	}
 }
 
-// requestTypes are the messages the service validates; their rules are compiled eagerly.
-var requestTypes = []proto.Message{
-	&evidencev1.CreatePersonalEvidencePointRequest{},
-	&evidencev1.GetSubmissionRequest{},
-	&evidencev1.UploadFileRequest{},
+// requestTypes are the contract's request messages (every message of the service's file
+// whose name ends in "Request"), read from the contract itself so that no request type
+// can be left out; their rules are compiled eagerly. A message outside the list is still
+// validated in full, its rules compiled on first use.
+func requestTypes() []proto.Message {
+	var out []proto.Message
+	msgs := evidencev1.File_esign_evidence_v1_evidence_proto.Messages()
+	for i := 0; i < msgs.Len(); i++ {
+		md := msgs.Get(i)
+		if !strings.HasSuffix(string(md.Name()), "Request") {
+			continue
+		}
+		if mt, err := protoregistry.GlobalTypes.FindMessageByName(md.FullName()); err == nil {
+			out = append(out, mt.New().Interface())
+		}
+	}
+	return out
 }
 
 // New builds a Validator with every request type's rules compiled.
 func New(opts ...Option) (*Validator, error) {
-	pv, err := protovalidate.New(protovalidate.WithMessages(requestTypes...))
+	types := requestTypes()
+	pv, err := protovalidate.New(protovalidate.WithMessages(types...))
 	if err != nil {
 		return nil, fmt.Errorf("validation: building protovalidate: %w", err)
 	}
-	v := &Validator{pv: pv, extra: newExtraRules()}
+	v := &Validator{pv: pv, extra: newExtraRules(types)}
 	for _, o := range opts {
 		o(v)
 	}
@@ -198,8 +214,20 @@ func appendConverted(vs []FieldViolation, m protoreflect.Message, pv *protovalid
 			md = nil
 			continue
 		}
-		parts = append(parts, fd.JSONName())
+		name := fd.JSONName()
+		if sub, ok := e.GetSubscript().(*validate.FieldPathElement_Index); ok {
+			// An element of a list: points[3].
+			name += "[" + strconv.FormatUint(sub.Index, 10) + "]"
+		}
+		parts = append(parts, name)
 		md = fd.Message()
+	}
+	// A message-level rule of a nested message names the field to change the same way as
+	// one of the root: its id is "<field>.<rule>".
+	if md != nil {
+		if name, _, ok := strings.Cut(fv.Rule, "."); ok && md.Fields().ByJSONName(name) != nil {
+			parts = append(parts, name)
+		}
 	}
 	fv.Field = strings.Join(parts, ".")
 	if fv.Rule == "enum.defined_only" && fd != nil && fd.Enum() != nil {

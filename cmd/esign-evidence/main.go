@@ -253,7 +253,7 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, cfg *settings, lo
 // legacyOp is the operation of the submissions stored before records were named by
 // operation (the embedded store's plain "submissions" bucket, the PostgreSQL rows from
 // before schema version 2): the personal real-name evidence point. It never changes.
-const legacyOp submission.Op = "psn-realname"
+var legacyOp = submission.Op(upstream.PsnRealname.Name)
 
 // openStore opens the PostgreSQL store when DATABASE_URL is set, else the embedded one
 // (in demo mode, in a temporary file removed at exit unless DB_PATH names one). It also

@@ -193,6 +193,7 @@ func FromUpstream(ctx context.Context, err error) *status.Status {
 			}
 		case upstream.OutcomeUnknown:
 			rule = ruleUnknown
+			rule.msg = unknownMessage(err, ue)
 			meta["cause"] = unknownCause(err)
 			if c := ctxCode(ctx); c != codes.OK {
 				rule.code = c
@@ -209,6 +210,21 @@ func FromUpstream(ctx context.Context, err error) *status.Status {
 		msg = rule.msg
 	}
 	return WithDetails(status.New(rule.code, msg), Info(rule.reason, meta))
+}
+
+// unknownMessage says what an unknown outcome means for the operation that ended with
+// it: what it may have created, or, for an operation that creates nothing twice, that a
+// retry is safe.
+func unknownMessage(err error, ue upstream.Error) string {
+	const head = "the request reached e签宝 but no definite answer came back; "
+	if ue.RetrySafe() {
+		return head + "sending it again is safe"
+	}
+	what := upstream.MayHaveMade(err)
+	if what == "" {
+		what = "what it creates"
+	}
+	return head + what + " may exist"
 }
 
 // unknownCause names why an outcome is unknown: http_<status>, timeout,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/esign-evidence/esign-evidence/internal/guard"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
+	"github.com/esign-evidence/esign-evidence/server/operation"
 )
 
 // Metrics are the service's Prometheus metrics. No label ever holds personal data: the
@@ -88,7 +89,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, outcome := range []string{"credentials_rejected", "outcome_unknown", "http_429"} {
 		m.upstreamCalls.WithLabelValues(outcome, "")
 	}
-	m.duplicates.WithLabelValues("psn-realname") // the exactly-once operation (service.PsnRealname)
+	for _, d := range operation.All() {
+		if d.ExactlyOnce() {
+			m.duplicates.WithLabelValues(d.Upstream().Name)
+		}
+	}
 	return m
 }
 

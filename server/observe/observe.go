@@ -20,8 +20,10 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/esign-evidence/esign-evidence/server/apierror"
+	"github.com/esign-evidence/esign-evidence/server/operation"
 )
 
 // RequestIDKey is the metadata key (and, over REST, the X-Request-Id header) of the
@@ -40,11 +42,16 @@ var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 type callInfo struct {
 	requestID string
 	caller    string
-	// customBizID, eviPointID and replayed are read from the request and the response.
+	// op is the call's registered operation, nil for the other RPCs.
+	op operation.Descriptor
+	// customBizID is the request's key; validated says it passed the contract's rules
+	// (only then is it logged whole).
 	customBizID string
-	eviPointID  string
-	replayed    bool
-	hasResult   bool
+	validated   bool
+	// result holds the response's identifiers (its operation's ResponseAttrs).
+	result    []slog.Attr
+	replayed  bool
+	hasResult bool
 }
 
 type callInfoKey struct{}
@@ -53,6 +60,14 @@ type callInfoKey struct{}
 func SetCaller(ctx context.Context, id string) {
 	if ci, ok := ctx.Value(callInfoKey{}).(*callInfo); ok {
 		ci.caller = id
+	}
+}
+
+// MarkValidated records that the call's request passed the contract's rules, so its
+// access line may show the request's key whole.
+func MarkValidated(ctx context.Context) {
+	if ci, ok := ctx.Value(callInfoKey{}).(*callInfo); ok {
+		ci.validated = true
 	}
 }
 
@@ -105,7 +120,7 @@ func (c *Calls) ServerReporter(ctx context.Context, meta interceptors.CallMeta) 
 	if !ok {
 		method = meta.FullMethod()
 	}
-	ci := &callInfo{requestID: requestID(ctx)}
+	ci := &callInfo{requestID: requestID(ctx), op: operation.ByFullMethod(method)}
 	ctx = context.WithValue(ctx, callInfoKey{}, ci)
 	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDKey, ci.requestID))
 	c.m.inFlight.Inc()
@@ -120,21 +135,54 @@ type report struct {
 	method string
 }
 
+// keyed is a request that carries the caller's key (customBizId).
+type keyed interface{ GetCustomBizId() string }
+
+// replayable is an answer that says whether it was replayed from the record.
+type replayable interface{ GetReplayed() bool }
+
 // PostMsgReceive notes the identifiers of a request (never its values).
 func (r *report) PostMsgReceive(msg any, _ error, _ time.Duration) {
-	switch m := msg.(type) {
-	case *evidencev1.CreatePersonalEvidencePointRequest:
-		r.ci.customBizID = m.GetCustomBizId()
-	case *evidencev1.GetSubmissionRequest:
+	if m, ok := msg.(keyed); ok {
 		r.ci.customBizID = m.GetCustomBizId()
 	}
 }
 
-// PostMsgSend notes the identifiers of a response.
+// PostMsgSend notes the identifiers of a response, as its operation's descriptor names
+// them.
 func (r *report) PostMsgSend(msg any, _ error, _ time.Duration) {
-	if m, ok := msg.(*evidencev1.CreatePersonalEvidencePointResponse); ok && m != nil {
-		r.ci.eviPointID, r.ci.replayed, r.ci.hasResult = m.GetEviPointId(), m.GetReplayed(), true
+	m, ok := msg.(proto.Message)
+	if !ok || r.ci.op == nil || reflectNil(m) {
+		return
 	}
+	r.ci.result, r.ci.hasResult = r.ci.op.ResponseAttrs(m), true
+	if rp, ok := msg.(replayable); ok {
+		r.ci.replayed = rp.GetReplayed()
+	}
+}
+
+// reflectNil reports a typed nil message (a handler's answer beside an error).
+func reflectNil(m proto.Message) bool { return !m.ProtoReflect().IsValid() }
+
+// loggedKeyPrefix is how much of a key that did not pass validation its access line
+// shows: enough to find the caller's request, never the megabyte an attacker sent.
+const loggedKeyPrefix = 36
+
+// keyAttrs are the access line's attributes of the request's key: whole once it passed
+// validation (at most 36 printable characters then), else a marked prefix of at most
+// loggedKeyPrefix bytes with its length.
+func keyAttrs(ci *callInfo) []slog.Attr {
+	switch {
+	case ci.customBizID == "":
+		return nil
+	case ci.validated:
+		return []slog.Attr{slog.String("custom_biz_id", ci.customBizID)}
+	}
+	prefix := ci.customBizID
+	if len(prefix) > loggedKeyPrefix {
+		prefix = strings.ToValidUTF8(prefix[:loggedKeyPrefix], "")
+	}
+	return []slog.Attr{slog.String("custom_biz_id_unvalidated", prefix), slog.Int("custom_biz_id_bytes", len(ci.customBizID))}
 }
 
 // PostCall writes the access line and the call metrics.
@@ -158,11 +206,10 @@ func (r *report) PostCall(err error, elapsed time.Duration) {
 		slog.String("code", code),
 		slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000),
 	)
-	if ci.customBizID != "" {
-		attrs = append(attrs, slog.String("custom_biz_id", ci.customBizID))
-	}
+	attrs = append(attrs, keyAttrs(ci)...)
 	if ci.hasResult {
-		attrs = append(attrs, slog.String("evi_point_id", ci.eviPointID), slog.Bool("replayed", ci.replayed))
+		attrs = append(attrs, ci.result...)
+		attrs = append(attrs, slog.Bool("replayed", ci.replayed))
 		if ci.replayed {
 			m.replays.Inc()
 		}

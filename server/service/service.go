@@ -1,14 +1,19 @@
-// Package service holds the handlers of esign.evidence.v1.EvidenceService. Requests reach
-// them authenticated and validated (the interceptors); each handler translates its request
-// (package translate) and makes the e签宝 call through the exactly-once layer and the guard.
+// Package service serves esign.evidence.v1.EvidenceService. Requests reach it
+// authenticated and validated (the interceptors). Every operation that makes one e签宝
+// call is served by its descriptor (package operation: translate, then the call through
+// the exactly-once layer and the guard); this package adds the RPCs that are not such an
+// operation: GetSubmission and the UploadFile stream.
 package service
 
 import (
 	"context"
+	"strings"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
@@ -16,7 +21,7 @@ import (
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/server/apierror"
 	"github.com/esign-evidence/esign-evidence/server/auth"
-	"github.com/esign-evidence/esign-evidence/server/translate"
+	"github.com/esign-evidence/esign-evidence/server/operation"
 	"github.com/esign-evidence/esign-evidence/upstream"
 )
 
@@ -51,56 +56,76 @@ type Evidence struct {
 	// nothing for that long.
 	uploads    chan struct{}
 	uploadIdle time.Duration
+	// env is what the registered operations' handlers call e签宝 with.
+	env *operation.Env
 }
 
 // New returns the handlers.
 func New(c Config) *Evidence {
 	return &Evidence{revision: c.Revision, guard: c.Guard, submitter: c.Submitter, files: c.Files, maxFileBytes: c.MaxFileBytes,
-		uploads: make(chan struct{}, max(c.MaxConcurrentUploads, 1)), uploadIdle: c.UploadIdleTimeout}
+		uploads: make(chan struct{}, max(c.MaxConcurrentUploads, 1)), uploadIdle: c.UploadIdleTimeout,
+		env: &operation.Env{Revision: c.Revision, Client: c.Files, Guard: c.Guard, Submitter: c.Submitter, Namespace: auth.Namespace}}
 }
 
-// CreatePersonalEvidencePoint translates the request and submits it exactly once per
-// customBizId: the signed e签宝 call is made only when no earlier call with the same key
-// succeeded or is in flight.
-func (s *Evidence) CreatePersonalEvidencePoint(ctx context.Context, req *evidencev1.CreatePersonalEvidencePointRequest) (*evidencev1.CreatePersonalEvidencePointResponse, error) {
-	p := translate.ToUpstream(req, s.revision)
-	// The whole contract is checked before a key is claimed or a quota token spent: the
-	// validator ran the contract's rules; e签宝's revision-dependent ones run here.
-	if err := p.Check(s.revision); err != nil {
-		return nil, apierror.FromUpstream(ctx, err).Err()
-	}
-	key := submission.Key{Namespace: auth.Namespace(ctx), CustomBizID: req.GetCustomBizId()}
-	var fp submission.Fingerprint
-	if key.CustomBizID != "" {
-		fp = s.submitter.Fingerprint(translate.Canonical(req))
-	}
-	res, err := submission.Submit(ctx, s.submitter, s.guard, PsnRealname, key, fp, func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
-		return s.files.CreatePsnEvidencePoint(ctx, p)
-	})
-	if err != nil {
-		return nil, apierror.FromSubmission(ctx, err).Err()
-	}
-	return &evidencev1.CreatePersonalEvidencePointResponse{EviPointId: res.Value.EviPointID, Replayed: res.Replayed}, nil
+// ServiceDesc is the service to register with s: the generated description with every
+// registered operation's handler bound (package operation), GetSubmission and UploadFile
+// served by s.
+func (s *Evidence) ServiceDesc() *grpc.ServiceDesc {
+	return operation.ServiceDesc(&evidencev1.EvidenceService_ServiceDesc, s.env)
 }
 
-// GetSubmission returns the stored state of a submission.
+// GetSubmission returns the stored state of a submission of one exactly-once operation
+// (the personal evidence point when the request names none).
 func (s *Evidence) GetSubmission(ctx context.Context, req *evidencev1.GetSubmissionRequest) (*evidencev1.GetSubmissionResponse, error) {
-	rec, err := s.submitter.Lookup(ctx, submission.Key{Op: PsnRealname.Name, Namespace: auth.Namespace(ctx), CustomBizID: req.GetCustomBizId()})
+	name := req.GetOperation()
+	if name == "" {
+		name = operation.PersonalEvidencePoint.RPC()
+	}
+	op := operation.ByRPC(name)
+	if op == nil || !op.ExactlyOnce() {
+		return nil, apierror.Field("operation", "operation.exactly_once",
+			"must name an exactly-once operation of the service: "+strings.Join(exactlyOnceRPCs(), ", "))
+	}
+	rec, err := s.submitter.Lookup(ctx, submission.Key{Op: submission.Op(op.Upstream().Name), Namespace: auth.Namespace(ctx), CustomBizID: req.GetCustomBizId()})
 	if err != nil {
 		return nil, apierror.FromSubmission(ctx, err).Err()
 	}
 	if rec == nil {
 		return nil, apierror.WithDetails(status.New(codes.NotFound, "no submission with this customBizId"), apierror.Info(apierror.ReasonSubmissionNotFound, nil)).Err()
 	}
-	return &evidencev1.GetSubmissionResponse{
+	resp := &evidencev1.GetSubmissionResponse{
 		CustomBizId: rec.Key.CustomBizID,
+		Operation:   op.RPC(),
 		State:       submissionStates[rec.State],
-		EviPointId:  rec.Result,
 		EsignCode:   int32(rec.EsignCode),
 		Attempts:    int32(rec.Attempts),
 		CreateTime:  timestamppb.New(rec.CreatedAt),
 		UpdateTime:  timestamppb.New(rec.UpdatedAt),
-	}, nil
+	}
+	if rec.State == submission.StateSucceeded {
+		answer, err := op.Recorded(rec.Result)
+		if err != nil {
+			return nil, apierror.Internal().Err()
+		}
+		if resp.Result, err = anypb.New(answer); err != nil {
+			return nil, apierror.Internal().Err()
+		}
+		if p, ok := answer.(*evidencev1.CreatePersonalEvidencePointResponse); ok {
+			resp.EviPointId = p.GetEviPointId()
+		}
+	}
+	return resp, nil
+}
+
+// exactlyOnceRPCs names the operations GetSubmission can look up.
+func exactlyOnceRPCs() []string {
+	var names []string
+	for _, d := range operation.All() {
+		if d.ExactlyOnce() {
+			names = append(names, d.RPC())
+		}
+	}
+	return names
 }
 
 var submissionStates = map[submission.State]evidencev1.SubmissionState{

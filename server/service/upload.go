@@ -17,12 +17,9 @@ import (
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
 	"github.com/esign-evidence/esign-evidence/internal/guard"
 	"github.com/esign-evidence/esign-evidence/server/apierror"
+	"github.com/esign-evidence/esign-evidence/server/translate"
 	"github.com/esign-evidence/esign-evidence/upstream"
 )
-
-// OpFileUpload names uploads (e签宝's upload URL, then the PUT of the bytes) in the guard's
-// debug lines.
-const OpFileUpload guard.Op = "file-upload"
 
 // DefaultMaxFileBytes caps one uploaded file. Photos of an ID card or a face are a few
 // megabytes; 20 MiB leaves room for a scanned PDF.
@@ -64,11 +61,6 @@ func (s *Evidence) UploadFile(stream evidencev1.EvidenceService_UploadFileServer
 	if err := upstream.CheckFileName(info.GetFileName()); err != nil {
 		return apierror.Field("info.fileName", "file_name.esign", err.Error())
 	}
-	contentType := info.GetContentType()
-	if contentType == "" {
-		contentType = upstream.ContentTypeFor(info.GetFileName())
-	}
-
 	sp := &spool{}
 	defer sp.remove()
 	sum := md5.New() //nolint:gosec // see import
@@ -82,14 +74,12 @@ func (s *Evidence) UploadFile(stream evidencev1.EvidenceService_UploadFileServer
 	md5b64 := base64.StdEncoding.EncodeToString(sum.Sum(nil))
 	// The same guard as every e签宝 call: admission and quota, the breaker, the retry of an
 	// attempt that never reached e签宝, metrics and the debug line.
-	fileID, err := guard.Call(ctx, s.guard, OpFileUpload, func(ctx context.Context) (string, error) {
+	fileID, err := guard.Call(ctx, s.guard, guard.Op(upstream.FileUploadOp.Name), func(ctx context.Context) (string, error) {
 		// Every attempt reads the file from its start.
 		if _, err := sp.f.Seek(0, io.SeekStart); err != nil {
 			return "", &upstream.LocalError{What: "reading the buffered upload", Err: err}
 		}
-		return s.files.UploadFile(ctx, upstream.FileUpload{
-			Name: info.GetFileName(), ContentType: contentType, Size: size, ContentMD5: md5b64, Body: sp.f,
-		})
+		return s.files.UploadFile(ctx, translate.ToFileUpload(info, size, md5b64, sp.f))
 	})
 	if err != nil {
 		return apierror.FromSubmission(ctx, err).Err()

@@ -4,6 +4,7 @@
 package translate
 
 import (
+	"io"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -119,4 +120,15 @@ func Canonical(req *evidencev1.CreatePersonalEvidencePointRequest) []byte {
 	// Marshalling a message that was just decoded and validated cannot fail.
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
 	return b
+}
+
+// ToFileUpload describes an upload to e签宝: the file's name, its declared content type
+// (from the name when the caller gave none: .pdf is PDF, anything else octet-stream), and
+// the size and MD5 of the bytes body reads.
+func ToFileUpload(info *evidencev1.FileInfo, size int64, contentMD5 string, body io.Reader) upstream.FileUpload {
+	contentType := info.GetContentType()
+	if contentType == "" {
+		contentType = upstream.ContentTypeFor(info.GetFileName())
+	}
+	return upstream.FileUpload{Name: info.GetFileName(), ContentType: contentType, Size: size, ContentMD5: contentMD5, Body: body}
 }

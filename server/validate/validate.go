@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/esign-evidence/esign-evidence/server/apierror"
+	"github.com/esign-evidence/esign-evidence/server/observe"
 	"github.com/esign-evidence/esign-evidence/validation"
 )
 
@@ -52,6 +53,7 @@ func (m *Messages) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		if err := m.check(req); err != nil {
 			return nil, err
 		}
+		observe.MarkValidated(ctx)
 		return handler(ctx, req)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	anypb "google.golang.org/protobuf/types/known/anypb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1091,7 +1092,11 @@ func (x *UploadFileResponse) GetContentMd5() string {
 type GetSubmissionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The `customBizId` the submission was made with.
-	CustomBizId   string `protobuf:"bytes,1,opt,name=custom_biz_id,json=customBizId,proto3" json:"custom_biz_id,omitempty"`
+	CustomBizId string `protobuf:"bytes,1,opt,name=custom_biz_id,json=customBizId,proto3" json:"custom_biz_id,omitempty"`
+	// The exactly-once operation the submission was made with: the name of its RPC, e.g.
+	// `CreateEvidenceChain`. `CreatePersonalEvidencePoint` when omitted. Over REST, the
+	// query parameter `operation`.
+	Operation     string `protobuf:"bytes,2,opt,name=operation,proto3" json:"operation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1133,6 +1138,13 @@ func (x *GetSubmissionRequest) GetCustomBizId() string {
 	return ""
 }
 
+func (x *GetSubmissionRequest) GetOperation() string {
+	if x != nil {
+		return x.Operation
+	}
+	return ""
+}
+
 // A submission as stored. It holds no personal data.
 type GetSubmissionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1140,7 +1152,8 @@ type GetSubmissionResponse struct {
 	CustomBizId string `protobuf:"bytes,1,opt,name=custom_biz_id,json=customBizId,proto3" json:"custom_biz_id,omitempty"`
 	// Where the submission stands.
 	State SubmissionState `protobuf:"varint,2,opt,name=state,proto3,enum=esign.evidence.v1.SubmissionState" json:"state,omitempty"`
-	// The evidence-point ID, once e签宝 returned one.
+	// The evidence-point ID, once e签宝 returned one (CreatePersonalEvidencePoint only;
+	// `result` carries every operation's answer).
 	EviPointId string `protobuf:"bytes,3,opt,name=evi_point_id,json=eviPointId,proto3" json:"evi_point_id,omitempty"`
 	// e签宝's business code of the last answer (0 on success; unset when none came back).
 	EsignCode int32 `protobuf:"varint,4,opt,name=esign_code,json=esignCode,proto3" json:"esign_code,omitempty"`
@@ -1149,7 +1162,12 @@ type GetSubmissionResponse struct {
 	// When the submission was first made.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When it last changed.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// The operation the submission was made with (the RPC's name).
+	Operation string `protobuf:"bytes,8,opt,name=operation,proto3" json:"operation,omitempty"`
+	// The operation's answer, as a replay of it returns it (e.g. a
+	// CreateEvidenceChainResponse), once e签宝 returned one.
+	Result        *anypb.Any `protobuf:"bytes,9,opt,name=result,proto3" json:"result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1233,11 +1251,25 @@ func (x *GetSubmissionResponse) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *GetSubmissionResponse) GetOperation() string {
+	if x != nil {
+		return x.Operation
+	}
+	return ""
+}
+
+func (x *GetSubmissionResponse) GetResult() *anypb.Any {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
 var File_esign_evidence_v1_evidence_proto protoreflect.FileDescriptor
 
 const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\n" +
-	" esign/evidence/v1/evidence.proto\x12\x11esign.evidence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x83\"\n" +
+	" esign/evidence/v1/evidence.proto\x12\x11esign.evidence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x83\"\n" +
 	"\"CreatePersonalEvidencePointRequest\x124\n" +
 	"\bevi_name\x18\x01 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18@2\n" +
 	"[^\\s\\p{Z}]R\aeviName\x12E\n" +
@@ -1328,9 +1360,10 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\afile_id\x18\x01 \x01(\tR\x06fileId\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
 	"\vcontent_md5\x18\x03 \x01(\tR\n" +
-	"contentMd5\"~\n" +
+	"contentMd5\"\xba\x01\n" +
 	"\x14GetSubmissionRequest\x12f\n" +
-	"\rcustom_biz_id\x18\x01 \x01(\tBB\x92A\x18J\x16\"openapi-example-0001\"\xe0A\x02\xbaH!\xc8\x01\x01r\x1c\x18$2\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\vcustomBizId\"\xcc\x02\n" +
+	"\rcustom_biz_id\x18\x01 \x01(\tBB\x92A\x18J\x16\"openapi-example-0001\"\xe0A\x02\xbaH!\xc8\x01\x01r\x1c\x18$2\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\vcustomBizId\x12:\n" +
+	"\toperation\x18\x02 \x01(\tB\x1c\xbaH\x19r\x17\x18@2\x13^([A-Z][A-Za-z]*)?$R\toperation\"\x98\x03\n" +
 	"\x15GetSubmissionResponse\x12\"\n" +
 	"\rcustom_biz_id\x18\x01 \x01(\tR\vcustomBizId\x128\n" +
 	"\x05state\x18\x02 \x01(\x0e2\".esign.evidence.v1.SubmissionStateR\x05state\x12 \n" +
@@ -1342,7 +1375,9 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime*a\n" +
+	"updateTime\x12\x1c\n" +
+	"\toperation\x18\b \x01(\tR\toperation\x12,\n" +
+	"\x06result\x18\t \x01(\v2\x14.google.protobuf.AnyR\x06result*a\n" +
 	"\x0eRealNameMethod\x12 \n" +
 	"\x1cREAL_NAME_METHOD_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rTHREEELEMENTS\x10\x01\x12\x10\n" +
@@ -1478,6 +1513,7 @@ var file_esign_evidence_v1_evidence_proto_goTypes = []any{
 	(*GetSubmissionRequest)(nil),                // 11: esign.evidence.v1.GetSubmissionRequest
 	(*GetSubmissionResponse)(nil),               // 12: esign.evidence.v1.GetSubmissionResponse
 	(*timestamppb.Timestamp)(nil),               // 13: google.protobuf.Timestamp
+	(*anypb.Any)(nil),                           // 14: google.protobuf.Any
 }
 var file_esign_evidence_v1_evidence_proto_depIdxs = []int32{
 	0,  // 0: esign.evidence.v1.CreatePersonalEvidencePointRequest.real_name_method:type_name -> esign.evidence.v1.RealNameMethod
@@ -1489,17 +1525,18 @@ var file_esign_evidence_v1_evidence_proto_depIdxs = []int32{
 	2,  // 6: esign.evidence.v1.GetSubmissionResponse.state:type_name -> esign.evidence.v1.SubmissionState
 	13, // 7: esign.evidence.v1.GetSubmissionResponse.create_time:type_name -> google.protobuf.Timestamp
 	13, // 8: esign.evidence.v1.GetSubmissionResponse.update_time:type_name -> google.protobuf.Timestamp
-	3,  // 9: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:input_type -> esign.evidence.v1.CreatePersonalEvidencePointRequest
-	11, // 10: esign.evidence.v1.EvidenceService.GetSubmission:input_type -> esign.evidence.v1.GetSubmissionRequest
-	8,  // 11: esign.evidence.v1.EvidenceService.UploadFile:input_type -> esign.evidence.v1.UploadFileRequest
-	7,  // 12: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:output_type -> esign.evidence.v1.CreatePersonalEvidencePointResponse
-	12, // 13: esign.evidence.v1.EvidenceService.GetSubmission:output_type -> esign.evidence.v1.GetSubmissionResponse
-	10, // 14: esign.evidence.v1.EvidenceService.UploadFile:output_type -> esign.evidence.v1.UploadFileResponse
-	12, // [12:15] is the sub-list for method output_type
-	9,  // [9:12] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	14, // 9: esign.evidence.v1.GetSubmissionResponse.result:type_name -> google.protobuf.Any
+	3,  // 10: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:input_type -> esign.evidence.v1.CreatePersonalEvidencePointRequest
+	11, // 11: esign.evidence.v1.EvidenceService.GetSubmission:input_type -> esign.evidence.v1.GetSubmissionRequest
+	8,  // 12: esign.evidence.v1.EvidenceService.UploadFile:input_type -> esign.evidence.v1.UploadFileRequest
+	7,  // 13: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:output_type -> esign.evidence.v1.CreatePersonalEvidencePointResponse
+	12, // 14: esign.evidence.v1.EvidenceService.GetSubmission:output_type -> esign.evidence.v1.GetSubmissionResponse
+	10, // 15: esign.evidence.v1.EvidenceService.UploadFile:output_type -> esign.evidence.v1.UploadFileResponse
+	13, // [13:16] is the sub-list for method output_type
+	10, // [10:13] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_esign_evidence_v1_evidence_proto_init() }

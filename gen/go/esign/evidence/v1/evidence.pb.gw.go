@@ -62,6 +62,8 @@ func local_request_EvidenceService_CreatePersonalEvidencePoint_0(ctx context.Con
 	return msg, metadata, err
 }
 
+var filter_EvidenceService_GetSubmission_0 = &utilities.DoubleArray{Encoding: map[string]int{"custom_biz_id": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
+
 func request_EvidenceService_GetSubmission_0(ctx context.Context, marshaler runtime.Marshaler, client EvidenceServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq GetSubmissionRequest
@@ -75,6 +77,12 @@ func request_EvidenceService_GetSubmission_0(ctx context.Context, marshaler runt
 	protoReq.CustomBizId, err = runtime.String(val)
 	if err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "custom_biz_id", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_EvidenceService_GetSubmission_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	if req.Body != nil {
 		_, _ = io.Copy(io.Discard, req.Body)
@@ -96,6 +104,12 @@ func local_request_EvidenceService_GetSubmission_0(ctx context.Context, marshale
 	protoReq.CustomBizId, err = runtime.String(val)
 	if err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "custom_biz_id", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_EvidenceService_GetSubmission_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	msg, err := server.GetSubmission(ctx, &protoReq)
 	return msg, metadata, err

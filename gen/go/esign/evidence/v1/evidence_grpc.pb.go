@@ -40,9 +40,10 @@ type EvidenceServiceClient interface {
 	// Wraps e签宝's `POST /v3/evidence/evi-point/psn-realname`. The REST mapping uses the
 	// same path and accepts e签宝's own JSON request body unchanged.
 	CreatePersonalEvidencePoint(ctx context.Context, in *CreatePersonalEvidencePointRequest, opts ...grpc.CallOption) (*CreatePersonalEvidencePointResponse, error)
-	// Looks up a submission by the caller's `customBizId`: its state, the `eviPointId` once
-	// e签宝 returned one, and when it was first and last attempted. It returns no personal
-	// data: none is stored.
+	// Looks up a submission by the caller's `customBizId` and the operation it was made
+	// with (`operation`, the RPC's name; CreatePersonalEvidencePoint when omitted): its
+	// state, the operation's answer once e签宝 returned one, and when it was first and last
+	// attempted. It returns no personal data: none is stored.
 	GetSubmission(ctx context.Context, in *GetSubmissionRequest, opts ...grpc.CallOption) (*GetSubmissionResponse, error)
 	// Uploads one file (an ID-card side, a face photo: an image or a PDF) to e签宝 and
 	// returns its file ID, for `cardPortrait`, `cardNationalEmblem` and `faceImage`.
@@ -116,9 +117,10 @@ type EvidenceServiceServer interface {
 	// Wraps e签宝's `POST /v3/evidence/evi-point/psn-realname`. The REST mapping uses the
 	// same path and accepts e签宝's own JSON request body unchanged.
 	CreatePersonalEvidencePoint(context.Context, *CreatePersonalEvidencePointRequest) (*CreatePersonalEvidencePointResponse, error)
-	// Looks up a submission by the caller's `customBizId`: its state, the `eviPointId` once
-	// e签宝 returned one, and when it was first and last attempted. It returns no personal
-	// data: none is stored.
+	// Looks up a submission by the caller's `customBizId` and the operation it was made
+	// with (`operation`, the RPC's name; CreatePersonalEvidencePoint when omitted): its
+	// state, the operation's answer once e签宝 returned one, and when it was first and last
+	// attempted. It returns no personal data: none is stored.
 	GetSubmission(context.Context, *GetSubmissionRequest) (*GetSubmissionResponse, error)
 	// Uploads one file (an ID-card side, a face photo: an image or a PDF) to e签宝 and
 	// returns its file ID, for `cardPortrait`, `cardNationalEmblem` and `faceImage`.
