@@ -97,7 +97,9 @@ func TestUnvalidatedKeyIsLoggedBounded(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("got %v", err)
 	}
-	waitFor(t, func() bool { return len(logLines(t, st.logs.String(), map[string]string{"msg": "call", "code": "InvalidArgument"})) > 0 })
+	waitFor(t, func() bool {
+		return len(logLines(t, st.logs.String(), map[string]string{"msg": "call", "code": "InvalidArgument"})) > 0
+	})
 	line := logLines(t, st.logs.String(), map[string]string{"msg": "call", "code": "InvalidArgument"})[0]
 	if _, ok := line["custom_biz_id"]; ok {
 		t.Errorf("unvalidated key logged as custom_biz_id")

@@ -27,7 +27,9 @@ func mustPanic(t *testing.T, want string, f func()) {
 // A descriptor that is incomplete, names no RPC of the service, or repeats one already
 // registered is refused when the package loads, never found later by a caller.
 func TestRegisterRefusesMistakes(t *testing.T) {
-	respond := func(*upstream.PsnEvidencePointResult, bool) *evidencev1.CreatePersonalEvidencePointResponse { return nil }
+	respond := func(*upstream.PsnEvidencePointResult, bool) *evidencev1.CreatePersonalEvidencePointResponse {
+		return nil
+	}
 	mustPanic(t, "incomplete", func() {
 		operation.Register(&psnOp{Method: "CreatePersonalEvidencePoint", Esign: upstream.PsnRealname, Translate: translate.ToUpstream})
 	})
