@@ -172,7 +172,7 @@ func TestOpenAPIDocumentForClients(t *testing.T) {
 	for route, c := range map[string][2][]int{
 		"POST /v3/evidence/evi-point/psn-realname": {{400, 401, 409, 413, 429, 503, 504}, {404}},
 		"GET /v1/submissions/{customBizId}":        {{400, 401, 404, 429, 503, 504}, {409, 413}},
-		"POST /v1/files":                           {{400, 401, 413, 429, 503, 504}, {404, 409}},
+		"POST /v1/files":                           {{400, 401, 413, 415, 429, 503, 504}, {404, 409}},
 	} {
 		for _, code := range c[0] {
 			if !slices.Contains(codes[route], code) {
@@ -237,13 +237,20 @@ func TestOpenAPIUploadRouteMatchesContract(t *testing.T) {
 	if op == nil {
 		t.Fatal("no POST /v1/files")
 	}
+	for _, ct := range []string{"application/octet-stream", "multipart/form-data"} {
+		if !slices.Contains(op.Consumes, ct) {
+			t.Errorf("POST /v1/files does not consume %s", ct)
+		}
+	}
 	info := jsonNames((&evidencev1.FileInfo{}).ProtoReflect().Descriptor())
 	for _, p := range op.Parameters {
 		if p.In == "query" && !slices.Contains(info, p.Name) {
 			t.Errorf("query parameter %s is not a FileInfo field (%v)", p.Name, info)
 		}
-		if p.In == "query" && p.Name == "fileName" && !p.Required {
-			t.Error("fileName is not required")
+		// fileName is required unless a form's file part names the file, which Swagger 2.0
+		// cannot say but in words (a body and form fields exclude each other there).
+		if p.In == "query" && p.Name == "fileName" && (p.Required || !strings.Contains(p.Description, "Required, unless the body is a form")) {
+			t.Errorf("fileName: required %v, described %q: it is required unless a form's file part names the file", p.Required, p.Description)
 		}
 	}
 }

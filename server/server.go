@@ -249,6 +249,11 @@ func New(opts Options) (*Server, error) {
 	m.RegisterStoreUp(opts.Registry, opts.Submitter.StoreUp)
 	m.RegisterPendingResults(opts.Registry, opts.Submitter.Pending)
 	opts.Submitter.OnDuplicate(m.Duplicate)
+	// Upload temporary files have no name while in use; any named one was left by a
+	// process that ended abnormally (or by an earlier version).
+	if n := service.SweepSpools(); n > 0 {
+		opts.Logger.Warn("removed upload temporary files left by an earlier process", "files", n)
+	}
 	evidence := service.New(service.Config{
 		Revision:             opts.Upstream.Revision(),
 		Guard:                esignGuard,

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,13 +53,12 @@ func badRequestFields(st *status.Status) []string {
 	return out
 }
 
-func uploadFiles(t *testing.T, dir string) int {
-	t.Helper()
-	m, err := filepath.Glob(filepath.Join(dir, "esign-evidence-upload-*"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(m)
+// uploadFiles counts the upload temporary files of the target in dir: open (they have
+// no name) or named there.
+func (tg *target) uploadFiles(dir string) int {
+	tg.t.Helper()
+	named, open := spoolFiles(tg.t, tg.cmd.Process.Pid, dir)
+	return max(named, open)
 }
 
 // TestAbuseStalledUploads: 300 UploadFile streams over 6 connections that send their
@@ -121,7 +119,7 @@ func TestAbuseStalledUploads(t *testing.T) {
 		done := make(chan struct{})
 		go func() { wg.Wait(); close(done) }()
 		for {
-			if n := int64(uploadFiles(t, tmp)); n > maxFiles.Load() {
+			if n := int64(tg.uploadFiles(tmp)); n > maxFiles.Load() {
 				maxFiles.Store(n)
 			}
 			peakCalls = max(peakCalls, metric(tg.metrics(), "esign_evidence_calls_in_flight"))
@@ -166,7 +164,7 @@ func TestAbuseStalledUploads(t *testing.T) {
 		t.Errorf("%d temporary files at once for %d admitted uploads that sent bytes: files are created before the first bytes arrive",
 			maxFiles.Load(), admittedWithBytes)
 	}
-	if n := uploadFiles(t, tmp); n != 0 {
+	if n := tg.uploadFiles(tmp); n != 0 {
 		t.Errorf("%d temporary upload files left after the streams ended", n)
 	}
 	body := tg.metrics()
@@ -200,9 +198,9 @@ func TestAbuseSlowBodies(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				path := "/v3/evidence/evi-point/psn-realname"
+				path, contentType := "/v3/evidence/evi-point/psn-realname", "application/json"
 				if i%4 == 0 {
-					path = "/v1/files?fileName=slow.jpg"
+					path, contentType = "/v1/files?fileName=slow.jpg", "application/octet-stream"
 				}
 				c, err := net.DialTimeout("tcp", tg.httpAddr, 5*time.Second)
 				if err != nil {
@@ -212,7 +210,7 @@ func TestAbuseSlowBodies(t *testing.T) {
 				defer c.Close()
 				start := time.Now()
 				_ = c.SetDeadline(start.Add(bound))
-				fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", path, tg.token)
+				fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\nContent-Type: %s\r\nContent-Length: 1000\r\n\r\n{", path, tg.token, contentType)
 				got := make(chan string, 1)
 				go func() {
 					line, _ := bufio.NewReader(c).ReadString('\n')

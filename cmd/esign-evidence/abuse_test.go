@@ -134,6 +134,9 @@ func (tg *target) rest(ctx context.Context, method, path string, body []byte, to
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if strings.HasPrefix(path, "/v1/files") {
+		req.Header.Set("Content-Type", "application/octet-stream") // a file's bytes
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

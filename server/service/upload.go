@@ -118,14 +118,15 @@ func (s *Evidence) receiveFile(in *receiver, sp *spool, sum hash.Hash) (int64, e
 	}
 }
 
-// spool is an upload's temporary file, created when the first bytes arrive.
+// spool is an upload's temporary file, opened when the first bytes arrive, without a
+// name (openSpool): closing it frees it, and so does the end of the process.
 type spool struct {
 	f *os.File
 }
 
 func (sp *spool) write(b []byte) error {
 	if sp.f == nil {
-		f, err := os.CreateTemp("", "esign-evidence-upload-*")
+		f, err := openSpool()
 		if err != nil {
 			return err
 		}
@@ -138,7 +139,6 @@ func (sp *spool) write(b []byte) error {
 func (sp *spool) remove() {
 	if sp.f != nil {
 		_ = sp.f.Close()
-		_ = os.Remove(sp.f.Name())
 	}
 }
 

@@ -37,21 +37,30 @@ type pendingUpload struct {
 type fileStore struct {
 	mu       sync.Mutex
 	pending  map[string]pendingUpload // by URL token
-	uploaded map[string]bool          // file IDs whose bytes arrived
+	uploaded map[string]string        // file IDs whose bytes arrived → base64 MD5 of those bytes
 	order    []string                 // file IDs, oldest first, for the bound
 }
 
 func (f *fileStore) init() {
 	if f.pending == nil {
-		f.pending, f.uploaded = map[string]pendingUpload{}, map[string]bool{}
+		f.pending, f.uploaded = map[string]pendingUpload{}, map[string]string{}
 	}
 }
 
 // Uploaded reports whether the bytes of fileID were uploaded.
 func (s *Simulator) Uploaded(fileID string) bool {
+	_, ok := s.ReceivedMD5(fileID)
+	return ok
+}
+
+// ReceivedMD5 is the base64 MD5 of the bytes the storage received for fileID (computed
+// from the bytes as they arrived), and whether any arrived.
+func (s *Simulator) ReceivedMD5(fileID string) (string, bool) {
 	s.files.mu.Lock()
 	defer s.files.mu.Unlock()
-	return s.files.uploaded[fileID]
+	s.files.init()
+	sum, ok := s.files.uploaded[fileID]
+	return sum, ok
 }
 
 func randomHex(n int) string {
@@ -141,14 +150,15 @@ func (s *Simulator) ossPut(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	if n != p.size || base64.StdEncoding.EncodeToString(sum.Sum(nil)) != p.md5 {
+	got := base64.StdEncoding.EncodeToString(sum.Sum(nil))
+	if n != p.size || got != p.md5 {
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = io.WriteString(w, "<Error><Code>InvalidDigest</Code></Error>")
 		return
 	}
 	s.files.mu.Lock()
 	delete(s.files.pending, token)
-	s.files.uploaded[p.fileID] = true
+	s.files.uploaded[p.fileID] = got
 	s.files.order = append(s.files.order, p.fileID)
 	if len(s.files.order) > maxFiles {
 		delete(s.files.uploaded, s.files.order[0])

@@ -1397,7 +1397,7 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x1cSUBMISSION_STATE_IN_PROGRESS\x10\x01\x12\x1e\n" +
 	"\x1aSUBMISSION_STATE_SUCCEEDED\x10\x02\x12\x1b\n" +
 	"\x17SUBMISSION_STATE_FAILED\x10\x03\x12$\n" +
-	" SUBMISSION_STATE_OUTCOME_UNKNOWN\x10\x042\xe1$\n" +
+	" SUBMISSION_STATE_OUTCOME_UNKNOWN\x10\x042\x88'\n" +
 	"\x0fEvidenceService\x12\xe0\x10\n" +
 	"\x1bCreatePersonalEvidencePoint\x125.esign.evidence.v1.CreatePersonalEvidencePointRequest\x1a6.esign.evidence.v1.CreatePersonalEvidencePointResponse\"\xd1\x0f\x92A\x9f\x0fJ\xd5\x02\n" +
 	"\x03400\x12\xcd\x02\n" +
@@ -1448,11 +1448,11 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x19\x1a\x17#/definitions/rpcStatusJY\n" +
 	"\x03504\x12R\n" +
 	"3The caller's deadline passed (`DEADLINE_EXCEEDED`).\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatus\x82\xd3\xe4\x93\x02!\x12\x1f/v1/submissions/{custom_biz_id}\x12\xa6\f\n" +
+	"\x19\x1a\x17#/definitions/rpcStatus\x82\xd3\xe4\x93\x02!\x12\x1f/v1/submissions/{custom_biz_id}\x12\xcd\x0e\n" +
 	"\n" +
-	"UploadFile\x12$.esign.evidence.v1.UploadFileRequest\x1a%.esign.evidence.v1.UploadFileResponse\"\xc8\v\x92A\xc4\vJ\xe5\x01\n" +
-	"\x03400\x12\xdd\x01\n" +
-	"\xbd\x01The file name breaks e签宝's rules, the file is empty, the parts come in the wrong order, or a query parameter is invalid (`INVALID_REQUEST`, with a `BadRequest` detail naming the field).\x12\x1b\n" +
+	"UploadFile\x12$.esign.evidence.v1.UploadFileRequest\x1a%.esign.evidence.v1.UploadFileResponse\"\xef\r\x92A\xeb\rJ\x8a\x02\n" +
+	"\x03400\x12\x82\x02\n" +
+	"\xe2\x01The file name breaks e签宝's rules, the file is empty, the parts come in the wrong order, a query parameter is invalid, or a form has no file or more than one (`INVALID_REQUEST`, with a `BadRequest` detail naming the field).\x12\x1b\n" +
 	"\x19\x1a\x17#/definitions/rpcStatusJ\x99\x01\n" +
 	"\x03401\x12\x91\x01\n" +
 	"rNo valid credentials (`UNAUTHENTICATED`): send `Authorization: Bearer <token>`, or a client certificate over mTLS.\x12\x1b\n" +
@@ -1462,6 +1462,9 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x19\x1a\x17#/definitions/rpcStatusJ`\n" +
 	"\x03413\x12Y\n" +
 	":The file is larger than MAX_FILE_BYTES (`FILE_TOO_LARGE`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\xff\x01\n" +
+	"\x03415\x12\xf7\x01\n" +
+	"\xd7\x01The body's media type is not one this route takes, or a form's file part declares another type or a transfer encoding (`INVALID_REQUEST`, with a `BadRequest` detail naming `Content-Type` or `file` and what to send).\x12\x1b\n" +
 	"\x19\x1a\x17#/definitions/rpcStatusJ\x84\x02\n" +
 	"\x03429\x12\xfc\x01\n" +
 	"\xdc\x01Nothing was sent: MAX_CONCURRENT_UPLOADS uploads in progress (`TOO_MANY_UPLOADS`), too many calls in flight (`OVERLOADED`) or no room in the e签宝 quota (`RATE_LIMITED`); or e签宝 answered 429 (`ESIGN_RATE_LIMITED`).\x12\x1b\n" +

@@ -53,7 +53,10 @@ type EvidenceServiceClient interface {
 	// bytes with their MD5) itself. Client streaming keeps the service's memory bounded
 	// whatever the file size: chunks are spooled to a temporary file while the MD5 e签宝
 	// needs before the upload is computed. Over REST, `POST /v1/files?fileName=<name>` takes
-	// the raw bytes as the body.
+	// the file's bytes as the body (Content-Type `application/octet-stream`, `image/jpeg`,
+	// `image/png`, `application/pdf` or none), or a `multipart/form-data` form with the
+	// file in its part `file` (whose file name stands in for `fileName`); e签宝 receives
+	// the file's bytes and nothing else.
 	//
 	// The error statuses below are the REST route's, which scripts/openapimerge adds to the
 	// OpenAPI document (this method has no google.api.http binding).
@@ -130,7 +133,10 @@ type EvidenceServiceServer interface {
 	// bytes with their MD5) itself. Client streaming keeps the service's memory bounded
 	// whatever the file size: chunks are spooled to a temporary file while the MD5 e签宝
 	// needs before the upload is computed. Over REST, `POST /v1/files?fileName=<name>` takes
-	// the raw bytes as the body.
+	// the file's bytes as the body (Content-Type `application/octet-stream`, `image/jpeg`,
+	// `image/png`, `application/pdf` or none), or a `multipart/form-data` form with the
+	// file in its part `file` (whose file name stands in for `fileName`); e签宝 receives
+	// the file's bytes and nothing else.
 	//
 	// The error statuses below are the REST route's, which scripts/openapimerge adds to the
 	// OpenAPI document (this method has no google.api.http binding).
