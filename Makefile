@@ -177,6 +177,10 @@ export IMAGE
 image: ## Build the container image $(IMAGE) with podman, offline (FROM scratch; podman from Debian if missing).
 	scripts/image.sh build
 
+.PHONY: image-plain
+image-plain: ## Build the image as a plain `podman build .` does, its Go stage run for real on a stand-in Go image made offline (slow).
+	scripts/image.sh plain
+
 .PHONY: image-check
 image-check: tools ## Check the image from outside: user, entrypoint, filesystem, its binary serving the seed example.
 	scripts/image.sh check

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Builds the container image from Containerfile, offline, and checks it from outside.
 #
-#   scripts/image.sh build   assemble build/image/ and run `podman build` (FROM scratch)
+#   scripts/image.sh build   build the binary here, assemble build/image/ as the Containerfile's
+#                            "build" stage would leave it, and run `podman build` with it as
+#                            that stage (--build-context build=build/image): the Go image the
+#                            stage names is never pulled
+#   scripts/image.sh plain   build it as a user with a registry would, `podman build .` with
+#                            the Containerfile's own Go stage, here against a stand-in for
+#                            the Go image made offline from this machine's Go toolchain and
+#                            module cache (IMAGE defaults to localhost/esign-evidence:plain)
 #   scripts/image.sh check   inspect the image's config, export its filesystem, and run the
 #                            binary found there in demo mode against the seed example
 #
@@ -37,11 +44,45 @@ build() {
   version=$("$root/usr/local/bin/esign-evidence" -version)
   revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
   podman build --pull=never -f Containerfile -t "$IMAGE" \
+    --build-context "build=$ctx" \
     --label org.opencontainers.image.title=esign-evidence \
     --label "org.opencontainers.image.revision=$revision" \
     --label "org.opencontainers.image.description=$version" \
-    "$ctx"
+    .
   echo "== built $IMAGE: $version"
+}
+
+# plain builds the image the way `podman build .` does on a machine that can pull the Go
+# image, without a registry: the Go stage runs for real (go mod download, go build), on a
+# stand-in for the Go image holding this machine's Go toolchain (the version go.mod
+# names), busybox for the RUN lines' shell, Debian's CA bundle and the module's
+# dependencies as a file-based module proxy. RUN needs a container: --isolation chroot,
+# since crun fails on hybrid cgroups here.
+plain() {
+  need_podman
+  command -v busybox >/dev/null || { echo "== installing busybox-static (Debian's package)"; \
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends busybox-static >/dev/null; }
+  local go_version root standin
+  go_version=$(go env GOVERSION)
+  standin=localhost/esign-evidence-go-standin:${go_version#go}
+  root=build/go-standin
+  rm -rf "$root"
+  mkdir -p "$root/bin" "$root/usr/local" "$root/etc/ssl/certs" "$root/goproxy" "$root/tmp" "$root/root"
+  chmod 1777 "$root/tmp"
+  cp "$(command -v busybox)" "$root/bin/busybox"
+  for applet in $(busybox --list); do [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"; done
+  cp -a "$(go env GOROOT)" "$root/usr/local/go"
+  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+  # The module proxy protocol over files: <module>/@v/<version>.{info,mod,zip}.
+  go mod download -json | go run ./scripts/modproxy "$root/goproxy"
+  tar -C "$root" -c . | podman import \
+    --change 'ENV PATH=/usr/local/go/bin:/bin' --change 'ENV GOPROXY=file:///goproxy' \
+    --change 'ENV GOSUMDB=off' --change 'ENV GOTOOLCHAIN=local' --change 'ENV HOME=/root' \
+    - "$standin" >/dev/null
+  rm -rf "$root"
+  IMAGE=${IMAGE_PLAIN:-localhost/esign-evidence:plain}
+  podman build --pull=never --isolation chroot --build-arg "GO_IMAGE=$standin" -t "$IMAGE" .
+  echo "== built $IMAGE with the Containerfile's Go stage on $standin"
 }
 
 fail() { echo "image-check: $*" >&2; exit 1; }
@@ -116,6 +157,7 @@ check() {
 
 case "${1:-}" in
   build) build ;;
+  plain) plain ;;
   check) check ;;
-  *) echo "usage: $0 build|check" >&2; exit 2 ;;
+  *) echo "usage: $0 build|plain|check" >&2; exit 2 ;;
 esac
