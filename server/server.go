@@ -79,15 +79,9 @@ type Options struct {
 	Upstream *upstream.Client
 	// Submitter makes submissions exactly-once per customBizId. Required.
 	Submitter *submission.Submitter
-	// EsignQPS is the app's e签宝 quota, enforced before sending; guard.DefaultQPS
-	// when 0.
-	EsignQPS float64
 	// Quota, when set, hands out the quota's slots instead of an in-process limiter at
-	// EsignQPS (a quota every replica shares).
+	// Settings.Guard.QPS (a quota every replica shares).
 	Quota guard.Quota
-	// MinRemaining is the admission rule: no e签宝 call is started for a caller whose
-	// remaining deadline is shorter; guard.DefaultMinRemaining when 0.
-	MinRemaining time.Duration
 	// Auth configures caller authentication. The zero value refuses every call but the
 	// public ones: authentication is off only when Auth.Disabled says so.
 	Auth auth.Config
@@ -244,7 +238,7 @@ func New(opts Options) (*Server, error) {
 	}
 	g := grpc.NewServer(gopts...)
 	esignGuard := guard.New(m.GuardConfig(guard.Config{
-		QPS: opts.EsignQPS, Quota: opts.Quota, MinRemaining: opts.MinRemaining, BreakerOpenFor: opts.BreakerOpenFor,
+		Settings: opts.Guard, Quota: opts.Quota, BreakerOpenFor: opts.BreakerOpenFor,
 	}, opts.Logger))
 	m.RegisterStoreUp(opts.Registry, opts.Submitter.StoreUp)
 	m.RegisterPendingResults(opts.Registry, opts.Submitter.Pending)

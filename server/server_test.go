@@ -697,7 +697,7 @@ func TestRevision2025NeedsCertAgreement(t *testing.T) {
 func BenchmarkCreateEvidenceGRPC(b *testing.B) {
 	st := startStack(b, stackOpt{configure: func(o *server.Options) {
 		o.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
-		o.EsignQPS = 1e9
+		o.Guard.QPS = 1e9
 	}})
 	req := seedRequest(b)
 	b.ReportAllocs()
@@ -717,7 +717,7 @@ func BenchmarkCreateEvidenceGRPC(b *testing.B) {
 func BenchmarkCreateEvidenceREST(b *testing.B) {
 	st := startStack(b, stackOpt{configure: func(o *server.Options) {
 		o.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
-		o.EsignQPS = 1e9
+		o.Guard.QPS = 1e9
 	}})
 	body := seedJSON(b)
 	b.ReportAllocs()
@@ -744,7 +744,7 @@ func BenchmarkCreateEvidenceREST(b *testing.B) {
 // submission behind, and with a quota of one call per two seconds a valid call right
 // after them still gets its token at once.
 func TestContractCheckedBeforeKeyOrToken(t *testing.T) {
-	st := startStack(t, stackOpt{revision: upstream.Revision2025, configure: func(o *server.Options) { o.EsignQPS = 0.5 }})
+	st := startStack(t, stackOpt{revision: upstream.Revision2025, configure: func(o *server.Options) { o.Guard.QPS = 0.5 }})
 	for range 2 {
 		if _, err := uploadGRPC(t, st, "front?.jpg", []byte("image"), 5); status.Code(err) != codes.InvalidArgument {
 			t.Fatalf("bad file name: %v", err)

@@ -3,6 +3,7 @@ package server
 import (
 	"time"
 
+	"github.com/esign-evidence/esign-evidence/internal/guard"
 	"github.com/esign-evidence/esign-evidence/internal/setting"
 	"github.com/esign-evidence/esign-evidence/server/service"
 )
@@ -55,6 +56,8 @@ type Settings struct {
 	// GRPCKeepaliveTime and GRPCKeepaliveTimeout: a gRPC connection silent for the first is
 	// pinged, and closed when no answer comes within the second.
 	GRPCKeepaliveTime, GRPCKeepaliveTimeout time.Duration
+	// Guard is the e签宝 guard's: the app's quota and the admission rule.
+	Guard guard.Settings
 	// Settings are the handlers' own (uploads), declared by package service.
 	service.Settings
 }
@@ -76,6 +79,7 @@ func DefaultSettings() Settings {
 		GRPCMaxConnectionIdle: DefaultGRPCMaxConnectionIdle,
 		GRPCKeepaliveTime:     DefaultGRPCKeepaliveTime,
 		GRPCKeepaliveTimeout:  DefaultGRPCKeepaliveTimeout,
+		Guard:                 guard.DefaultSettings(),
 		Settings:              service.DefaultSettings(),
 	}
 }
@@ -103,6 +107,7 @@ func (s *Settings) Bind(set *setting.Set) {
 	set.Duration(&s.GRPCMaxConnectionIdle, "grpc-max-connection-idle", "a gRPC connection without calls for this long is closed")
 	set.Duration(&s.GRPCKeepaliveTime, "grpc-keepalive-time", "a gRPC connection silent for this long is pinged")
 	set.Duration(&s.GRPCKeepaliveTimeout, "grpc-keepalive-timeout", "a pinged gRPC connection that does not answer within this is closed")
+	s.Guard.Bind(set)
 	s.Settings.Bind(set)
 }
 

@@ -126,10 +126,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	sub, err := submission.New(submission.Config{
 		Store:           store,
 		FingerprintKeys: keys,
-		Unknown:         cfg.Store.UnknownOutcome,
-		Lease:           cfg.Store.Lease,
-		StoreTimeout:    cfg.Store.StoreTimeout,
-		Retention:       cfg.Store.Retention,
+		Settings:        cfg.Submission,
 		Journal:         journal,
 		Logger:          log,
 	})
@@ -142,7 +139,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	// With PostgreSQL, every replica shares the app's quota through the database.
 	var quota guard.Quota
 	if pg, ok := store.(*submission.PostgresStore); ok {
-		quota = pg.Quota(cfg.esign.AppID, cfg.Store.EsignQPS, cfg.Store.StoreTimeout)
+		quota = pg.Quota(cfg.esign.AppID, cfg.Server.Guard.QPS, cfg.Submission.StoreTimeout)
 	}
 	tlsCfg, err := cfg.TLS.Start(ctx, log)
 	if err != nil {
@@ -159,9 +156,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Settings:       cfg.Server,
 		Upstream:       client,
 		Submitter:      sub,
-		EsignQPS:       cfg.Store.EsignQPS,
 		Quota:          quota,
-		MinRemaining:   cfg.Store.MinRemaining,
 		Auth:           cfg.auth,
 		TLS:            tlsCfg,
 		TracerProvider: tracer,
@@ -259,7 +254,7 @@ var legacyOp = submission.Op(upstream.PsnRealname.Name)
 // (in demo mode, in a temporary file removed at exit unless DB_PATH names one). It also
 // returns where the journal goes: JOURNAL_PATH, else next to the embedded store, else
 // esign-evidence.journal.
-func openStore(ctx context.Context, cfg storeSettings) (submission.Store, string, func(), error) {
+func openStore(ctx context.Context, cfg submission.StoreSettings) (submission.Store, string, func(), error) {
 	if cfg.DatabaseURL != "" {
 		s, err := submission.OpenPostgres(ctx, string(cfg.DatabaseURL), submission.PostgresOptions{LegacyOp: legacyOp})
 		if err != nil {

@@ -264,8 +264,8 @@ func TestExactlyOnceSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Store.FingerprintKeys) != 2 || c.Store.FingerprintKeys[0] != "new-fingerprint-key-0002" || c.Store.StoreTimeout != time.Second ||
-		c.Store.MinRemaining != time.Second || c.Store.Retention != 30*24*time.Hour {
+	if len(c.Store.FingerprintKeys) != 2 || c.Store.FingerprintKeys[0] != "new-fingerprint-key-0002" || c.Submission.StoreTimeout != time.Second ||
+		c.Server.Guard.MinRemaining != time.Second || c.Submission.Retention != 30*24*time.Hour {
 		t.Errorf("%+v", c)
 	}
 }

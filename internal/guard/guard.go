@@ -85,15 +85,12 @@ type CallInfo struct {
 
 // Config configures a Guard.
 type Config struct {
-	// QPS is the app's quota; DefaultQPS when 0. Burst is the same number.
-	QPS float64
+	// Settings are the quota and the admission rule (DefaultSettings, or as configured);
+	// a field left zero in a Config built in code takes DefaultSettings' value.
+	Settings
 	// Quota, when set, hands out the slots instead of an in-process limiter at QPS (a
 	// quota shared by every replica).
 	Quota Quota
-	// MinRemaining is the admission rule: no e签宝 call is started for a caller whose
-	// remaining deadline, after waiting for its quota slot, is shorter.
-	// DefaultMinRemaining when 0.
-	MinRemaining time.Duration
 	// OnBreakerChange, when set, is told of every breaker state change (for metrics).
 	OnBreakerChange func(from, to string)
 	// OnLimiter, when set, is told how long each call waited for the quota and whether
@@ -126,14 +123,15 @@ type Guard struct {
 
 // New builds a Guard.
 func New(cfg Config) *Guard {
+	d := DefaultSettings()
 	if cfg.QPS <= 0 {
-		cfg.QPS = DefaultQPS
+		cfg.QPS = d.QPS
+	}
+	if cfg.MinRemaining <= 0 {
+		cfg.MinRemaining = d.MinRemaining
 	}
 	if cfg.BreakerOpenFor <= 0 {
 		cfg.BreakerOpenFor = breakerOpenFor
-	}
-	if cfg.MinRemaining <= 0 {
-		cfg.MinRemaining = DefaultMinRemaining
 	}
 	cfg.Clock = clock.Or(cfg.Clock)
 	g := &Guard{cfg: cfg, quota: cfg.Quota, clock: cfg.Clock}

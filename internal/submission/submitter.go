@@ -108,14 +108,13 @@ type Config struct {
 	// FingerprintKeys key the HMAC of requests. The first keys new records; every one is
 	// accepted when comparing (rotation). Replicas sharing a store must share them.
 	FingerprintKeys [][]byte
-	Unknown         UnknownPolicy
-	Lease           time.Duration
-	MaxWait         time.Duration
-	// StoreTimeout bounds each store operation; DefaultStoreTimeout when 0.
-	StoreTimeout time.Duration
-	// Retention is how long a record is kept after its last change; DefaultRetention
-	// when 0. Run removes older ones.
-	Retention time.Duration
+	// Settings are the unknown-outcome policy, lease, store timeout and retention
+	// (DefaultSettings, or as configured); a field left zero in a Config built in code
+	// takes DefaultSettings' value.
+	Settings
+	// MaxWait bounds how long a repeat waits for a call in flight with the same key;
+	// DefaultMaxWait when 0.
+	MaxWait time.Duration
 	// Journal, when set, keeps results e签宝 returned that the store could not record
 	// yet, so that they survive a restart.
 	Journal *Journal
@@ -152,24 +151,25 @@ func New(cfg Config) (*Submitter, error) {
 			return nil, errors.New("submission: every FingerprintKey must be at least 16 bytes")
 		}
 	}
+	d := DefaultSettings()
 	switch cfg.Unknown {
 	case "":
-		cfg.Unknown = ResendUnknown
+		cfg.Unknown = d.Unknown
 	case ResendUnknown, RefuseUnknown:
 	default:
 		return nil, fmt.Errorf("submission: unknown policy %q (want resend or refuse)", cfg.Unknown)
 	}
 	if cfg.Lease <= 0 {
-		cfg.Lease = DefaultLease
+		cfg.Lease = d.Lease
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = d.StoreTimeout
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = d.Retention
 	}
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = DefaultMaxWait
-	}
-	if cfg.StoreTimeout <= 0 {
-		cfg.StoreTimeout = DefaultStoreTimeout
-	}
-	if cfg.Retention <= 0 {
-		cfg.Retention = DefaultRetention
 	}
 	if err := CheckTiming(cfg.Lease, cfg.StoreTimeout); err != nil {
 		return nil, fmt.Errorf("submission: %w", err)

@@ -79,6 +79,16 @@ var rules = []rule{
 		Why:    "exactly-once and the e签宝 guard know nothing of which operation they guard, of the contract or of gRPC",
 	},
 	{
+		From:   []string{"./internal/guard/..."},
+		Forbid: []string{"./internal/submission/..."},
+		Why:    "the guard knows nothing of records: the exactly-once layer uses the guard, never the reverse",
+	},
+	{
+		From:   []string{"./internal/clock/..."},
+		Forbid: []string{"./..."},
+		Why:    "internal/clock is the one time source below everything; it imports nothing of the service",
+	},
+	{
 		From:   []string{"./server/translate/..."},
 		Forbid: []string{"google.golang.org/grpc/...", "net/http", "github.com/grpc-ecosystem/grpc-gateway/..."},
 		Why:    "server/translate maps the contract to e签宝's wire and knows nothing of transports",
