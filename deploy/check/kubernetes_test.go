@@ -20,6 +20,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -586,7 +588,11 @@ func checkHealthService(t *testing.T, bin *binary, service string) {
 }
 
 // demo is a running demo-mode binary's listeners.
-type demo struct{ grpc, http, admin string }
+type demo struct {
+	grpc, http, admin string
+	// stop ends the process with SIGTERM and waits for it to exit.
+	stop func()
+}
 
 // startDemo runs the binary in demo mode on loopback port 0 and returns its gRPC address.
 func startDemo(t *testing.T, bin string) string { return startDemoAll(t, bin).grpc }
@@ -606,7 +612,11 @@ func startDemoAll(t *testing.T, bin string, env ...string) demo {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); f.Close() })
+	var once sync.Once
+	end := func(sig os.Signal) {
+		once.Do(func() { _ = cmd.Process.Signal(sig); _ = cmd.Wait(); f.Close() })
+	}
+	t.Cleanup(func() { end(os.Kill) })
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		b, _ := os.ReadFile(logFile)
@@ -614,7 +624,8 @@ func startDemoAll(t *testing.T, bin string, env ...string) demo {
 			var m map[string]any
 			if json.Unmarshal(line, &m) == nil && m["msg"] == "serving" {
 				str := func(k string) string { s, _ := m[k].(string); return s }
-				return demo{grpc: str("grpc_addr"), http: str("http_addr"), admin: str("admin_addr")}
+				return demo{grpc: str("grpc_addr"), http: str("http_addr"), admin: str("admin_addr"),
+					stop: func() { end(syscall.SIGTERM) }}
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
