@@ -412,7 +412,34 @@ func typeErrorDetails(defs object) error {
 	details["items"] = object{"$ref": "#/definitions/rpcStatusDetail"}
 	details["description"] = "The error's details: an ErrorInfo always, a BadRequest on a request that breaks the contract, a RetryInfo when a retry after a delay may pass."
 	delete(defs, "protobufAny")
+	typeAnswers(defs)
 	return nil
+}
+
+// typeAnswers documents every other field of type google.protobuf.Any (GetSubmission's
+// result: the answer of the operation the submission was made with) as what protojson
+// writes for one: an object whose "@type" names the message, beside that message's own
+// fields.
+func typeAnswers(v any) {
+	switch n := v.(type) {
+	case object:
+		for k, child := range n {
+			if c, ok := child.(object); ok && c["$ref"] == "#/definitions/protobufAny" {
+				n[k] = object{
+					"type":                 "object",
+					"description":          "An operation's answer as JSON: \"@type\" names its message (e.g. type.googleapis.com/esign.evidence.v1.CreateEvidenceChainResponse), beside that message's fields.",
+					"properties":           object{"@type": object{"type": "string"}},
+					"additionalProperties": true,
+				}
+				continue
+			}
+			typeAnswers(child)
+		}
+	case []any:
+		for _, child := range n {
+			typeAnswers(child)
+		}
+	}
 }
 
 // messageSchema adds the schema of md (and of the messages its fields hold) to defs, in
