@@ -110,6 +110,7 @@ func TestOpenAPIDocumentForClients(t *testing.T) {
 	// google.rpc.Status, and a default.
 	want := map[string]string{
 		"POST /v3/evidence/evi-point/psn-realname": "createPersonalEvidencePoint",
+		"POST /v3/evidence/evi-chain/create":       "createEvidenceChain",
 		"GET /v1/submissions/{customBizId}":        "getSubmission",
 		"POST /v1/files":                           "uploadFile",
 	}

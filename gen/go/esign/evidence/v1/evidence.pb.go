@@ -877,6 +877,216 @@ func (x *CreatePersonalEvidencePointResponse) GetReplayed() bool {
 	return false
 }
 
+// The request to create an evidence chain: e签宝's body, plus the caller's key.
+type CreateEvidenceChainRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The chain template's ID (证据链模板ID, `templateId`), made in e签宝's console.
+	// Required.
+	TemplateId string `protobuf:"bytes,1,opt,name=template_id,json=templateId,proto3" json:"template_id,omitempty"`
+	// The chain's name (`name`). Required, at most 100 characters, printable.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The chain's points (`points`): 1 to 100, no eviPointId twice.
+	Points []*EvidenceChainPoint `protobuf:"bytes,3,rep,name=points,proto3" json:"points,omitempty"`
+	// The caller's key for exactly-once creation (`customBizId`): this service's own, never
+	// sent to e签宝. At most 36 characters, no control character. Optional, but without it a
+	// retry creates (and bills) a second chain. Over REST it is a field of the JSON body
+	// beside e签宝's. Logged and stored: never put personal data in it.
+	CustomBizId   string `protobuf:"bytes,4,opt,name=custom_biz_id,json=customBizId,proto3" json:"custom_biz_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateEvidenceChainRequest) Reset() {
+	*x = CreateEvidenceChainRequest{}
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateEvidenceChainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateEvidenceChainRequest) ProtoMessage() {}
+
+func (x *CreateEvidenceChainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateEvidenceChainRequest.ProtoReflect.Descriptor instead.
+func (*CreateEvidenceChainRequest) Descriptor() ([]byte, []int) {
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CreateEvidenceChainRequest) GetTemplateId() string {
+	if x != nil {
+		return x.TemplateId
+	}
+	return ""
+}
+
+func (x *CreateEvidenceChainRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateEvidenceChainRequest) GetPoints() []*EvidenceChainPoint {
+	if x != nil {
+		return x.Points
+	}
+	return nil
+}
+
+func (x *CreateEvidenceChainRequest) GetCustomBizId() string {
+	if x != nil {
+		return x.CustomBizId
+	}
+	return ""
+}
+
+// One point of an evidence chain.
+type EvidenceChainPoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the point is (`eviPointType`): 0 an evidence point of this service (`P…` or
+	// `H…`); 1 a `signServiceId` of e签宝's signing SDK; 3 the `serviceId`/`flowId` of an
+	// e签宝 identity-verification flow; 5 the `flowId`/`signFlowId` of a completed SaaS API
+	// signing. e签宝 bills points of types 1, 3 and 5.
+	EviPointType int32 `protobuf:"varint,1,opt,name=evi_point_type,json=eviPointType,proto3" json:"evi_point_type,omitempty"`
+	// The point's ID (`eviPointId`). Required, at most 64 characters, no blank or control
+	// character.
+	EviPointId    string `protobuf:"bytes,2,opt,name=evi_point_id,json=eviPointId,proto3" json:"evi_point_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvidenceChainPoint) Reset() {
+	*x = EvidenceChainPoint{}
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvidenceChainPoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvidenceChainPoint) ProtoMessage() {}
+
+func (x *EvidenceChainPoint) ProtoReflect() protoreflect.Message {
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvidenceChainPoint.ProtoReflect.Descriptor instead.
+func (*EvidenceChainPoint) Descriptor() ([]byte, []int) {
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *EvidenceChainPoint) GetEviPointType() int32 {
+	if x != nil {
+		return x.EviPointType
+	}
+	return 0
+}
+
+func (x *EvidenceChainPoint) GetEviPointId() string {
+	if x != nil {
+		return x.EviPointId
+	}
+	return ""
+}
+
+// The created evidence chain.
+type CreateEvidenceChainResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The chain's ID (`eviChainId`), starting with `C`.
+	EviChainId string `protobuf:"bytes,1,opt,name=evi_chain_id,json=eviChainId,proto3" json:"evi_chain_id,omitempty"`
+	// How many points this creation billed (`billPointIdCount`).
+	BillPointIdCount int32 `protobuf:"varint,2,opt,name=bill_point_id_count,json=billPointIdCount,proto3" json:"bill_point_id_count,omitempty"`
+	// The points this creation billed (`billPoints`): those of types 1, 3 and 5.
+	BillPoints []*EvidenceChainPoint `protobuf:"bytes,3,rep,name=bill_points,json=billPoints,proto3" json:"bill_points,omitempty"`
+	// True when this is the stored result of an earlier call with the same `customBizId`
+	// and the same request: nothing was sent to e签宝 (nor billed) this time.
+	Replayed      bool `protobuf:"varint,4,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateEvidenceChainResponse) Reset() {
+	*x = CreateEvidenceChainResponse{}
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateEvidenceChainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateEvidenceChainResponse) ProtoMessage() {}
+
+func (x *CreateEvidenceChainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateEvidenceChainResponse.ProtoReflect.Descriptor instead.
+func (*CreateEvidenceChainResponse) Descriptor() ([]byte, []int) {
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CreateEvidenceChainResponse) GetEviChainId() string {
+	if x != nil {
+		return x.EviChainId
+	}
+	return ""
+}
+
+func (x *CreateEvidenceChainResponse) GetBillPointIdCount() int32 {
+	if x != nil {
+		return x.BillPointIdCount
+	}
+	return 0
+}
+
+func (x *CreateEvidenceChainResponse) GetBillPoints() []*EvidenceChainPoint {
+	if x != nil {
+		return x.BillPoints
+	}
+	return nil
+}
+
+func (x *CreateEvidenceChainResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
 // One message of a file upload: the file's description first, then its bytes.
 type UploadFileRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -893,7 +1103,7 @@ type UploadFileRequest struct {
 
 func (x *UploadFileRequest) Reset() {
 	*x = UploadFileRequest{}
-	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[5]
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +1115,7 @@ func (x *UploadFileRequest) String() string {
 func (*UploadFileRequest) ProtoMessage() {}
 
 func (x *UploadFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[5]
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +1128,7 @@ func (x *UploadFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadFileRequest.ProtoReflect.Descriptor instead.
 func (*UploadFileRequest) Descriptor() ([]byte, []int) {
-	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{5}
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UploadFileRequest) GetPart() isUploadFileRequest_Part {
@@ -982,7 +1192,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[6]
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1204,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[6]
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1217,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{6}
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *FileInfo) GetFileName() string {
@@ -1039,7 +1249,7 @@ type UploadFileResponse struct {
 
 func (x *UploadFileResponse) Reset() {
 	*x = UploadFileResponse{}
-	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[7]
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1051,7 +1261,7 @@ func (x *UploadFileResponse) String() string {
 func (*UploadFileResponse) ProtoMessage() {}
 
 func (x *UploadFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[7]
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1064,7 +1274,7 @@ func (x *UploadFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadFileResponse.ProtoReflect.Descriptor instead.
 func (*UploadFileResponse) Descriptor() ([]byte, []int) {
-	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{7}
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UploadFileResponse) GetFileId() string {
@@ -1103,7 +1313,7 @@ type GetSubmissionRequest struct {
 
 func (x *GetSubmissionRequest) Reset() {
 	*x = GetSubmissionRequest{}
-	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[8]
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1325,7 @@ func (x *GetSubmissionRequest) String() string {
 func (*GetSubmissionRequest) ProtoMessage() {}
 
 func (x *GetSubmissionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[8]
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1338,7 @@ func (x *GetSubmissionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSubmissionRequest.ProtoReflect.Descriptor instead.
 func (*GetSubmissionRequest) Descriptor() ([]byte, []int) {
-	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{8}
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetSubmissionRequest) GetCustomBizId() string {
@@ -1174,7 +1384,7 @@ type GetSubmissionResponse struct {
 
 func (x *GetSubmissionResponse) Reset() {
 	*x = GetSubmissionResponse{}
-	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[9]
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1396,7 @@ func (x *GetSubmissionResponse) String() string {
 func (*GetSubmissionResponse) ProtoMessage() {}
 
 func (x *GetSubmissionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[9]
+	mi := &file_esign_evidence_v1_evidence_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1409,7 @@ func (x *GetSubmissionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSubmissionResponse.ProtoReflect.Descriptor instead.
 func (*GetSubmissionResponse) Descriptor() ([]byte, []int) {
-	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{9}
+	return file_esign_evidence_v1_evidence_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetSubmissionResponse) GetCustomBizId() string {
@@ -1348,7 +1558,28 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"#CreatePersonalEvidencePointResponse\x12 \n" +
 	"\fevi_point_id\x18\x01 \x01(\tR\n" +
 	"eviPointId\x12\x1a\n" +
-	"\breplayed\x18\x02 \x01(\bR\breplayed\"m\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xc7\x04\n" +
+	"\x1aCreateEvidenceChainRequest\x12s\n" +
+	"\vtemplate_id\x18\x01 \x01(\tBR\x92A&J$\"aaaaaa4-0001-aaaa-aaaa-aaaaaaaaaaa\"\xe0A\x02\xbaH#\xc8\x01\x01r\x1e\x18@2\x1a^[^\\x00-\\x1F\\x7F-\\x9F\\s]+$R\n" +
+	"templateId\x12\xb5\x01\n" +
+	"\x04name\x18\x02 \x01(\tB\xa0\x01\xe0A\x02\xbaH\x99\x01\xc8\x01\x01r\x93\x01\x18d2\x8e\x01^[^\\x00-\\x1F\\x7F-\\x9F\\x{202A}-\\x{202E}\\x{2066}-\\x{2069}]*[^\\s\\p{Z}\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F\\x{202A}-\\x{202E}\\x{2066}-\\x{2069}]*$R\x04name\x12I\n" +
+	"\x06points\x18\x03 \x03(\v2%.esign.evidence.v1.EvidenceChainPointB\n" +
+	"\xbaH\a\x92\x01\x04\b\x01\x10dR\x06points\x12E\n" +
+	"\rcustom_biz_id\x18\x04 \x01(\tB!\xbaH\x1er\x1c\x18$2\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\vcustomBizId:j\xbaHg\x1ae\n" +
+	"\rpoints.unique\x12'must not name the same eviPointId twice\x1a+this.points.map(p, p.evi_point_id).unique()\"\xe4\x02\n" +
+	"\x12EvidenceChainPoint\x123\n" +
+	"\x0eevi_point_type\x18\x01 \x01(\x05B\r\xbaH\n" +
+	"\x1a\b0\x000\x010\x030\x05R\feviPointType\x12N\n" +
+	"\fevi_point_id\x18\x02 \x01(\tB,\xe0A\x02\xbaH&\xc8\x01\x01r!\x18@2\x1d^[^\\x00-\\x20\\x7F-\\x9F\\p{Z}]+$R\n" +
+	"eviPointId:\xc8\x01\xbaH\xc4\x01\x1a\xc1\x01\n" +
+	"\x19eviPointId.evidence_point\x12@an evidence point (eviPointType 0) is an ID starting with P or H\x1abthis.evi_point_type != 0 || this.evi_point_id.startsWith('P') || this.evi_point_id.startsWith('H')\"\xd2\x01\n" +
+	"\x1bCreateEvidenceChainResponse\x12 \n" +
+	"\fevi_chain_id\x18\x01 \x01(\tR\n" +
+	"eviChainId\x12-\n" +
+	"\x13bill_point_id_count\x18\x02 \x01(\x05R\x10billPointIdCount\x12F\n" +
+	"\vbill_points\x18\x03 \x03(\v2%.esign.evidence.v1.EvidenceChainPointR\n" +
+	"billPoints\x12\x1a\n" +
+	"\breplayed\x18\x04 \x01(\bR\breplayed\"m\n" +
 	"\x11UploadFileRequest\x121\n" +
 	"\x04info\x18\x01 \x01(\v2\x1b.esign.evidence.v1.FileInfoH\x00R\x04info\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\r\n" +
@@ -1397,7 +1628,7 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x1cSUBMISSION_STATE_IN_PROGRESS\x10\x01\x12\x1e\n" +
 	"\x1aSUBMISSION_STATE_SUCCEEDED\x10\x02\x12\x1b\n" +
 	"\x17SUBMISSION_STATE_FAILED\x10\x03\x12$\n" +
-	" SUBMISSION_STATE_OUTCOME_UNKNOWN\x10\x042\x88'\n" +
+	" SUBMISSION_STATE_OUTCOME_UNKNOWN\x10\x042\xcd7\n" +
 	"\x0fEvidenceService\x12\xe0\x10\n" +
 	"\x1bCreatePersonalEvidencePoint\x125.esign.evidence.v1.CreatePersonalEvidencePointRequest\x1a6.esign.evidence.v1.CreatePersonalEvidencePointResponse\"\xd1\x0f\x92A\x9f\x0fJ\xd5\x02\n" +
 	"\x03400\x12\xcd\x02\n" +
@@ -1426,7 +1657,35 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x19\x1a\x17#/definitions/rpcStatusJ\xb8\x01\n" +
 	"\x03504\x12\xb0\x01\n" +
 	"\x90\x01The caller's deadline passed (`DEADLINE_EXCEEDED`), or less than ESIGN_MIN_REMAINING of it was left and nothing was sent (`DEADLINE_TOO_SHORT`).\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatus\x82\xd3\xe4\x93\x02(:\x01*\"#/v3/evidence/evi-point/psn-realname\x12\xc1\a\n" +
+	"\x19\x1a\x17#/definitions/rpcStatus\x82\xd3\xe4\x93\x02(:\x01*\"#/v3/evidence/evi-point/psn-realname\x12\xc2\x10\n" +
+	"\x13CreateEvidenceChain\x12-.esign.evidence.v1.CreateEvidenceChainRequest\x1a..esign.evidence.v1.CreateEvidenceChainResponse\"\xcb\x0f\x92A\x9f\x0fJ\xd5\x02\n" +
+	"\x03400\x12\xcd\x02\n" +
+	"\xad\x02The request breaks the contract (`INVALID_REQUEST`, with a `BadRequest` detail naming each field) or its body cannot be decoded (`INVALID_REQUEST`); e签宝 refused it (`ESIGN_PARAMETER_ERROR`, `ESIGN_BUSINESS_ERROR`); or a retry after an unknown outcome was refused (`OUTCOME_UNKNOWN_RETRY_REFUSED`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\x99\x01\n" +
+	"\x03401\x12\x91\x01\n" +
+	"rNo valid credentials (`UNAUTHENTICATED`): send `Authorization: Bearer <token>`, or a client certificate over mTLS.\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJf\n" +
+	"\x03408\x12_\n" +
+	"@The body did not arrive within READ_TIMEOUT (`REQUEST_TIMEOUT`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\xb8\x01\n" +
+	"\x03409\x12\xb0\x01\n" +
+	"\x90\x01The `customBizId` was used with a different request (`IDEMPOTENCY_KEY_REUSED`), or a call with it is still in flight (`SUBMISSION_IN_PROGRESS`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJf\n" +
+	"\x03413\x12_\n" +
+	"@The body is larger than MAX_REQUEST_BYTES (`REQUEST_TOO_LARGE`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\xf7\x01\n" +
+	"\x03429\x12\xef\x01\n" +
+	"\xcf\x01Nothing was sent: too many calls in flight (`OVERLOADED`) or no room in the e签宝 quota within the deadline (`RATE_LIMITED`), each with a `RetryInfo` detail; or e签宝 answered 429 (`ESIGN_RATE_LIMITED`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\xd9\x01\n" +
+	"\x03500\x12\xd1\x01\n" +
+	"\xb1\x01e签宝 refused this service's own credentials (`ESIGN_CREDENTIALS_REJECTED`) or answered something undocumented (`ESIGN_UNEXPECTED_ANSWER`), or the service failed (`INTERNAL`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\x8c\x03\n" +
+	"\x03503\x12\x84\x03\n" +
+	"\xe4\x02e签宝, the submission store or a local resource was unavailable (`ESIGN_UNREACHABLE`, `ESIGN_CIRCUIT_OPEN`, `STORE_UNAVAILABLE`, `LOCAL_RESOURCES_EXHAUSTED`, `UNAVAILABLE`), or the request was sent and no definite answer came back (`ESIGN_OUTCOME_UNKNOWN`). `ErrorInfo.metadata.retry_safe` says whether a retry is safe; retry with the same `customBizId`.\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\xb8\x01\n" +
+	"\x03504\x12\xb0\x01\n" +
+	"\x90\x01The caller's deadline passed (`DEADLINE_EXCEEDED`), or less than ESIGN_MIN_REMAINING of it was left and nothing was sent (`DEADLINE_TOO_SHORT`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatus\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v3/evidence/evi-chain/create\x12\xc1\a\n" +
 	"\rGetSubmission\x12'.esign.evidence.v1.GetSubmissionRequest\x1a(.esign.evidence.v1.GetSubmissionResponse\"\xdc\x06\x92A\xb1\x06J\x82\x01\n" +
 	"\x03400\x12{\n" +
 	"\\`customBizId` breaks the contract (`INVALID_REQUEST`, with a `BadRequest` detail naming it).\x12\x1b\n" +
@@ -1500,7 +1759,7 @@ func file_esign_evidence_v1_evidence_proto_rawDescGZIP() []byte {
 }
 
 var file_esign_evidence_v1_evidence_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_esign_evidence_v1_evidence_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_esign_evidence_v1_evidence_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_esign_evidence_v1_evidence_proto_goTypes = []any{
 	(RealNameMethod)(0),  // 0: esign.evidence.v1.RealNameMethod
 	(CardType)(0),        // 1: esign.evidence.v1.CardType
@@ -1510,13 +1769,16 @@ var file_esign_evidence_v1_evidence_proto_goTypes = []any{
 	(*BankCardFour)(nil),                        // 5: esign.evidence.v1.BankCardFour
 	(*Face)(nil),                                // 6: esign.evidence.v1.Face
 	(*CreatePersonalEvidencePointResponse)(nil), // 7: esign.evidence.v1.CreatePersonalEvidencePointResponse
-	(*UploadFileRequest)(nil),                   // 8: esign.evidence.v1.UploadFileRequest
-	(*FileInfo)(nil),                            // 9: esign.evidence.v1.FileInfo
-	(*UploadFileResponse)(nil),                  // 10: esign.evidence.v1.UploadFileResponse
-	(*GetSubmissionRequest)(nil),                // 11: esign.evidence.v1.GetSubmissionRequest
-	(*GetSubmissionResponse)(nil),               // 12: esign.evidence.v1.GetSubmissionResponse
-	(*timestamppb.Timestamp)(nil),               // 13: google.protobuf.Timestamp
-	(*anypb.Any)(nil),                           // 14: google.protobuf.Any
+	(*CreateEvidenceChainRequest)(nil),          // 8: esign.evidence.v1.CreateEvidenceChainRequest
+	(*EvidenceChainPoint)(nil),                  // 9: esign.evidence.v1.EvidenceChainPoint
+	(*CreateEvidenceChainResponse)(nil),         // 10: esign.evidence.v1.CreateEvidenceChainResponse
+	(*UploadFileRequest)(nil),                   // 11: esign.evidence.v1.UploadFileRequest
+	(*FileInfo)(nil),                            // 12: esign.evidence.v1.FileInfo
+	(*UploadFileResponse)(nil),                  // 13: esign.evidence.v1.UploadFileResponse
+	(*GetSubmissionRequest)(nil),                // 14: esign.evidence.v1.GetSubmissionRequest
+	(*GetSubmissionResponse)(nil),               // 15: esign.evidence.v1.GetSubmissionResponse
+	(*timestamppb.Timestamp)(nil),               // 16: google.protobuf.Timestamp
+	(*anypb.Any)(nil),                           // 17: google.protobuf.Any
 }
 var file_esign_evidence_v1_evidence_proto_depIdxs = []int32{
 	0,  // 0: esign.evidence.v1.CreatePersonalEvidencePointRequest.real_name_method:type_name -> esign.evidence.v1.RealNameMethod
@@ -1524,22 +1786,26 @@ var file_esign_evidence_v1_evidence_proto_depIdxs = []int32{
 	4,  // 2: esign.evidence.v1.CreatePersonalEvidencePointRequest.three_elements:type_name -> esign.evidence.v1.ThreeElements
 	5,  // 3: esign.evidence.v1.CreatePersonalEvidencePointRequest.bank_card_four:type_name -> esign.evidence.v1.BankCardFour
 	6,  // 4: esign.evidence.v1.CreatePersonalEvidencePointRequest.face:type_name -> esign.evidence.v1.Face
-	9,  // 5: esign.evidence.v1.UploadFileRequest.info:type_name -> esign.evidence.v1.FileInfo
-	2,  // 6: esign.evidence.v1.GetSubmissionResponse.state:type_name -> esign.evidence.v1.SubmissionState
-	13, // 7: esign.evidence.v1.GetSubmissionResponse.create_time:type_name -> google.protobuf.Timestamp
-	13, // 8: esign.evidence.v1.GetSubmissionResponse.update_time:type_name -> google.protobuf.Timestamp
-	14, // 9: esign.evidence.v1.GetSubmissionResponse.result:type_name -> google.protobuf.Any
-	3,  // 10: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:input_type -> esign.evidence.v1.CreatePersonalEvidencePointRequest
-	11, // 11: esign.evidence.v1.EvidenceService.GetSubmission:input_type -> esign.evidence.v1.GetSubmissionRequest
-	8,  // 12: esign.evidence.v1.EvidenceService.UploadFile:input_type -> esign.evidence.v1.UploadFileRequest
-	7,  // 13: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:output_type -> esign.evidence.v1.CreatePersonalEvidencePointResponse
-	12, // 14: esign.evidence.v1.EvidenceService.GetSubmission:output_type -> esign.evidence.v1.GetSubmissionResponse
-	10, // 15: esign.evidence.v1.EvidenceService.UploadFile:output_type -> esign.evidence.v1.UploadFileResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	9,  // 5: esign.evidence.v1.CreateEvidenceChainRequest.points:type_name -> esign.evidence.v1.EvidenceChainPoint
+	9,  // 6: esign.evidence.v1.CreateEvidenceChainResponse.bill_points:type_name -> esign.evidence.v1.EvidenceChainPoint
+	12, // 7: esign.evidence.v1.UploadFileRequest.info:type_name -> esign.evidence.v1.FileInfo
+	2,  // 8: esign.evidence.v1.GetSubmissionResponse.state:type_name -> esign.evidence.v1.SubmissionState
+	16, // 9: esign.evidence.v1.GetSubmissionResponse.create_time:type_name -> google.protobuf.Timestamp
+	16, // 10: esign.evidence.v1.GetSubmissionResponse.update_time:type_name -> google.protobuf.Timestamp
+	17, // 11: esign.evidence.v1.GetSubmissionResponse.result:type_name -> google.protobuf.Any
+	3,  // 12: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:input_type -> esign.evidence.v1.CreatePersonalEvidencePointRequest
+	8,  // 13: esign.evidence.v1.EvidenceService.CreateEvidenceChain:input_type -> esign.evidence.v1.CreateEvidenceChainRequest
+	14, // 14: esign.evidence.v1.EvidenceService.GetSubmission:input_type -> esign.evidence.v1.GetSubmissionRequest
+	11, // 15: esign.evidence.v1.EvidenceService.UploadFile:input_type -> esign.evidence.v1.UploadFileRequest
+	7,  // 16: esign.evidence.v1.EvidenceService.CreatePersonalEvidencePoint:output_type -> esign.evidence.v1.CreatePersonalEvidencePointResponse
+	10, // 17: esign.evidence.v1.EvidenceService.CreateEvidenceChain:output_type -> esign.evidence.v1.CreateEvidenceChainResponse
+	15, // 18: esign.evidence.v1.EvidenceService.GetSubmission:output_type -> esign.evidence.v1.GetSubmissionResponse
+	13, // 19: esign.evidence.v1.EvidenceService.UploadFile:output_type -> esign.evidence.v1.UploadFileResponse
+	16, // [16:20] is the sub-list for method output_type
+	12, // [12:16] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_esign_evidence_v1_evidence_proto_init() }
@@ -1552,7 +1818,7 @@ func file_esign_evidence_v1_evidence_proto_init() {
 		(*CreatePersonalEvidencePointRequest_BankCardFour)(nil),
 		(*CreatePersonalEvidencePointRequest_Face)(nil),
 	}
-	file_esign_evidence_v1_evidence_proto_msgTypes[5].OneofWrappers = []any{
+	file_esign_evidence_v1_evidence_proto_msgTypes[8].OneofWrappers = []any{
 		(*UploadFileRequest_Info)(nil),
 		(*UploadFileRequest_Chunk)(nil),
 	}
@@ -1562,7 +1828,7 @@ func file_esign_evidence_v1_evidence_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_esign_evidence_v1_evidence_proto_rawDesc), len(file_esign_evidence_v1_evidence_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -62,6 +62,33 @@ func local_request_EvidenceService_CreatePersonalEvidencePoint_0(ctx context.Con
 	return msg, metadata, err
 }
 
+func request_EvidenceService_CreateEvidenceChain_0(ctx context.Context, marshaler runtime.Marshaler, client EvidenceServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq CreateEvidenceChainRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.CreateEvidenceChain(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_EvidenceService_CreateEvidenceChain_0(ctx context.Context, marshaler runtime.Marshaler, server EvidenceServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq CreateEvidenceChainRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.CreateEvidenceChain(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 var filter_EvidenceService_GetSubmission_0 = &utilities.DoubleArray{Encoding: map[string]int{"custom_biz_id": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
 
 func request_EvidenceService_GetSubmission_0(ctx context.Context, marshaler runtime.Marshaler, client EvidenceServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
@@ -141,6 +168,26 @@ func RegisterEvidenceServiceHandlerServer(ctx context.Context, mux *runtime.Serv
 		}
 		forward_EvidenceService_CreatePersonalEvidencePoint_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_EvidenceService_CreateEvidenceChain_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/esign.evidence.v1.EvidenceService/CreateEvidenceChain", runtime.WithHTTPPathPattern("/v3/evidence/evi-chain/create"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_EvidenceService_CreateEvidenceChain_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_EvidenceService_CreateEvidenceChain_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodGet, pattern_EvidenceService_GetSubmission_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -218,6 +265,23 @@ func RegisterEvidenceServiceHandlerClient(ctx context.Context, mux *runtime.Serv
 		}
 		forward_EvidenceService_CreatePersonalEvidencePoint_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_EvidenceService_CreateEvidenceChain_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/esign.evidence.v1.EvidenceService/CreateEvidenceChain", runtime.WithHTTPPathPattern("/v3/evidence/evi-chain/create"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_EvidenceService_CreateEvidenceChain_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_EvidenceService_CreateEvidenceChain_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodGet, pattern_EvidenceService_GetSubmission_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -240,10 +304,12 @@ func RegisterEvidenceServiceHandlerClient(ctx context.Context, mux *runtime.Serv
 
 var (
 	pattern_EvidenceService_CreatePersonalEvidencePoint_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"v3", "evidence", "evi-point", "psn-realname"}, ""))
+	pattern_EvidenceService_CreateEvidenceChain_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"v3", "evidence", "evi-chain", "create"}, ""))
 	pattern_EvidenceService_GetSubmission_0               = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "submissions", "custom_biz_id"}, ""))
 )
 
 var (
 	forward_EvidenceService_CreatePersonalEvidencePoint_0 = runtime.ForwardResponseMessage
+	forward_EvidenceService_CreateEvidenceChain_0         = runtime.ForwardResponseMessage
 	forward_EvidenceService_GetSubmission_0               = runtime.ForwardResponseMessage
 )

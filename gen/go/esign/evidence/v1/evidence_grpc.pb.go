@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	EvidenceService_CreatePersonalEvidencePoint_FullMethodName = "/esign.evidence.v1.EvidenceService/CreatePersonalEvidencePoint"
+	EvidenceService_CreateEvidenceChain_FullMethodName         = "/esign.evidence.v1.EvidenceService/CreateEvidenceChain"
 	EvidenceService_GetSubmission_FullMethodName               = "/esign.evidence.v1.EvidenceService/GetSubmission"
 	EvidenceService_UploadFile_FullMethodName                  = "/esign.evidence.v1.EvidenceService/UploadFile"
 )
@@ -40,6 +41,15 @@ type EvidenceServiceClient interface {
 	// Wraps e签宝's `POST /v3/evidence/evi-point/psn-realname`. The REST mapping uses the
 	// same path and accepts e签宝's own JSON request body unchanged.
 	CreatePersonalEvidencePoint(ctx context.Context, in *CreatePersonalEvidencePointRequest, opts ...grpc.CallOption) (*CreatePersonalEvidencePointResponse, error)
+	// Creates an evidence chain (证据链) at e签宝: one record grouping a person's evidence
+	// point, the signing and the identity flow, which e签宝 later reports on as a whole.
+	//
+	// Wraps e签宝's `POST /v3/evidence/evi-chain/create`. The REST mapping uses the same path
+	// and accepts e签宝's own JSON body unchanged, plus this service's `customBizId`. e签宝
+	// bills the points of types 1, 3 and 5 on every create and cannot de-duplicate one, so
+	// the call is exactly once per `customBizId`: the key is this service's own and is never
+	// sent to e签宝.
+	CreateEvidenceChain(ctx context.Context, in *CreateEvidenceChainRequest, opts ...grpc.CallOption) (*CreateEvidenceChainResponse, error)
 	// Looks up a submission by the caller's `customBizId` and the operation it was made
 	// with (`operation`, the RPC's name; CreatePersonalEvidencePoint when omitted): its
 	// state, the operation's answer once e签宝 returned one, and when it was first and last
@@ -75,6 +85,16 @@ func (c *evidenceServiceClient) CreatePersonalEvidencePoint(ctx context.Context,
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreatePersonalEvidencePointResponse)
 	err := c.cc.Invoke(ctx, EvidenceService_CreatePersonalEvidencePoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *evidenceServiceClient) CreateEvidenceChain(ctx context.Context, in *CreateEvidenceChainRequest, opts ...grpc.CallOption) (*CreateEvidenceChainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateEvidenceChainResponse)
+	err := c.cc.Invoke(ctx, EvidenceService_CreateEvidenceChain_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +140,15 @@ type EvidenceServiceServer interface {
 	// Wraps e签宝's `POST /v3/evidence/evi-point/psn-realname`. The REST mapping uses the
 	// same path and accepts e签宝's own JSON request body unchanged.
 	CreatePersonalEvidencePoint(context.Context, *CreatePersonalEvidencePointRequest) (*CreatePersonalEvidencePointResponse, error)
+	// Creates an evidence chain (证据链) at e签宝: one record grouping a person's evidence
+	// point, the signing and the identity flow, which e签宝 later reports on as a whole.
+	//
+	// Wraps e签宝's `POST /v3/evidence/evi-chain/create`. The REST mapping uses the same path
+	// and accepts e签宝's own JSON body unchanged, plus this service's `customBizId`. e签宝
+	// bills the points of types 1, 3 and 5 on every create and cannot de-duplicate one, so
+	// the call is exactly once per `customBizId`: the key is this service's own and is never
+	// sent to e签宝.
+	CreateEvidenceChain(context.Context, *CreateEvidenceChainRequest) (*CreateEvidenceChainResponse, error)
 	// Looks up a submission by the caller's `customBizId` and the operation it was made
 	// with (`operation`, the RPC's name; CreatePersonalEvidencePoint when omitted): its
 	// state, the operation's answer once e签宝 returned one, and when it was first and last
@@ -153,6 +182,9 @@ type UnimplementedEvidenceServiceServer struct{}
 
 func (UnimplementedEvidenceServiceServer) CreatePersonalEvidencePoint(context.Context, *CreatePersonalEvidencePointRequest) (*CreatePersonalEvidencePointResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreatePersonalEvidencePoint not implemented")
+}
+func (UnimplementedEvidenceServiceServer) CreateEvidenceChain(context.Context, *CreateEvidenceChainRequest) (*CreateEvidenceChainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateEvidenceChain not implemented")
 }
 func (UnimplementedEvidenceServiceServer) GetSubmission(context.Context, *GetSubmissionRequest) (*GetSubmissionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSubmission not implemented")
@@ -199,6 +231,24 @@ func _EvidenceService_CreatePersonalEvidencePoint_Handler(srv interface{}, ctx c
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EvidenceService_CreateEvidenceChain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateEvidenceChainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EvidenceServiceServer).CreateEvidenceChain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EvidenceService_CreateEvidenceChain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EvidenceServiceServer).CreateEvidenceChain(ctx, req.(*CreateEvidenceChainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _EvidenceService_GetSubmission_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetSubmissionRequest)
 	if err := dec(in); err != nil {
@@ -234,6 +284,10 @@ var EvidenceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreatePersonalEvidencePoint",
 			Handler:    _EvidenceService_CreatePersonalEvidencePoint_Handler,
+		},
+		{
+			MethodName: "CreateEvidenceChain",
+			Handler:    _EvidenceService_CreateEvidenceChain_Handler,
 		},
 		{
 			MethodName: "GetSubmission",
