@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -171,16 +173,29 @@ func TestCustomBizIDNamespacedByCaller(t *testing.T) {
 
 func tlsStack(t *testing.T, ca *testCA, clientCert *tls.Certificate) (*stack, *tlsreload.Reloader, string) {
 	t.Helper()
+	st, reloader, _, dir := tlsStackTrust(t, ca, clientCert)
+	return st, reloader, dir
+}
+
+// tlsStackTrust is tlsStack, also returning the client certificates' trust: the client
+// CA in dir/ca.crt and the deny-list in dir/deny (empty at first).
+func tlsStackTrust(t *testing.T, ca *testCA, clientCert *tls.Certificate) (*stack, *tlsreload.Reloader, *tlsreload.ClientTrust, string) {
+	t.Helper()
 	dir := t.TempDir()
 	certFile, keyFile := ca.writeServerCert(t, dir, 7)
 	reloader, err := tlsreload.New(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := tlsreload.ServerConfig(reloader, ca.writeCA(t, dir))
+	denyFile := filepath.Join(dir, "deny")
+	if err := os.WriteFile(denyFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	trust, err := tlsreload.NewClientTrust(ca.writeCA(t, dir), denyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := tlsreload.ServerConfig(reloader, trust)
 	client := &tls.Config{RootCAs: ca.pool(), MinVersion: tls.VersionTLS12}
 	if clientCert != nil {
 		client.Certificates = []tls.Certificate{*clientCert}
@@ -188,9 +203,10 @@ func tlsStack(t *testing.T, ca *testCA, clientCert *tls.Certificate) (*stack, *t
 	st := startStack(t, stackOpt{clientTLS: client, configure: func(o *server.Options) {
 		tokenAuth(true)(o)
 		o.Auth.ClientCerts = true
+		o.Auth.CertDenied = trust.Denied
 		o.TLS = cfg
 	}})
-	return st, reloader, dir
+	return st, reloader, trust, dir
 }
 
 func TestTLSAndClientCertificates(t *testing.T) {
@@ -207,7 +223,7 @@ func TestTLSAndClientCertificates(t *testing.T) {
 	if resp, b := st.postWith(t, gateway.UploadPath+"?fileName=id-front.jpg", readFile(t, "id-front.jpg"), nil); resp.StatusCode != 200 {
 		t.Fatalf("REST upload with a client certificate: %d %s", resp.StatusCode, b)
 	}
-	if got := strings.Count(st.logs.String(), `"caller":"crm-service"`); got != 3 {
+	if got := strings.Count(st.logs.String(), `"caller":"cert:crm-service"`); got != 3 {
 		t.Errorf("the certificate's identity logged %d times, want 3", got)
 	}
 

@@ -368,14 +368,27 @@ func TestAbuseSIGHUPReloadsTokens(t *testing.T) {
 		tg.hangup("AUTH_TOKENS_FILE reloaded")
 		check(abuseNewToken, http.StatusNotFound) // authenticated: the key is unknown
 		check(abuseToken, http.StatusNotFound)
+		reloadOK := `esign_evidence_config_last_reload_successful{files="auth_tokens"}`
+		if v := metric(tg.metrics(), reloadOK); v != 1 {
+			t.Errorf("%s = %v after a good reload", reloadOK, v)
+		}
 
-		for _, broken := range []string{"newcomer " + shortToken + "\n", "", "bad/name " + abuseNewToken + "\n"} {
+		// The last one swaps the fields: a token (with a '/', as base64 has) stands where
+		// the caller name goes.
+		for _, broken := range []string{"newcomer " + shortToken + "\n", "", "bad/name " + abuseNewToken + "\n",
+			abuseNewToken + "/x newcomer-0123456789abcdef\n"} {
 			if err := os.WriteFile(file, []byte(broken), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			tg.hangup("the previous tokens stay in force")
 			check(abuseNewToken, http.StatusNotFound)
 			check(abuseToken, http.StatusNotFound)
+			if v := metric(tg.metrics(), reloadOK); v != 0 {
+				t.Errorf("%s = %v after a refused reload", reloadOK, v)
+			}
+		}
+		if got := metric(tg.metrics(), `esign_evidence_config_reload_failures_total{files="auth_tokens"}`); got != 4 {
+			t.Errorf("%v refused reloads counted, want 4", got)
 		}
 		if err := os.Remove(file); err != nil {
 			t.Fatal(err)

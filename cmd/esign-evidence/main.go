@@ -32,6 +32,7 @@ import (
 	"github.com/esign-evidence/esign-evidence/internal/guard"
 	"github.com/esign-evidence/esign-evidence/internal/submission"
 	"github.com/esign-evidence/esign-evidence/internal/telemetry"
+	"github.com/esign-evidence/esign-evidence/internal/tlsreload"
 	"github.com/esign-evidence/esign-evidence/server"
 	"github.com/esign-evidence/esign-evidence/upstream"
 	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
@@ -141,10 +142,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if pg, ok := store.(*submission.PostgresStore); ok {
 		quota = pg.Quota(cfg.esign.AppID, cfg.Server.Guard.QPS, cfg.Submission.StoreTimeout)
 	}
-	tlsCfg, err := cfg.TLS.Start(ctx, log)
+	tlsCfg, trust, err := cfg.TLS.Start(ctx, log)
 	if err != nil {
 		return err
 	}
+	if trust != nil {
+		cfg.auth.CertDenied = trust.Denied
+	}
+	reloads := newReloadMetrics(registry)
 	if cfg.auth.Disabled {
 		log.Warn("authentication is OFF: anyone who reaches the listeners can create evidence points")
 	}
@@ -191,7 +196,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go reloadOnHangup(ctx, hup, cfg, log)
+	go reloadOnHangup(ctx, hup, cfg, trust, reloads, log)
 	err = srv.Serve(ctx, ls)
 	flushPending(sub, log)
 	return err
@@ -222,10 +227,11 @@ func flushPending(sub *submission.Submitter, log *slog.Logger) {
 	log.Info("every e签宝 result is recorded")
 }
 
-// reloadOnHangup re-reads AUTH_TOKENS_FILE (and AUTH_TOKEN_HASHES) on each SIGHUP until
-// ctx is done. A file that cannot be used leaves the accepted tokens as they were, and
-// the log says why. SIGHUP never stops the process.
-func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, cfg *settings, log *slog.Logger) {
+// reloadOnHangup re-reads AUTH_TOKENS_FILE (and AUTH_TOKEN_HASHES), and the client CA
+// and deny-list (TLS_CLIENT_CA_FILE, TLS_CLIENT_DENY_FILE), on each SIGHUP until ctx is
+// done. What cannot be used is left as it was, the log says why (never quoting a file's
+// content) and the failure is counted (reloads); SIGHUP never stops the process.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, cfg *settings, trust *tlsreload.ClientTrust, reloads *reloadMetrics, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -234,16 +240,55 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, cfg *settings, lo
 		}
 		if cfg.Auth.TokensFile == "" {
 			log.Info("SIGHUP: no AUTH_TOKENS_FILE to reload")
-			continue
-		}
-		n, err := cfg.Auth.Reload(cfg.auth)
-		if err != nil {
+		} else if n, err := cfg.Auth.Reload(cfg.auth); err != nil {
+			reloads.failed("auth_tokens")
 			log.Error("SIGHUP: AUTH_TOKENS_FILE not reloaded; the previous tokens stay in force", "err", err.Error())
+		} else {
+			reloads.succeeded("auth_tokens")
+			log.Info("SIGHUP: AUTH_TOKENS_FILE reloaded", "callers", n)
+		}
+		if trust == nil {
 			continue
 		}
-		log.Info("SIGHUP: AUTH_TOKENS_FILE reloaded", "callers", n)
+		if err := trust.Reload(); err != nil {
+			reloads.failed("client_ca")
+			log.Error("SIGHUP: TLS_CLIENT_CA_FILE / TLS_CLIENT_DENY_FILE not reloaded; the previous ones stay in force", "err", err.Error())
+		} else {
+			reloads.succeeded("client_ca")
+			log.Info("SIGHUP: TLS_CLIENT_CA_FILE and TLS_CLIENT_DENY_FILE reloaded", "denied_certificates", trust.Len())
+		}
 	}
 }
+
+// reloadMetrics report SIGHUP's reloads: whether the last one of each kind succeeded (1
+// from start-up, when the files were read), and the failures.
+type reloadMetrics struct {
+	ok       *prometheus.GaugeVec
+	failures *prometheus.CounterVec
+}
+
+func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
+	m := &reloadMetrics{
+		ok: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "esign_evidence", Name: "config_last_reload_successful",
+			Help: "1 when the last SIGHUP reload of these files succeeded (or none was asked since start-up), 0 when it failed and the previous ones stay in force."},
+			[]string{"files"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "esign_evidence", Name: "config_reload_failures_total",
+			Help: "SIGHUP reloads refused, by the files that could not be used."}, []string{"files"}),
+	}
+	reg.MustRegister(m.ok, m.failures)
+	for _, f := range []string{"auth_tokens", "client_ca"} {
+		m.ok.WithLabelValues(f).Set(1)
+		m.failures.WithLabelValues(f)
+	}
+	return m
+}
+
+func (m *reloadMetrics) failed(files string) {
+	m.ok.WithLabelValues(files).Set(0)
+	m.failures.WithLabelValues(files).Inc()
+}
+
+func (m *reloadMetrics) succeeded(files string) { m.ok.WithLabelValues(files).Set(1) }
 
 // legacyOp is the operation of the submissions stored before records were named by
 // operation (the embedded store's plain "submissions" bucket, the PostgreSQL rows from

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -89,18 +90,33 @@ const MinTokenLength = 16
 
 var validIdentity = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
+// reserved are names the service gives callers itself: "anonymous" (authentication off),
+// "public" (health checks and reflection without credentials), "unauthenticated" (a
+// refused call, in the access log and the metrics). No token caller may take one.
+var reserved = map[string]bool{"anonymous": true, "public": true, "unauthenticated": true}
+
+// ValidIdentity reports whether name may name a caller: 1 to 64 letters, digits, '.',
+// '_' or '-', and not a name the service reserves.
+func ValidIdentity(name string) bool {
+	return validIdentity.MatchString(name) && !reserved[strings.ToLower(name)]
+}
+
 // Parse reads tokens from a file of "<caller> <token>" lines (blank lines and # comments
 // allowed) and from hashes given as "<caller>:<sha256 hex>,...". Only the SHA-256 of
-// each token is kept. Errors name the file and line, never a token.
+// each token is kept. Errors name the file and line, never a token, and quote nothing
+// from the file (a line's fields may have been swapped, putting a token first).
 func Parse(file, hashes string) ([]Token, error) {
 	var out []Token
 	seen := map[[32]byte]bool{}
 	add := func(id string, sum [32]byte) error {
 		if !validIdentity.MatchString(id) {
-			return fmt.Errorf("caller name %q must be 1 to 64 letters, digits, '.', '_' or '-'", id)
+			return errors.New("the caller name (the first field) must be 1 to 64 letters, digits, '.', '_' or '-'")
+		}
+		if reserved[strings.ToLower(id)] {
+			return errors.New("the caller name (the first field) is one the service reserves (anonymous, public, unauthenticated)")
 		}
 		if seen[sum] {
-			return fmt.Errorf("a token is given twice (caller %s)", id)
+			return errors.New("a token is given twice")
 		}
 		seen[sum] = true
 		out = append(out, Token{Identity: id, SHA256: sum})
@@ -126,7 +142,7 @@ func Parse(file, hashes string) ([]Token, error) {
 			}
 		}
 	}
-	for _, entry := range strings.Split(hashes, ",") {
+	for i, entry := range strings.Split(hashes, ",") {
 		entry = strings.TrimSpace(entry)
 		if entry == "" {
 			continue
@@ -134,10 +150,10 @@ func Parse(file, hashes string) ([]Token, error) {
 		id, hx, _ := strings.Cut(entry, ":")
 		raw, err := hex.DecodeString(hx)
 		if err != nil || len(raw) != 32 {
-			return nil, fmt.Errorf("AUTH_TOKEN_HASHES: want <caller>:<64 hex digits of SHA-256> for caller %q", id)
+			return nil, fmt.Errorf("AUTH_TOKEN_HASHES entry %d: want <caller>:<64 hex digits of SHA-256>", i+1)
 		}
 		if err := add(id, [32]byte(raw)); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("AUTH_TOKEN_HASHES entry %d: %w", i+1, err)
 		}
 	}
 	return out, nil

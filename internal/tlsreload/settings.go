@@ -16,13 +16,17 @@ import (
 // All empty: no TLS.
 type Settings struct {
 	CertFile, KeyFile, ClientCAFile string
+	// ClientDenyFile lists client certificates refused although the client CA signed
+	// them (ClientTrust); SIGHUP reads it and the CA again.
+	ClientDenyFile string
 }
 
 // Bind declares the settings on set, with their current values as defaults.
 func (s *Settings) Bind(set *setting.Set) {
 	set.String(&s.CertFile, "tls-cert-file", "serve gRPC and REST over TLS with this certificate (PEM; reloaded when the file changes)")
 	set.String(&s.KeyFile, "tls-key-file", "the TLS certificate's private key (PEM)")
-	set.String(&s.ClientCAFile, "tls-client-ca-file", "accept callers with a client certificate signed by this CA (mTLS); the certificate's CN is the caller")
+	set.String(&s.ClientCAFile, "tls-client-ca-file", "accept callers with a client certificate signed by this CA (mTLS); the caller is cert:<first DNS SAN, else CN>; re-read on SIGHUP")
+	set.String(&s.ClientDenyFile, "tls-client-deny-file", "client certificates to refuse although the CA signed them: one a line, serial number in hex or sha256:<fingerprint>; re-read on SIGHUP")
 }
 
 // Check refuses settings that cannot serve: a certificate without its key or the reverse,
@@ -35,6 +39,9 @@ func (s Settings) Check() error {
 	if s.ClientCAFile != "" && s.CertFile == "" {
 		errs = append(errs, setting.Errorf("TLS_CLIENT_CA_FILE", "tls-client-ca-file", "client certificates need TLS: set TLS_CERT_FILE and TLS_KEY_FILE"))
 	}
+	if s.ClientDenyFile != "" && s.ClientCAFile == "" {
+		errs = append(errs, setting.Errorf("TLS_CLIENT_DENY_FILE", "tls-client-deny-file", "a deny-list of client certificates needs TLS_CLIENT_CA_FILE"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -45,20 +52,23 @@ func (s Settings) ClientCerts() bool { return s.ClientCAFile != "" }
 const ReloadInterval = 30 * time.Second
 
 // Start loads the certificate and returns the listeners' TLS configuration (ServerConfig),
-// checking the files for a new version every ReloadInterval until ctx is done; nil
-// without TLS.
-func (s Settings) Start(ctx context.Context, log *slog.Logger) (*tls.Config, error) {
+// checking the files for a new version every ReloadInterval until ctx is done, and the
+// client certificates' trust (nil without a client CA), which the caller reloads on
+// SIGHUP; nil without TLS.
+func (s Settings) Start(ctx context.Context, log *slog.Logger) (*tls.Config, *ClientTrust, error) {
 	if s.CertFile == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	r, err := New(s.CertFile, s.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("TLS_CERT_FILE: %w", err)
+		return nil, nil, fmt.Errorf("TLS_CERT_FILE: %w", err)
+	}
+	var trust *ClientTrust
+	if s.ClientCAFile != "" {
+		if trust, err = NewClientTrust(s.ClientCAFile, s.ClientDenyFile); err != nil {
+			return nil, nil, fmt.Errorf("TLS_CLIENT_CA_FILE / TLS_CLIENT_DENY_FILE: %w", err)
+		}
 	}
 	go r.Watch(ctx, ReloadInterval, log)
-	cfg, err := ServerConfig(r, s.ClientCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("TLS_CLIENT_CA_FILE: %w", err)
-	}
-	return cfg, nil
+	return ServerConfig(r, trust), trust, nil
 }

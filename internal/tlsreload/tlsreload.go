@@ -5,8 +5,6 @@ package tlsreload
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -88,25 +86,17 @@ func (r *Reloader) Watch(ctx context.Context, interval time.Duration, log *slog.
 }
 
 // ServerConfig is the TLS configuration of both listeners: the reloader's certificate,
-// TLS 1.2 or later, and, with clientCAFile, client certificates verified against it when
-// a client presents one (callers may authenticate with a token instead).
-func ServerConfig(r *Reloader, clientCAFile string) (*tls.Config, error) {
+// TLS 1.2 or later, and, with trust, client certificates verified against its client CA
+// (as it is at each handshake) when a client presents one (callers may authenticate with
+// a token instead).
+func ServerConfig(r *Reloader, trust *ClientTrust) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: r.GetCertificate,
 		NextProtos:     []string{"h2", "http/1.1"},
 	}
-	if clientCAFile != "" {
-		pem, err := os.ReadFile(clientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New("client CA: no PEM certificate found")
-		}
-		cfg.ClientCAs = pool
-		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	if trust != nil {
+		trust.verifyWith(cfg)
 	}
-	return cfg, nil
+	return cfg
 }

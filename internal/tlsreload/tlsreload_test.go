@@ -92,11 +92,15 @@ func TestServerConfigNeedsAUsableCA(t *testing.T) {
 	}
 	bad := filepath.Join(dir, "ca.pem")
 	_ = os.WriteFile(bad, []byte("nothing here"), 0o600)
-	if _, err := tlsreload.ServerConfig(r, bad); err == nil {
+	if _, err := tlsreload.NewClientTrust(bad, ""); err == nil {
 		t.Error("a CA file without certificates was accepted")
 	}
-	if _, err := tlsreload.ServerConfig(r, cp); err != nil {
-		t.Errorf("a CA file with a certificate: %v", err)
+	trust, err := tlsreload.NewClientTrust(cp, "")
+	if err != nil {
+		t.Fatalf("a CA file with a certificate: %v", err)
+	}
+	if cfg := tlsreload.ServerConfig(r, trust); cfg.ClientCAs == nil || cfg.GetConfigForClient == nil {
+		t.Error("the configuration does not verify client certificates against the CA")
 	}
 	if _, err := tlsreload.New(filepath.Join(dir, "missing.crt"), kp); err == nil {
 		t.Error("a missing certificate file was accepted")

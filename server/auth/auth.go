@@ -5,6 +5,7 @@ package auth
 
 import (
 	"context"
+	"crypto/x509"
 	"strings"
 
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
@@ -28,8 +29,12 @@ type Config struct {
 	// replaced while the server runs.
 	Tokens *authtoken.Set
 	// ClientCerts accepts callers presenting a client certificate that the TLS layer
-	// verified against the configured CA; the identity is the certificate's common name.
+	// verified against the configured CA; the identity is CertPrefix and the
+	// certificate's name (CertName).
 	ClientCerts bool
+	// CertDenied, when set, refuses a verified client certificate it reports (the
+	// deny-list, which may change while connections stay open: it is asked on every call).
+	CertDenied func(*x509.Certificate) bool
 	// PublicHealth and PublicReflection let health checks and server reflection through
 	// without credentials.
 	PublicHealth     bool
@@ -38,6 +43,12 @@ type Config struct {
 
 // anonymous is the identity of every caller when authentication is off.
 const anonymous = "anonymous"
+
+// CertPrefix begins the identity of every caller known by a client certificate. Token
+// callers' names cannot hold a ':' (authtoken.ValidIdentity), so a certificate can never
+// take a token caller's identity, nor the namespace of its customBizIds, and no name
+// gets the shared namespace of authentication off.
+const CertPrefix = "cert:"
 
 type callerKey struct{}
 
@@ -65,8 +76,12 @@ func (a *Config) authenticate(ctx context.Context, method string) (string, error
 	md, _ := metadata.FromIncomingContext(ctx)
 	// The peer is the network connection of the call, gRPC's or (for REST) the HTTP one.
 	if p, _ := peer.FromContext(ctx); a.ClientCerts {
-		if id := certIdentity(p); id != "" {
-			return id, nil
+		// A certificate that names no valid caller, or a denied one, is no credential; a
+		// token on the same call still is.
+		if cert := verifiedCert(p); cert != nil {
+			if name, ok := CertName(cert); ok && (a.CertDenied == nil || !a.CertDenied(cert)) {
+				return CertPrefix + name, nil
+			}
 		}
 	}
 	values := md.Get("authorization")
@@ -97,20 +112,32 @@ func (a *Config) tokenIdentity(values []string) (string, bool) {
 	return a.Tokens.Identity(tok)
 }
 
-// certIdentity is the common name of a client certificate the TLS handshake verified.
-func certIdentity(p *peer.Peer) string {
+// verifiedCert is the client certificate the TLS handshake verified, or nil.
+func verifiedCert(p *peer.Peer) *x509.Certificate {
 	if p == nil {
-		return ""
+		return nil
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok {
-		return ""
+		return nil
 	}
 	chains := ti.State.VerifiedChains
 	if len(chains) == 0 || len(chains[0]) == 0 {
-		return ""
+		return nil
 	}
-	return chains[0][0].Subject.CommonName
+	return chains[0][0]
+}
+
+// CertName is the caller a client certificate names: its first DNS subject alternative
+// name, else its subject's common name (SANs are where names belong; RFC 6125 leaves the
+// CN for compatibility). ok is false when that name is not a valid caller name
+// (authtoken.ValidIdentity).
+func CertName(cert *x509.Certificate) (name string, ok bool) {
+	name = cert.Subject.CommonName
+	if len(cert.DNSNames) > 0 {
+		name = cert.DNSNames[0]
+	}
+	return name, authtoken.ValidIdentity(name)
 }
 
 // Authenticate authenticates a call to method at the edge of its transport, before its
