@@ -80,8 +80,9 @@ type Error interface {
 	error
 	// Outcome says what the failure means for e签宝's state; see Outcome.
 	Outcome() Outcome
-	// RetrySafe reports whether sending the same request again cannot create a second
-	// evidence point: Outcome().RetrySafe().
+	// RetrySafe reports whether sending the same request again cannot create anything
+	// twice: Outcome().RetrySafe(), except that an unknown outcome of an operation whose
+	// Kind is Repeatable (a read, an upload) is safe.
 	RetrySafe() bool
 	// TraceID is e签宝's trace ID when a response carried one, else "".
 	TraceID() string
@@ -380,7 +381,7 @@ func MayHaveMade(err error) string {
 // IsRetrySafe reports whether err is an upstream Error that is safe to retry.
 func IsRetrySafe(err error) bool {
 	var e Error
-	return errors.As(err, &e) && e.Outcome().RetrySafe()
+	return errors.As(err, &e) && e.RetrySafe()
 }
 
 // mask replaces every occurrence of each personal value in msg with "***", ignoring case

@@ -262,10 +262,11 @@ func (g *Guard) send(ctx, sendCtx context.Context, op Op, call func(context.Cont
 			return nil, ErrCircuitOpen
 		}
 		g.report(sendCtx, op, v, err, g.clock.Since(start))
-		if err == nil || upstream.OutcomeOf(err) != upstream.OutcomeNotSent || ctx.Err() != nil || sendCtx.Err() != nil || attempt == unsentRetries {
+		if err == nil || !sendAgain(err) || ctx.Err() != nil || sendCtx.Err() != nil || attempt == unsentRetries {
 			return v, err
 		}
-		// Provably never reached e签宝: safe to send again, if time allows.
+		// Provably never reached e签宝, or of an operation a repeat cannot do twice: safe
+		// to send again, if time allows.
 		if d, ok := ctx.Deadline(); ok && g.clock.Until(d) < backoff {
 			return v, err
 		}
@@ -284,6 +285,20 @@ func (g *Guard) send(ctx, sendCtx context.Context, op Op, call func(context.Cont
 			return v, err
 		}
 	}
+}
+
+// sendAgain reports whether a failed attempt may be sent again: one that provably never
+// reached e签宝, or one whose outcome is unknown for an operation whose kind makes a repeat
+// harmless (a read, an upload: the error says so, upstream.Send stamps it). An attempt of
+// a create that may have arrived is never sent again.
+func sendAgain(err error) bool {
+	switch upstream.OutcomeOf(err) {
+	case upstream.OutcomeNotSent:
+		return true
+	case upstream.OutcomeUnknown:
+		return upstream.IsRetrySafe(err)
+	}
+	return false
 }
 
 // traced is implemented by results that carry e签宝's trace ID.

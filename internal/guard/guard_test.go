@@ -159,6 +159,28 @@ func TestOnlyUnsentAttemptsAreRetried(t *testing.T) {
 	}
 }
 
+// An unknown outcome is sent again only for an operation whose kind makes a repeat
+// harmless (upstream stamps it on the error); a create's is never.
+func TestUnknownOutcomeRetriedOnlyWhenRepeatable(t *testing.T) {
+	for _, repeatable := range []bool{false, true} {
+		g := guard.New(guard.Config{QPS: 1000})
+		calls := 0
+		_, err := guard.Call(context.Background(), g, "op", func(context.Context) (string, error) {
+			calls++
+			if calls == 1 {
+				return "", &upstream.UnknownOutcomeError{Status: 502, Repeatable: repeatable}
+			}
+			return "ok", nil
+		})
+		switch {
+		case repeatable && (err != nil || calls != 2):
+			t.Errorf("repeatable: %d calls, %v", calls, err)
+		case !repeatable && (err == nil || calls != 1):
+			t.Errorf("create: %d calls, %v", calls, err)
+		}
+	}
+}
+
 // Admission: no call is started for a caller whose remaining deadline (after its wait
 // for the quota) is below the minimum; such calls are refused at once, unsent, and
 // retry-safe.

@@ -205,7 +205,7 @@ func FromUpstream(ctx context.Context, err error) *status.Status {
 	if t := ue.TraceID(); t != "" {
 		meta["esign_trace_id"] = t
 	}
-	meta["retry_safe"] = strconv.FormatBool(ue.Outcome().RetrySafe())
+	meta["retry_safe"] = strconv.FormatBool(ue.RetrySafe())
 	if msg == "" {
 		msg = rule.msg
 	}
