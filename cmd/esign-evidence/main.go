@@ -60,14 +60,21 @@ func main() {
 // until ctx is done.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	build := buildinfo.Read()
-	checkOnly := false
+	checkOnly, migrateOnly := false, false
 	args = slices.DeleteFunc(slices.Clone(args), func(a string) bool {
-		if a == "-check-config" || a == "--check-config" {
+		switch a {
+		case "-check-config", "--check-config":
 			checkOnly = true
+			return true
+		case "-migrate", "--migrate":
+			migrateOnly = true
 			return true
 		}
 		return false
 	})
+	if migrateOnly {
+		return migrate(ctx, args, stderr)
+	}
 	cfg, err := loadSettings(args, stderr)
 	if err != nil {
 		return err
@@ -301,7 +308,10 @@ var legacyOp = submission.Op(upstream.PsnRealname.Name)
 // esign-evidence.journal.
 func openStore(ctx context.Context, cfg submission.StoreSettings) (submission.Store, string, func(), error) {
 	if cfg.DatabaseURL != "" {
-		s, err := submission.OpenPostgres(ctx, string(cfg.DatabaseURL), submission.PostgresOptions{LegacyOp: legacyOp})
+		s, err := submission.OpenPostgres(ctx, string(cfg.DatabaseURL), submission.PostgresOptions{LegacyOp: legacyOp, NoMigrate: !cfg.Migrate})
+		if errors.Is(err, submission.ErrSchemaNotCurrent) {
+			return nil, "", nil, fmt.Errorf("DATABASE_URL: %w; STORE_MIGRATE is false: run `esign-evidence -migrate` first", err)
+		}
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("DATABASE_URL: %w", err)
 		}
@@ -333,6 +343,37 @@ func openStore(ctx context.Context, cfg submission.StoreSettings) (submission.St
 			_ = os.RemoveAll(filepath.Dir(path))
 		}
 	}, nil
+}
+
+// migrate is `esign-evidence -migrate`: it brings the store's schema to this binary's
+// version and exits, reading no setting but where the store is. It is the step that runs
+// with a role allowed DDL, before replicas that start with STORE_MIGRATE=false.
+func migrate(ctx context.Context, args []string, stderr io.Writer) error {
+	s, set := newSettingSet(stderr)
+	if err := set.Parse(args); err != nil {
+		return err
+	}
+	if err := s.Store.CheckLocation(); err != nil {
+		return err
+	}
+	if s.Store.DatabaseURL != "" {
+		from, to, err := submission.MigratePostgres(ctx, string(s.Store.DatabaseURL), submission.PostgresOptions{LegacyOp: legacyOp})
+		if err != nil {
+			return fmt.Errorf("DATABASE_URL: %w", err)
+		}
+		fmt.Fprintf(stderr, "esign-evidence: the PostgreSQL schema is at version %d (was %d)\n", to, from)
+		return nil
+	}
+	// The embedded store brings itself up to date when opened.
+	b, err := submission.OpenBolt(s.Store.DBPath, submission.BoltOptions{LegacyOp: legacyOp})
+	if err != nil {
+		return fmt.Errorf("DB_PATH: %w", err)
+	}
+	if err := b.Close(); err != nil {
+		return fmt.Errorf("DB_PATH: %w", err)
+	}
+	fmt.Fprintln(stderr, "esign-evidence: the embedded store is up to date")
+	return nil
 }
 
 // fingerprintKeys are FINGERPRINT_KEY(_FILE)'s keys. Without them (only allowed with the

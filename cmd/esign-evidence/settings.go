@@ -16,6 +16,8 @@ import (
 // usageHeader opens the usage text; every setting follows it.
 const usageHeader = `Usage: esign-evidence [flags]            serve
        esign-evidence -check-config [flags]  check the settings (flags and environment) and exit
+       esign-evidence -migrate [flags]       bring the store's schema to this binary's version and exit
+                                             (reads only DB_PATH or DATABASE_URL(_FILE))
        esign-evidence -version               print the build and exit
 
 Every flag can also be set by its environment variable; a flag wins.`

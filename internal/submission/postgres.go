@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/esign-evidence/esign-evidence/internal/clock"
@@ -32,7 +33,15 @@ type PostgresOptions struct {
 	// Clock is the time source of the shared quota's back-off; the real clock when nil.
 	// (The quota and the retention run on the database's clock.)
 	Clock clock.Clock
+	// NoMigrate opens the store without changing its schema, so the role needs no DDL:
+	// opening fails with ErrSchemaNotCurrent unless MigratePostgres brought the schema to
+	// this binary's version first.
+	NoMigrate bool
 }
+
+// ErrSchemaNotCurrent is why OpenPostgres with NoMigrate refuses a database whose schema
+// is missing or older than this binary's: it must be migrated first.
+var ErrSchemaNotCurrent = errors.New("the database schema is not at this binary's version")
 
 // schemaVersion is the version migrate brings the schema to.
 const schemaVersion = 3
@@ -94,8 +103,41 @@ func nameOperations(ctx context.Context, tx pgx.Tx, o PostgresOptions) error {
 	return err
 }
 
-// OpenPostgres connects to dsn and migrates the schema.
+// OpenPostgres connects to dsn and migrates the schema, or with NoMigrate checks that it
+// is at this binary's version.
 func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*PostgresStore, error) {
+	s, err := connectPostgres(ctx, dsn, opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.NoMigrate {
+		err = s.checkSchema(ctx)
+	} else {
+		_, err = s.migrate(ctx)
+	}
+	if err != nil {
+		s.pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// MigratePostgres connects to dsn, brings the schema to this binary's version and
+// disconnects; it returns the version the schema had and the one it has now.
+func MigratePostgres(ctx context.Context, dsn string, opts PostgresOptions) (from, to int, err error) {
+	s, err := connectPostgres(ctx, dsn, opts)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer s.pool.Close()
+	from, err = s.migrate(ctx)
+	if err != nil {
+		return from, from, err
+	}
+	return from, schemaVersion, nil
+}
+
+func connectPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*PostgresStore, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's parse errors can quote the DSN, password included: say only what it is.
@@ -105,18 +147,32 @@ func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*Postg
 	if err != nil {
 		return nil, fmt.Errorf("connecting to PostgreSQL: %w", err)
 	}
-	s := &PostgresStore{pool: pool, opts: opts, clock: clock.Or(opts.Clock)}
-	if err := s.migrate(ctx); err != nil {
-		pool.Close()
-		return nil, err
-	}
-	return s, nil
+	return &PostgresStore{pool: pool, opts: opts, clock: clock.Or(opts.Clock)}, nil
 }
 
-// migrate brings the schema to schemaVersion. Replicas starting together take turns
-// through an advisory lock.
-func (s *PostgresStore) migrate(ctx context.Context) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+// checkSchema reads the schema's version, changing nothing: it must be schemaVersion.
+func (s *PostgresStore) checkSchema(ctx context.Context) error {
+	var v int
+	err := s.pool.QueryRow(ctx, `SELECT version FROM esign_evidence_schema`).Scan(&v)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "42P01", errors.Is(err, pgx.ErrNoRows): // 42P01: undefined_table
+		return fmt.Errorf("%w: there is none yet (this binary's is %d)", ErrSchemaNotCurrent, schemaVersion)
+	case err != nil:
+		return fmt.Errorf("reading the schema version: %w", err)
+	case v < schemaVersion:
+		return fmt.Errorf("%w: it is version %d, older than this binary's %d", ErrSchemaNotCurrent, v, schemaVersion)
+	case v > schemaVersion:
+		return fmt.Errorf("the database schema is version %d, newer than this binary's %d", v, schemaVersion)
+	}
+	return nil
+}
+
+// migrate brings the schema to schemaVersion and returns the version it had. Replicas
+// starting together take turns through an advisory lock.
+func (s *PostgresStore) migrate(ctx context.Context) (int, error) {
+	from := 0
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('esign_evidence_schema', 0))`); err != nil {
 			return fmt.Errorf("migrating: %w", err)
 		}
@@ -136,6 +192,7 @@ func (s *PostgresStore) migrate(ctx context.Context) error {
 		if v > schemaVersion {
 			return fmt.Errorf("the database schema is version %d, newer than this binary's %d", v, schemaVersion)
 		}
+		from = v
 		for ; v < schemaVersion; v++ {
 			if err := migrations[v](ctx, tx, s.opts); err != nil {
 				return fmt.Errorf("migrating to version %d: %w", v+1, err)
@@ -144,6 +201,7 @@ func (s *PostgresStore) migrate(ctx context.Context) error {
 		_, err = tx.Exec(ctx, `UPDATE esign_evidence_schema SET version = $1`, schemaVersion)
 		return err
 	})
+	return from, err
 }
 
 const pgColumns = `fingerprint, state, evi_point_id, esign_code, attempts, attempt_id, lease_until, created_at, updated_at`

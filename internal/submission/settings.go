@@ -89,12 +89,17 @@ type StoreSettings struct {
 	FingerprintKey     upstream.Secret
 	FingerprintKeyFile string
 	FingerprintKeys    []upstream.Secret
+	// Migrate brings the PostgreSQL schema to this binary's version at start-up. When
+	// false, start-up changes nothing in the schema (the role needs no DDL) and refuses a
+	// schema at another version: a separate step migrates it (`esign-evidence -migrate`,
+	// MigratePostgres), with a role that may.
+	Migrate bool
 }
 
 // DefaultStoreSettings are the settings unless configured otherwise: the embedded store at
 // DefaultDBPath.
 func DefaultStoreSettings() StoreSettings {
-	return StoreSettings{DBPath: DefaultDBPath}
+	return StoreSettings{DBPath: DefaultDBPath, Migrate: true}
 }
 
 // minFingerprintKey is the shortest fingerprint key accepted (New's own minimum).
@@ -108,29 +113,15 @@ func (s *StoreSettings) Bind(set *setting.Set) {
 	set.String(&s.DatabaseURLFile, "database-url-file", "file holding the PostgreSQL connection string, to use PostgreSQL instead of DB_PATH (or set DATABASE_URL)")
 	set.String(&s.JournalPath, "journal-path", "local journal of e签宝 results the store could not record yet (default: DB_PATH + .journal, or esign-evidence.journal with DATABASE_URL)")
 	set.String(&s.FingerprintKeyFile, "fingerprint-key-file", "file holding the keys of the request fingerprints, one per line, the first for new records (or set FINGERPRINT_KEY); required with DATABASE_URL; default with DB_PATH: a key kept in the store")
+	set.Bool(&s.Migrate, "store-migrate", "migrate the PostgreSQL schema at start-up; false: change nothing in it (the role needs no DDL) and refuse a schema at another version (run -migrate first)")
 }
 
 // Check reads the database URL and fingerprint key files and checks the settings
 // together; demo says an empty DBPath means a temporary file. Errors name the setting and
 // never quote a key or the connection string.
 func (s *StoreSettings) Check(demo bool) error {
-	var errs []error
+	errs := s.checkLocation(demo)
 	bad := func(env, flag, format string, a ...any) { errs = append(errs, setting.Errorf(env, flag, format, a...)) }
-	if s.DatabaseURLFile != "" {
-		b, err := os.ReadFile(s.DatabaseURLFile)
-		switch {
-		case s.DatabaseURL != "":
-			bad("DATABASE_URL_FILE", "database-url-file", "set either DATABASE_URL or DATABASE_URL_FILE, not both")
-		case err != nil:
-			bad("DATABASE_URL_FILE", "database-url-file", "cannot read %q", s.DatabaseURLFile)
-		case strings.TrimSpace(string(b)) == "":
-			bad("DATABASE_URL_FILE", "database-url-file", "%q is empty", s.DatabaseURLFile)
-		}
-		s.DatabaseURL = upstream.Secret(strings.TrimSpace(string(b)))
-	}
-	if s.DBPath == "" && s.DatabaseURL == "" && !demo {
-		bad("DB_PATH", "db-path", "is empty; name a file, or set DATABASE_URL")
-	}
 	s.FingerprintKeys = nil
 	switch key, file := s.FingerprintKey, s.FingerprintKeyFile; {
 	case key != "" && file != "":
@@ -163,4 +154,30 @@ func (s *StoreSettings) Check(demo bool) error {
 		bad("FINGERPRINT_KEY", "fingerprint-key-file", "is required with DATABASE_URL (set FINGERPRINT_KEY or FINGERPRINT_KEY_FILE, the same on every replica): the request fingerprints must not change when the app secret is rotated")
 	}
 	return errors.Join(errs...)
+}
+
+// CheckLocation reads the database URL file and checks only where the store is: all that
+// migrating it needs (no fingerprint key).
+func (s *StoreSettings) CheckLocation() error { return errors.Join(s.checkLocation(false)...) }
+
+// checkLocation reads DATABASE_URL_FILE and checks DB_PATH and DATABASE_URL.
+func (s *StoreSettings) checkLocation(demo bool) []error {
+	var errs []error
+	bad := func(env, flag, format string, a ...any) { errs = append(errs, setting.Errorf(env, flag, format, a...)) }
+	if s.DatabaseURLFile != "" {
+		b, err := os.ReadFile(s.DatabaseURLFile)
+		switch {
+		case s.DatabaseURL != "":
+			bad("DATABASE_URL_FILE", "database-url-file", "set either DATABASE_URL or DATABASE_URL_FILE, not both")
+		case err != nil:
+			bad("DATABASE_URL_FILE", "database-url-file", "cannot read %q", s.DatabaseURLFile)
+		case strings.TrimSpace(string(b)) == "":
+			bad("DATABASE_URL_FILE", "database-url-file", "%q is empty", s.DatabaseURLFile)
+		}
+		s.DatabaseURL = upstream.Secret(strings.TrimSpace(string(b)))
+	}
+	if s.DBPath == "" && s.DatabaseURL == "" && !demo {
+		bad("DB_PATH", "db-path", "is empty; name a file, or set DATABASE_URL")
+	}
+	return errs
 }
