@@ -27,6 +27,7 @@ import (
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -48,6 +49,7 @@ type objects struct {
 	pdbs        []*policyv1.PodDisruptionBudget
 	netpols     []*networkingv1.NetworkPolicy
 	monitors    []*monitoringv1.ServiceMonitor
+	jobs        []*batchv1.Job
 }
 
 // render builds a kustomization with the kustomize library (the engine of `kubectl
@@ -103,6 +105,9 @@ func decode(t *testing.T, rendered map[string][]byte) *objects {
 		case "networking.k8s.io/v1 NetworkPolicy":
 			n := &networkingv1.NetworkPolicy{}
 			o.netpols, into = append(o.netpols, n), n
+		case "batch/v1 Job":
+			j := &batchv1.Job{}
+			o.jobs, into = append(o.jobs, j), j
 		case "monitoring.coreos.com/v1 ServiceMonitor":
 			m := &monitoringv1.ServiceMonitor{}
 			o.monitors, into = append(o.monitors, m), m
@@ -748,5 +753,83 @@ func TestKubernetesServiceMonitor(t *testing.T) {
 		if ep.Path != "" && ep.Path != "/metrics" {
 			t.Errorf("endpoint path %q: the metrics are at /metrics", ep.Path)
 		}
+	}
+}
+
+// TestKubernetesMigrationJob renders the base with the migration Job component: the Job
+// runs the same image with -migrate and nothing but the migrating role's connection string
+// (from a Secret of its own), locked down like the replicas; the replicas start with
+// STORE_MIGRATE=false (checkKustomization has the binary accept their settings) and their
+// Secret is not the Job's.
+func TestKubernetesMigrationJob(t *testing.T) {
+	o := checkKustomization(t, "testdata/migration-job")
+	bin := theBinary(t)
+	if len(o.jobs) != 1 {
+		t.Fatalf("want one Job, have %d", len(o.jobs))
+	}
+	job, d := o.jobs[0], o.deployments[0]
+	server := d.Spec.Template.Spec.Containers[0]
+	if env := containerEnv(t, o, server); env["STORE_MIGRATE"] != "false" {
+		t.Errorf("the replicas start with STORE_MIGRATE=%q, want false: their role would need DDL", env["STORE_MIGRATE"])
+	}
+	if sel, err := metaSelector(d.Spec.Selector); err == nil && sel.Matches(labels.Set(job.Spec.Template.Labels)) {
+		t.Error("the Deployment's selector matches the Job's pods")
+	}
+	spec := job.Spec.Template.Spec
+	if len(spec.Containers) != 1 {
+		t.Fatalf("want one container in the Job, have %d", len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	// The overlay sets the image as OPERATIONS.md says: the replicas and the Job follow it.
+	if want := "registry.example.com/esign-evidence:1.0.0"; c.Image != want || server.Image != want {
+		t.Errorf("the Job runs %s, the replicas %s, the overlay set %s: the Job must migrate to the replicas' version", c.Image, server.Image, want)
+	}
+	if !slices.Equal(c.Args, []string{"-migrate"}) || len(c.Command) > 0 {
+		t.Errorf("the Job runs command %v args %v, want the entrypoint with -migrate", c.Command, c.Args)
+	}
+	env := containerEnv(t, o, c)
+	for name := range env {
+		if !bin.env[name] {
+			t.Errorf("the Job's %s is not a setting of the binary", name)
+		}
+	}
+	if len(env) != 1 || env["DATABASE_URL_FILE"] == "" {
+		t.Errorf("the Job's environment is %v: it needs DATABASE_URL_FILE only", env)
+	}
+	jobSecret := mountedVolume(spec, c, path.Dir(env["DATABASE_URL_FILE"]))
+	if jobSecret == nil || jobSecret.Secret == nil {
+		t.Fatalf("DATABASE_URL_FILE=%s is not in a mounted Secret", env["DATABASE_URL_FILE"])
+	}
+	serverEnv := containerEnv(t, o, server)
+	if v := mountedVolume(d.Spec.Template.Spec, server, path.Dir(serverEnv["DATABASE_URL_FILE"])); v == nil || v.Secret == nil ||
+		v.Secret.SecretName == jobSecret.Secret.SecretName {
+		t.Errorf("the replicas' connection string is not in a Secret apart from the Job's %s", jobSecret.Secret.SecretName)
+	}
+	switch psc, csc := spec.SecurityContext, c.SecurityContext; {
+	case spec.RestartPolicy != corev1.RestartPolicyNever && spec.RestartPolicy != corev1.RestartPolicyOnFailure:
+		t.Errorf("restartPolicy %q", spec.RestartPolicy)
+	case job.Spec.BackoffLimit == nil || job.Spec.ActiveDeadlineSeconds == nil:
+		t.Error("the Job has no backoffLimit or activeDeadlineSeconds: a failing migration would retry without end")
+	case psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot:
+		t.Error("the Job's pod does not run as non-root")
+	case csc == nil || csc.ReadOnlyRootFilesystem == nil || !*csc.ReadOnlyRootFilesystem ||
+		csc.AllowPrivilegeEscalation == nil || *csc.AllowPrivilegeEscalation ||
+		csc.Capabilities == nil || !slices.Contains(csc.Capabilities.Drop, "ALL"):
+		t.Error("the Job's container is not locked down like the replicas'")
+	case spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken:
+		t.Error("the Job's pod mounts a service account token")
+	}
+	// The binary accepts exactly this invocation: -migrate with the Job's settings reads
+	// the connection string and tries the database (a stand-in no server answers).
+	dir := t.TempDir()
+	dsnFile := filepath.Join(dir, "database-url")
+	if err := os.WriteFile(dsnFile, []byte("postgres://migrator@127.0.0.1:1/esign?sslmode=disable&connect_timeout=2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin.path, c.Args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL_FILE=" + dsnFile}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "DATABASE_URL: ") || strings.Contains(string(out), "FINGERPRINT_KEY") || strings.Contains(string(out), "ESIGN_APP") {
+		t.Errorf("-migrate with the Job's settings should get as far as the database and need nothing else: %v\n%s", err, out)
 	}
 }
