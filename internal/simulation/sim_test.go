@@ -215,6 +215,8 @@ var regressions = []struct {
 }{
 	{[]uint64{945, 2108, 3027, 3322, 5951, 6029, 8964, 9601},
 		"a replica crashed while it still retried the store with e签宝's answer, before journaling it: the answer was recorded nowhere and the key sent again (fixed: journaled at the first failed write)"},
+	{[]uint64{22895, 30795, 53364, 95249},
+		"a call cut off (or stopped) just after sending was recorded as outcome unknown at once and another attempt sent the key while the first request could still reach e签宝 (fixed: an unknown outcome keeps the key until then)"},
 }
 
 func TestRegressionSeeds(t *testing.T) {

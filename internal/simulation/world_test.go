@@ -52,6 +52,8 @@ type world struct {
 	// answers lost.
 	overlaps, split, lostAnswers int
 	beyondKinds                  map[string]bool
+	// journalLost: per replica, when it crashed and lost its journal.
+	journalLost map[int][]time.Duration
 	// away: per replica, when it was stopped or down.
 	away map[int][]window
 	// dups: ids a replica reported as a second result for their key.
@@ -198,10 +200,9 @@ type life struct {
 	inc  int
 	dead atomic.Bool
 	died chan struct{}
-	// diedAt is when the run crashed; journalLost, whether its journal went with it.
-	diedAt      time.Duration
-	journalLost atomic.Bool
-	mu          sync.Mutex
+	// diedAt is when the run crashed.
+	diedAt time.Duration
+	mu     sync.Mutex
 	// resume is non-nil while the process is stopped; it is closed when it goes on.
 	resume chan struct{}
 	sub    *submission.Submitter
@@ -885,7 +886,7 @@ func (w *world) beyondBound(kind string, end time.Duration, format string, args 
 // run plays the schedule inside the current synctest bubble.
 func run(s *schedule, dir string) result {
 	w := &world{s: s, dir: dir, t0: time.Now(), store: newMemStore(),
-		told: map[int][]tell{}, calls: map[int][]*callSpan{}, created: map[int]map[string]bool{}, claims: map[string]bool{}, claimedAt: map[string]time.Duration{}, nextID: map[int]int{}, dups: map[string]bool{}, away: map[int][]window{}, beyondKinds: map[string]bool{}}
+		told: map[int][]tell{}, calls: map[int][]*callSpan{}, created: map[int]map[string]bool{}, claims: map[string]bool{}, claimedAt: map[string]time.Duration{}, nextID: map[int]int{}, dups: map[string]bool{}, away: map[int][]window{}, beyondKinds: map[string]bool{}, journalLost: map[int][]time.Duration{}}
 	grace := s.grace()
 	lo, hi := slices.Min(s.Skew), slices.Max(s.Skew)
 	if hi-lo > submission.ClockAllowance {
@@ -948,7 +949,9 @@ func (w *world) drive(r *replica, evs []replicaEvent) {
 			l := r.current()
 			pending := r.crash()
 			if l != nil && !e.JournalKept {
-				l.journalLost.Store(true)
+				w.mu.Lock()
+				w.journalLost[r.id] = append(w.journalLost[r.id], w.now())
+				w.mu.Unlock()
 			}
 			w.logf("r%d crashes (journal kept: %v, %d results pending)", r.id, e.JournalKept, pending)
 			if pending > 0 && !e.JournalKept {
@@ -1166,9 +1169,10 @@ func (w *world) checkFinal() {
 			switch {
 			case died && sp.life.diedAt <= sp.answeredAt+w.s.StoreTimeout:
 				// Lost with the process before anything could be written: inherent.
-			case !inBound && died && sp.life.journalLost.Load():
+			case !inBound && slices.ContainsFunc(w.journalLost[sp.replica], func(at time.Duration) bool { return at >= sp.answeredAt }):
 				// The README: results pending when the journal is lost (a pod deleted) are
-				// lost, the key handled as an outcome unknown after the grace.
+				// lost, the key handled as an outcome unknown after the grace (the result
+				// may have passed through a restart's replay first).
 				w.lostAnswers++
 			case !inBound:
 				// The README: beyond the bound the first result recorded is kept, the

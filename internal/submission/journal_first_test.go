@@ -14,10 +14,10 @@ import (
 
 // A result e签宝 returned is in the journal as soon as its first store write has failed,
 // not only once the foreground retries are over: a replica killed while it still
-// retries the store cannot lose it. (Found by the simulation, seeds 90, 945, 1499, 2108,
-// 2193, 3027, 3322, 3532 of internal/simulation: the replica crashed between the answer
-// and the end of the retries; the key was sent again after the grace and the first
-// evidence point was recorded nowhere.) On simulated time.
+// retries the store cannot lose it. (Found by internal/simulation, TestRegressionSeeds:
+// the replica crashed between the answer and the end of the retries; the key was sent
+// again after the grace and the first evidence point was recorded nowhere.) On
+// simulated time.
 func TestResultJournaledAtTheFirstFailedWrite(t *testing.T) {
 	dir := t.TempDir()
 	synctest.Test(t, func(t *testing.T) {
