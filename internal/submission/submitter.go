@@ -236,12 +236,22 @@ func (s *Submitter) OnDuplicate(f func(op Op)) { s.cfg.OnDuplicate = f }
 // StoreUp reports whether the last store operation succeeded.
 func (s *Submitter) StoreUp() bool { return !s.storeDown.Load() }
 
-// Lookup returns the stored record of key, or nil. key.Op is required.
+// Lookup returns key's record as the next attempt would read it, or nil: an in-progress
+// record whose lease and the takeover grace after it ran out unrenewed reads as outcome
+// unknown (takeover: its holder died, or is cut off beyond the bound), so that a stale
+// holder's record is told apart from a live one. Nothing is written. key.Op is required.
 func (s *Submitter) Lookup(ctx context.Context, key Key) (*Record, error) {
 	if err := key.check(); err != nil {
 		return nil, err
 	}
-	return s.get(ctx, key)
+	rec, err := s.get(ctx, key)
+	if err != nil || rec == nil {
+		return rec, err
+	}
+	if v, next := takeover(rec, s.TakeoverGrace(), s.clock.Now()); v == takenOver {
+		return next, nil
+	}
+	return rec, nil
 }
 
 // claimEvent is the claim of attemptID for a request of fingerprint fp under s's settings.
