@@ -6,6 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Another service already on the demo's ports would answer these examples instead of the
+# binary just built: refuse rather than test the wrong thing.
+if curl -s -o /dev/null localhost:8080/healthz 2>/dev/null; then
+  echo "readme-examples: something already listens on localhost:8080; stop it first" >&2
+  exit 1
+fi
 log=$(mktemp)
 bin/esign-evidence -simulate >"$log" 2>&1 &
 pid=$!
@@ -40,7 +46,9 @@ while IFS= read -r cmd; do
       grep -q '"fileId"' <<<"$out" || { echo "readme-examples: no fileId from: $cmd" >&2; exit 1; } ;;
     *'sed -e'*)
       grep -q '"eviPointId": *"P' <<<"$out" || { echo "readme-examples: no eviPointId from: $cmd" >&2; exit 1; } ;;
-    *v1/submissions/order-42*|*GetSubmission*)
+    *evi-chain/create*|*CreateEvidenceChain*)
+      grep -q '"eviChainId": *"C' <<<"$out" || { echo "readme-examples: no eviChainId from: $cmd" >&2; exit 1; } ;;
+    *v1/submissions/order-42*|*v1/submissions/chain-42*|*GetSubmission*)
       grep -q 'SUBMISSION_STATE_SUCCEEDED' <<<"$out" || { echo "readme-examples: submission not found by: $cmd" >&2; exit 1; } ;;
     *'"FOO"'*)
       grep -q '"field": *"cardType"' <<<"$out" || { echo "readme-examples: cardType not named by: $cmd" >&2; exit 1; } ;;
