@@ -91,7 +91,7 @@ func TestMigrateStepAndRuntimeRoleWithoutDDL(t *testing.T) {
 
 	// The migration step, with the owner's role: only where the store is, no other setting.
 	out, err = exits([]string{"DATABASE_URL=" + adminDSN}, "-migrate")
-	if err != nil || !strings.Contains(out, "the PostgreSQL schema is at version 3 (was 0)") {
+	if err != nil || !strings.Contains(out, "the PostgreSQL schema is at version 4 (was 0)") {
 		t.Fatalf("-migrate: %v\n%s", err, out)
 	}
 	if _, err := admin.Exec(ctx, "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "+role); err != nil {
@@ -113,14 +113,14 @@ func TestMigrateStepAndRuntimeRoleWithoutDDL(t *testing.T) {
 	}
 
 	// Running the step again changes nothing; a schema older than the binary's is refused.
-	if out, err := exits([]string{"DATABASE_URL=" + adminDSN}, "-migrate"); err != nil || !strings.Contains(out, "at version 3 (was 3)") {
+	if out, err := exits([]string{"DATABASE_URL=" + adminDSN}, "-migrate"); err != nil || !strings.Contains(out, "at version 4 (was 4)") {
 		t.Errorf("-migrate again: %v\n%s", err, out)
 	}
 	if _, err := admin.Exec(ctx, "UPDATE esign_evidence_schema SET version = 2"); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exits(replicaEnv(t, e, "DATABASE_URL="+runtimeDSN, "STORE_MIGRATE=false")); err == nil ||
-		!strings.Contains(out, "version 2, older than this binary's 3") {
+		!strings.Contains(out, "version 2, older than this binary's 4") {
 		t.Errorf("STORE_MIGRATE=false on an older schema: %v\n%s", err, out)
 	}
 }

@@ -26,7 +26,7 @@ const (
 	// DefaultMinRemaining is the least remaining deadline a call must have for the
 	// service to start an e签宝 call for it: about what e签宝 takes to answer. A call
 	// started with less would most likely outlive its caller, who then retries and
-	// creates another evidence point (or, keyless, never learns the first one's ID).
+	// creates the same thing again (or, keyless, never learns the first one's ID).
 	DefaultMinRemaining = time.Second
 	// maxLimiterWait bounds a wait for the quota when the caller set no deadline.
 	maxLimiterWait = 5 * time.Second

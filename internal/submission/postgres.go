@@ -44,7 +44,7 @@ type PostgresOptions struct {
 var ErrSchemaNotCurrent = errors.New("the database schema is not at this binary's version")
 
 // schemaVersion is the version migrate brings the schema to.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // migrations[i] brings the schema from version i to i+1.
 var migrations = []func(ctx context.Context, tx pgx.Tx, o PostgresOptions) error{
@@ -69,6 +69,9 @@ var migrations = []func(ctx context.Context, tx pgx.Tx, o PostgresOptions) error
 		app text        PRIMARY KEY,
 		tat timestamptz NOT NULL
 	)`),
+	// A record's result is whatever its operation keeps (Operation.Encode); the first
+	// schema named its column after the first operation's.
+	execMigration(`ALTER TABLE esign_evidence_submissions RENAME COLUMN evi_point_id TO result`),
 }
 
 func execMigration(sql string) func(context.Context, pgx.Tx, PostgresOptions) error {
@@ -204,7 +207,7 @@ func (s *PostgresStore) migrate(ctx context.Context) (int, error) {
 	return from, err
 }
 
-const pgColumns = `fingerprint, state, evi_point_id, esign_code, attempts, attempt_id, lease_until, created_at, updated_at`
+const pgColumns = `fingerprint, state, result, esign_code, attempts, attempt_id, lease_until, created_at, updated_at`
 
 func scanRecord(key Key, row pgx.Row) (*Record, error) {
 	r := &Record{Key: key}
@@ -241,7 +244,7 @@ func (s *PostgresStore) Mutate(ctx context.Context, key Key, fn func(cur *Record
 		_, err = tx.Exec(ctx, `INSERT INTO esign_evidence_submissions (operation, namespace, custom_biz_id, `+pgColumns+`)
 			VALUES ($12, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 			ON CONFLICT (operation, namespace, custom_biz_id) DO UPDATE SET
-				fingerprint = EXCLUDED.fingerprint, state = EXCLUDED.state, evi_point_id = EXCLUDED.evi_point_id,
+				fingerprint = EXCLUDED.fingerprint, state = EXCLUDED.state, result = EXCLUDED.result,
 				esign_code = EXCLUDED.esign_code, attempts = EXCLUDED.attempts, attempt_id = EXCLUDED.attempt_id,
 				lease_until = EXCLUDED.lease_until, updated_at = EXCLUDED.updated_at`,
 			key.Namespace, key.CustomBizID, next.Fingerprint, string(next.State), next.Result, next.EsignCode,

@@ -44,9 +44,9 @@ import (
 type UnknownPolicy string
 
 const (
-	// ResendUnknown (the default) sends a retry again, recorded as a further attempt: a
-	// duplicate evidence point is harmless, a missing one blocks the person's signing
-	// account.
+	// ResendUnknown (the default) sends a retry again, recorded as a further attempt: for
+	// the operations this service makes, a duplicate result is harmless and a missing one
+	// blocks the caller's next step.
 	ResendUnknown UnknownPolicy = "resend"
 	// RefuseUnknown refuses such retries; an operator settles the submission.
 	RefuseUnknown UnknownPolicy = "refuse"
