@@ -29,7 +29,11 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	pvalidate "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	openapiv2 "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
@@ -87,7 +91,7 @@ func run(target string, fragments []string) error {
 	if err := enc.Encode(doc); err != nil {
 		return err
 	}
-	return os.WriteFile(target, out.Bytes(), 0o644)
+	return os.WriteFile(target, escapeInvisible(out.Bytes()), 0o644)
 }
 
 func mergeFragment(f string, paths, defs object) error {
@@ -306,7 +310,7 @@ func applyRules(s object, fd protoreflect.FieldDescriptor) {
 			target["minLength"] = 1 // protovalidate's required: present and not empty
 		}
 		if str.HasPattern() {
-			target["pattern"] = str.GetPattern()
+			target["pattern"] = schemaPattern(str.GetPattern())
 		}
 		if str.HasMinLen() {
 			target["minLength"] = str.GetMinLen()
@@ -340,6 +344,60 @@ func applyRules(s object, fd protoreflect.FieldDescriptor) {
 	case rules.GetFloat() != nil:
 		bounds(target, rules.GetFloat().ProtoReflect())
 	}
+}
+
+// schemaPattern writes an RE2 pattern (what protovalidate runs) so that it means the same
+// as JSON Schema's `pattern`, an ECMAScript regular expression read with the `u` flag, and
+// still compiles as RE2 (go-openapi validates the document with Go's regexp): RE2's code
+// point escape \x{HHHH}, which ECMAScript lacks, becomes the character itself (\xHH below
+// U+0080); the rest of the syntax the contract uses (classes, \p{Z}, \s, \xHH, anchors,
+// repetition) is spelled alike. CI compiles every pattern of the document as an ECMAScript
+// RegExp (make client-check). The JSON encoder's output escapes the invisible characters
+// this can produce (writeJSON).
+func schemaPattern(re2 string) string {
+	var b strings.Builder
+	for i := 0; i < len(re2); i++ {
+		c := re2[i]
+		if c != '\\' || i+1 >= len(re2) {
+			b.WriteByte(c)
+			continue
+		}
+		if re2[i+1] == 'x' && i+2 < len(re2) && re2[i+2] == '{' {
+			if end := strings.IndexByte(re2[i+3:], '}'); end > 0 {
+				if cp, err := strconv.ParseUint(re2[i+3:i+3+end], 16, 32); err == nil && utf8.ValidRune(rune(cp)) {
+					if cp < 0x80 {
+						fmt.Fprintf(&b, `\x%02X`, cp)
+					} else {
+						b.WriteRune(rune(cp))
+					}
+					i += 3 + end
+					continue
+				}
+			}
+		}
+		b.WriteByte(c)
+		b.WriteByte(re2[i+1]) // an escaped character, a backslash included, is kept as it is
+		i++
+	}
+	return b.String()
+}
+
+// escapeInvisible writes every invisible character of JSON text (a format character such
+// as U+202A, or one that does not print) as a \uXXXX escape, so that the document shows
+// what its patterns hold. Such characters occur only inside JSON strings, where the
+// escape means the same.
+func escapeInvisible(js []byte) []byte {
+	var out bytes.Buffer
+	for _, r := range string(js) {
+		if r == '\n' || r == ' ' || (unicode.IsPrint(r) && !unicode.Is(unicode.Cf, r)) {
+			out.WriteRune(r)
+			continue
+		}
+		for _, u := range utf16.Encode([]rune{r}) {
+			fmt.Fprintf(&out, `\u%04x`, u)
+		}
+	}
+	return out.Bytes()
 }
 
 // bounds maps a numeric rules message's gt/gte/lt/lte to Swagger 2.0's minimum, maximum

@@ -1558,14 +1558,14 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"#CreatePersonalEvidencePointResponse\x12 \n" +
 	"\fevi_point_id\x18\x01 \x01(\tR\n" +
 	"eviPointId\x12\x1a\n" +
-	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xc7\x04\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xcd\x06\n" +
 	"\x1aCreateEvidenceChainRequest\x12s\n" +
 	"\vtemplate_id\x18\x01 \x01(\tBR\x92A&J$\"aaaaaa4-0001-aaaa-aaaa-aaaaaaaaaaa\"\xe0A\x02\xbaH#\xc8\x01\x01r\x1e\x18@2\x1a^[^\\x00-\\x1F\\x7F-\\x9F\\s]+$R\n" +
 	"templateId\x12\xb5\x01\n" +
 	"\x04name\x18\x02 \x01(\tB\xa0\x01\xe0A\x02\xbaH\x99\x01\xc8\x01\x01r\x93\x01\x18d2\x8e\x01^[^\\x00-\\x1F\\x7F-\\x9F\\x{202A}-\\x{202E}\\x{2066}-\\x{2069}]*[^\\s\\p{Z}\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F\\x{202A}-\\x{202E}\\x{2066}-\\x{2069}]*$R\x04name\x12I\n" +
 	"\x06points\x18\x03 \x03(\v2%.esign.evidence.v1.EvidenceChainPointB\n" +
 	"\xbaH\a\x92\x01\x04\b\x01\x10dR\x06points\x12E\n" +
-	"\rcustom_biz_id\x18\x04 \x01(\tB!\xbaH\x1er\x1c\x18$2\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\vcustomBizId:j\xbaHg\x1ae\n" +
+	"\rcustom_biz_id\x18\x04 \x01(\tB!\xbaH\x1er\x1c\x18$2\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\vcustomBizId:\xef\x02\x92A\x81\x022\xfe\x01{\"templateId\": \"aaaaaa4-0001-aaaa-aaaa-aaaaaaaaaaa\", \"name\": \"劳动合同 2026-001\", \"points\": [{\"eviPointType\": 0, \"eviPointId\": \"P1234567890123456789\"}, {\"eviPointType\": 5, \"eviPointId\": \"sign-flow-0001\"}], \"customBizId\": \"openapi-example-chain-0001\"}\xbaHg\x1ae\n" +
 	"\rpoints.unique\x12'must not name the same eviPointId twice\x1a+this.points.map(p, p.evi_point_id).unique()\"\xe4\x02\n" +
 	"\x12EvidenceChainPoint\x123\n" +
 	"\x0eevi_point_type\x18\x01 \x01(\x05B\r\xbaH\n" +
