@@ -117,6 +117,8 @@ type Server struct {
 	// enter authenticates and admits a REST call before its body is read.
 	enter func(ctx context.Context, method string) (context.Context, func(), error)
 	conns *connLimiter
+	// backupToken is the SHA-256 of the token GET /backup asks for; nil: no /backup.
+	backupToken *[32]byte
 }
 
 // propagator reads and writes W3C trace context (traceparent, tracestate): a REST or gRPC
@@ -138,6 +140,13 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Submitter == nil {
 		return nil, errors.New("server: Options.Submitter is required")
+	}
+	var backupToken *[32]byte
+	if opts.BackupTokenFile != "" {
+		var err error
+		if backupToken, err = readBackupToken(opts.BackupTokenFile); err != nil {
+			return nil, err
+		}
 	}
 
 	if opts.Logger == nil {
@@ -268,7 +277,7 @@ func New(opts Options) (*Server, error) {
 	grpcMetrics.InitializeMetrics(g)
 	m.KnowMethods(g)
 	return &Server{opts: opts, log: opts.Logger, grpc: g, rest: rest, health: hs, metrics: m, edge: edge, enter: keeper.enter,
-		conns: newConnLimiter(opts.MaxConnections, opts.Registry, opts.Logger)}, nil
+		conns: newConnLimiter(opts.MaxConnections, opts.Registry, opts.Logger), backupToken: backupToken}, nil
 }
 
 // GRPCServer exposes the gRPC server, so tests and embedders can register more services.

@@ -25,6 +25,10 @@ type Settings struct {
 	GRPCAddr, HTTPAddr, AdminAddr string
 	// AdminPprof serves Go's profiler (/debug/pprof/) on the admin listener.
 	AdminPprof bool
+	// BackupTokenFile, when set, serves the embedded store's backup at GET /backup on the
+	// admin listener to a caller presenting the token this file holds (as a bearer
+	// token); unset, there is no /backup.
+	BackupTokenFile string
 	// MaxRequestBytes caps request size on gRPC and REST.
 	MaxRequestBytes int
 	// ShutdownTimeout bounds the graceful drain.
@@ -90,6 +94,7 @@ func (s *Settings) Bind(set *setting.Set) {
 	set.Address(&s.HTTPAddr, "http-addr", false, "REST (grpc-gateway) listen address")
 	set.Address(&s.AdminAddr, "admin-addr", true, "admin listen address: /metrics, and /debug/pprof with ADMIN_PPROF (set but empty: none)")
 	set.Bool(&s.AdminPprof, "admin-pprof", "serve Go's profiler (/debug/pprof/) on the admin listener")
+	set.String(&s.BackupTokenFile, "admin-backup-token-file", "serve the embedded store's backup at /backup on the admin listener to the bearer of the token in this file (unset: no /backup)")
 	setting.Bytes(set, &s.MaxRequestBytes, "max-request-bytes", 1024, 64<<20, "maximum request size on gRPC and REST")
 	set.Duration(&s.ShutdownTimeout, "shutdown-timeout", "how long in-flight calls may take to finish at shutdown")
 	set.DurationIn(&s.DrainDelay, "shutdown-drain-delay", 0, 5*time.Minute, "a duration from 0s to 5m",

@@ -110,6 +110,18 @@ type Client struct {
 	sent atomic.Int64
 }
 
+// RedactURL is s as it may be printed: without its user and password, its query and its
+// fragment (where a URL carries credentials); "(not a URL)" when it cannot be read, since
+// the text itself might hold them.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(not a URL)"
+	}
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	return u.String()
+}
+
 // New validates cfg and builds a Client.
 func New(cfg Config) (*Client, error) {
 	if cfg.BaseURL == "" {
@@ -117,10 +129,10 @@ func New(cfg Config) (*Client, error) {
 	}
 	base, err := url.Parse(cfg.BaseURL)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("upstream: BaseURL %q is not an http(s) URL", cfg.BaseURL)
+		return nil, fmt.Errorf("upstream: BaseURL %q is not an http(s) URL", RedactURL(cfg.BaseURL))
 	}
 	if base.RawQuery != "" || base.Fragment != "" {
-		return nil, fmt.Errorf("upstream: BaseURL %q must not have a query or fragment", cfg.BaseURL)
+		return nil, fmt.Errorf("upstream: BaseURL %q must not have a query or fragment", RedactURL(cfg.BaseURL))
 	}
 	base.Path = strings.TrimSuffix(base.Path, "/")
 	if strings.TrimSpace(cfg.AppID) == "" {
@@ -158,7 +170,10 @@ func New(cfg Config) (*Client, error) {
 	}
 	var rt http.RoundTripper = newTransport(cfg.RootCAs)
 	if cfg.WrapTransport != nil {
-		rt = cfg.WrapTransport(rt)
+		// The wrapper (tracing) sees each request without its query: e签宝's upload URL
+		// is pre-signed, its query a credential. The query is back before the request
+		// leaves.
+		rt = hideQuery{cfg.WrapTransport(restoreQuery{rt})}
 	}
 	c.http = &http.Client{
 		Transport: rt,
@@ -217,8 +232,10 @@ type gatewayBody struct {
 }
 
 // post signs and sends body to path and decodes a successful answer's data into out.
-// personal lists the request's personal values, masked out of any message e签宝 returns.
+// personal lists the request's personal values, masked out of any message e签宝 returns,
+// and so is every other string the body holds (callerStrings): any of them may be echoed.
 func (c *Client) post(ctx context.Context, path string, body []byte, personal []string, out any) (trace string, err error) {
+	personal = append(callerStrings(body), personal...)
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
@@ -298,7 +315,7 @@ func decodeResponse(status int, raw []byte, trace string, personal []string, out
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		var g gatewayBody
 		_ = json.Unmarshal(raw, &g) // may be empty, cut or not JSON: the status says enough
-		return &AuthError{Status: status, Reason: mask(g.Message, personal), Trace: trace}
+		return &AuthError{Status: status, Reason: knownGatewayReason(g.Message), Trace: trace}
 	case status >= 500 || (status >= 200 && status < 400 && status != http.StatusOK):
 		return &UnknownOutcomeError{Status: status, Trace: trace}
 	case status != http.StatusOK:
@@ -347,4 +364,34 @@ func transportCause(ctx context.Context, err error) error {
 		return uerr.Err
 	}
 	return err
+}
+
+// queryKey carries a request's query past a transport wrapper that must not see it.
+type queryKey struct{}
+
+// hideQuery hands the wrapped transport the request without its query.
+type hideQuery struct{ next http.RoundTripper }
+
+func (h hideQuery) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.RawQuery == "" {
+		return h.next.RoundTrip(r)
+	}
+	u := *r.URL
+	r2 := r.Clone(context.WithValue(r.Context(), queryKey{}, u.RawQuery))
+	u.RawQuery = ""
+	r2.URL = &u
+	return h.next.RoundTrip(r2)
+}
+
+// restoreQuery puts back the query hideQuery took off.
+type restoreQuery struct{ next http.RoundTripper }
+
+func (h restoreQuery) RoundTrip(r *http.Request) (*http.Response, error) {
+	if q, ok := r.Context().Value(queryKey{}).(string); ok {
+		u := *r.URL
+		u.RawQuery = q
+		r = r.Clone(r.Context())
+		r.URL = &u
+	}
+	return h.next.RoundTrip(r)
 }

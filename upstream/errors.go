@@ -1,8 +1,11 @@
 package upstream
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -382,6 +385,55 @@ func MayHaveMade(err error) string {
 func IsRetrySafe(err error) bool {
 	var e Error
 	return errors.As(err, &e) && e.RetrySafe()
+}
+
+// knownGatewayReason is the gateway's reason when it is one e签宝 documents (a code, not
+// text), else "": the rest of a 401/403 body is free text and is never kept.
+func knownGatewayReason(msg string) string {
+	switch msg {
+	case ReasonInvalidSignature, ReasonInvalidTimestamp, ReasonMissingParameter, ReasonAuthStrategy,
+		ReasonInvalidApp, ReasonTokenCantBeNull, ReasonIPNotWhitelisted:
+		return msg
+	}
+	return ""
+}
+
+// callerStrings are the string values of a request body (e签宝's JSON), each at least
+// two characters: everything the caller wrote (eviName, mark, verifySerialNumber, the
+// suppliers, scores, bank names, ...), so that an e签宝 message quoting one is masked
+// whatever the operation. Keys are not values and are kept.
+func callerStrings(body []byte) []string {
+	var out []string
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for _, e := range v {
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		case string:
+			if len(strings.TrimSpace(v)) >= 2 {
+				out = append(out, v)
+			}
+		case json.Number:
+			if len(v) >= 2 {
+				out = append(out, string(v))
+			}
+		}
+	}
+	var v any
+	if dec.Decode(&v) == nil {
+		walk(v)
+	}
+	// Longest first, so that a value containing another is masked whole.
+	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return out
 }
 
 // mask replaces every occurrence of each personal value in msg with "***", ignoring case

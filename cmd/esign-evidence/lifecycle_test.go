@@ -178,9 +178,10 @@ func TestBinaryCheckConfig(t *testing.T) {
 	}
 }
 
-// TestBinaryOnlineBackupAndRestore: GET /backup on the admin listener copies the embedded
-// store while the service runs and keeps serving; a service started on the copy knows the
-// submissions made before the copy and not those made after.
+// TestBinaryOnlineBackupAndRestore: GET /backup on the admin listener is there only with
+// ADMIN_BACKUP_TOKEN_FILE, answers 401 without that token and logs every request; it
+// copies the embedded store while the service runs and keeps serving; a service started
+// on the copy knows the submissions made before the copy and not those made after.
 func TestBinaryOnlineBackupAndRestore(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
@@ -226,9 +227,42 @@ func TestBinaryOnlineBackupAndRestore(t *testing.T) {
 		}
 	}
 
-	live := startBinary(t, bin, []string{"DB_PATH=" + filepath.Join(dir, "live.db")}, "-simulate")
+	// Without ADMIN_BACKUP_TOKEN_FILE there is no /backup.
+	off := startBinary(t, bin, []string{"DB_PATH=" + filepath.Join(dir, "off.db")}, "-simulate")
+	if resp, err := http.Get("http://" + off.adminAddr + "/backup"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/backup without ADMIN_BACKUP_TOKEN_FILE: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	const backupToken = "backup-token-0123456789abcdef"
+	tokenFile := filepath.Join(dir, "backup-token")
+	if err := os.WriteFile(tokenFile, []byte(backupToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	live := startBinary(t, bin, []string{"DB_PATH=" + filepath.Join(dir, "live.db"), "ADMIN_BACKUP_TOKEN_FILE=" + tokenFile}, "-simulate")
 	before := create(live, "order-before")
-	resp, err := http.Get("http://" + live.adminAddr + "/backup")
+	for _, tok := range []string{"", "wrong-token-0123456789abcdef"} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+live.adminAddr+"/backup", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || len(b) > 100 {
+			t.Errorf("/backup with token %q: HTTP %d, %d bytes", tok, resp.StatusCode, len(b))
+		}
+	}
+	if got := strings.Count(live.stderr.String(), "store backup refused"); got != 2 {
+		t.Errorf("%d refused backups logged, want 2", got)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+live.adminAddr+"/backup", nil)
+	req.Header.Set("Authorization", "Bearer "+backupToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,6 +273,9 @@ func TestBinaryOnlineBackupAndRestore(t *testing.T) {
 	}
 	create(live, "order-after") // still serving, still writing
 	stop(live)
+	if !strings.Contains(live.stderr.String(), `"msg":"store backup downloaded"`) || strings.Contains(live.stderr.String(), backupToken) {
+		t.Errorf("the download is not logged, or the log quotes the token:\n%s", live.stderr)
+	}
 
 	backup := filepath.Join(dir, "restored.db")
 	if err := os.WriteFile(backup, copied, 0o600); err != nil {

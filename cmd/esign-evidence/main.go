@@ -197,7 +197,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("ADMIN_ADDR: %w", err)
 		}
 	}
-	log.Info("esign-evidence starting", "version", build.Version, "revision", build.Revision, "esign_base_url", cfg.esign.BaseURL, "esign_app_id", cfg.esign.AppID,
+	log.Info("esign-evidence starting", "version", build.Version, "revision", build.Revision, "esign_base_url", upstream.RedactURL(cfg.esign.BaseURL), "esign_app_id", cfg.esign.AppID,
 		"esign_api_revision", string(cfg.esign.Revision), "demo_mode", cfg.Simulate, "tracing", tp != nil)
 	// Registered before serving, so a SIGHUP never meets the default action (exit).
 	hup := make(chan os.Signal, 1)
