@@ -11,6 +11,9 @@ package guard
 import (
 	"context"
 	"errors"
+	"net/http/httptrace"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -119,6 +122,14 @@ type Guard struct {
 	breaker *gobreaker.CircuitBreaker[any]
 	cfg     Config
 	clock   clock.Clock
+	// local is this process's own limiter at its share, while a shared Quota is down.
+	local Quota
+	// sends counts this process's sends against QPS; shareSends against its share,
+	// counted only while the shared quota is down (see sendLog).
+	sends, shareSends *sendLog
+	paceMu            sync.Mutex
+	// fallbackUntil (unix nanoseconds): sends until then were admitted by local.
+	fallbackUntil atomic.Int64
 }
 
 // New builds a Guard.
@@ -133,10 +144,17 @@ func New(cfg Config) *Guard {
 	if cfg.BreakerOpenFor <= 0 {
 		cfg.BreakerOpenFor = breakerOpenFor
 	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = d.Replicas
+	}
 	cfg.Clock = clock.Or(cfg.Clock)
-	g := &Guard{cfg: cfg, quota: cfg.Quota, clock: cfg.Clock}
+	share := cfg.QPS / float64(cfg.Replicas)
+	g := &Guard{cfg: cfg, quota: cfg.Quota, clock: cfg.Clock, sends: newSendLog(cfg.QPS), shareSends: newSendLog(share)}
 	if g.quota == nil {
 		g.quota = NewLocalQuota(cfg.QPS, cfg.Clock)
+		g.local = g.quota
+	} else {
+		g.local = NewLocalQuota(share, cfg.Clock)
 	}
 	g.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:    "esign",
@@ -190,20 +208,28 @@ func Call[R any](ctx context.Context, g *Guard, op Op, call func(context.Context
 // with ErrDeadlineTooShort when ctx's remaining deadline is below MinRemaining, and with
 // ErrRateLimited when the next slot would leave less than that (or, without a deadline,
 // would take longer than 5 s). A quota that fails (its store is unreachable) is
-// replaced by this process's own limiter for the call.
-func (g *Guard) Admit(ctx context.Context) error {
+// replaced by this process's own limiter at its share (Config.Replicas) for the call.
+func (g *Guard) Admit(ctx context.Context) error { return g.AdmitBefore(ctx, 0) }
+
+// AdmitBefore is Admit for a caller that spends up to ahead between being admitted and
+// sending (the exactly-once layer's claim of the key): the slot it waits for must leave
+// MinRemaining plus ahead, so that a slot is not taken by a call the admission rule
+// would stop once it is ready to send. A call with less than that left is admitted
+// only if a slot is free at once.
+func (g *Guard) AdmitBefore(ctx context.Context, ahead time.Duration) error {
 	maxWait := maxLimiterWait
 	if d, ok := ctx.Deadline(); ok {
 		remaining := g.clock.Until(d)
 		if remaining < g.cfg.MinRemaining {
 			return ErrDeadlineTooShort
 		}
-		maxWait = remaining - g.cfg.MinRemaining
+		maxWait = max(0, remaining-g.cfg.MinRemaining-ahead)
 	}
 	start := g.clock.Now()
 	wait, ok, err := g.quota.Reserve(ctx, maxWait)
 	if err != nil {
-		wait, ok, _ = g.fallback().Reserve(ctx, maxWait)
+		g.fallbackUntil.Store(g.clock.Now().Add(QuotaWindow + QuotaSlack + maxWait).UnixNano())
+		wait, ok, _ = g.local.Reserve(ctx, maxWait)
 	}
 	if !ok {
 		g.reportLimiter(g.clock.Since(start), true)
@@ -229,15 +255,75 @@ func (g *Guard) reportLimiter(waited time.Duration, refused bool) {
 	}
 }
 
-// fallback is the in-process limiter used while a shared quota cannot be reached.
-func (g *Guard) fallback() Quota {
-	if lq, ok := g.quota.(*localQuota); ok {
-		return lq
+// pace waits, on ctx, until this send keeps this process's count of its sends within
+// QPS per window, and within its share too while the shared quota is down (see
+// sendLog), then stamps the send's instant. It returns ctx's error if ctx ends first.
+func (g *Guard) pace(ctx context.Context) error {
+	g.paceMu.Lock()
+	now := g.clock.Now()
+	seq, at := g.sends.plan(now)
+	share := now.UnixNano() < g.fallbackUntil.Load()
+	var shareSeq uint64
+	if share {
+		var shareAt time.Time
+		shareSeq, shareAt = g.shareSends.plan(now)
+		at = later(at, shareAt)
 	}
-	if fq, ok := g.quota.(interface{ Fallback() Quota }); ok {
-		return fq.Fallback()
+	g.paceMu.Unlock()
+	for {
+		if wait := at.Sub(now); wait > 0 {
+			t := g.clock.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				g.paceMu.Lock()
+				g.stamp(seq, shareSeq, share, g.clock.Now())
+				g.paceMu.Unlock()
+				return ctx.Err()
+			case <-t.Chan():
+			}
+		}
+		// The sends this one was planned from may have gone later than planned.
+		g.paceMu.Lock()
+		now = g.clock.Now()
+		at = g.sends.earliest(seq, now)
+		if share {
+			at = later(at, g.shareSends.earliest(shareSeq, now))
+		}
+		if !at.After(now) {
+			g.stamp(seq, shareSeq, share, now)
+			g.paceMu.Unlock()
+			return nil
+		}
+		g.paceMu.Unlock()
 	}
-	return NewLocalQuota(g.cfg.QPS, g.clock)
+}
+
+// paced returns ctx with an HTTP client trace that paces the call's first request (see
+// pace) once it has its connection, the last moment before the request is written: what
+// comes before (the body, its signature, a dial) does not move the instant e签宝 sees.
+func (g *Guard) paced(ctx context.Context) context.Context {
+	var once sync.Once
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) {
+			once.Do(func() { _ = g.pace(ctx) }) // an ended ctx ends the request too
+		},
+	})
+}
+
+// stamp records the instant of a send pace let go (or gave up on); paceMu is held.
+func (g *Guard) stamp(seq, shareSeq uint64, share bool, at time.Time) {
+	g.sends.stamp(seq, at)
+	if share {
+		g.shareSends.stamp(shareSeq, at)
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // Send makes call on sendCtx through g's breaker, reports it, and retries an attempt
@@ -257,7 +343,7 @@ func (g *Guard) send(ctx, sendCtx context.Context, op Op, call func(context.Cont
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		start := g.clock.Now()
-		v, err := g.breaker.Execute(func() (any, error) { return call(sendCtx) })
+		v, err := g.breaker.Execute(func() (any, error) { return call(g.paced(sendCtx)) })
 		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 			return nil, ErrCircuitOpen
 		}

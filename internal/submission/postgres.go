@@ -283,36 +283,31 @@ func (s *PostgresStore) DeleteBefore(ctx context.Context, cutoff time.Time) (int
 	}
 }
 
-// Quota is the app's e签宝 quota of qps per second (burst qps), shared by every replica
-// on this database: GCRA over one row per app, updated by one atomic statement per
-// call (one round trip, the row locked only for that statement), on the database's
-// clock so the replicas' clocks do not matter. It is work-conserving: one busy replica
-// can use the whole quota.
+// Quota is the app's e签宝 quota of qps per second, shared by every replica on this
+// database: GCRA over one row per app, one slot every guard.SlotInterval(qps) with no
+// burst (so no window of guard.QuotaWindow carries more than qps slots, after an idle
+// period too), updated by one atomic statement per call (one round trip, the row locked
+// only for that statement), on the database's clock so the replicas' clocks do not
+// matter. It is work-conserving: one busy replica can use the whole quota.
 //
-// While the database cannot be reached, Reserve fails and the guard uses this process's
-// own limiter at the full rate (Fallback) for the call; the shared row is tried again a
-// second later.
+// While the database cannot be reached, Reserve fails and the guard uses its own
+// limiter at the replica's share (guard.Config.Replicas) for the call; the shared row is
+// tried again a second later.
 func (s *PostgresStore) Quota(app string, qps float64, timeout time.Duration) guard.Quota {
-	return &pgQuota{pool: s.pool, app: app, interval: time.Duration(float64(time.Second) / qps),
-		burst: max(1, int(qps)), timeout: timeout, local: guard.NewLocalQuota(qps, s.clock), clock: s.clock}
+	return &pgQuota{pool: s.pool, app: app, interval: guard.SlotInterval(qps), timeout: timeout, clock: s.clock}
 }
 
 type pgQuota struct {
 	pool     *pgxpool.Pool
 	app      string
 	interval time.Duration
-	burst    int
 	timeout  time.Duration
-	local    guard.Quota
 	clock    clock.Clock
 	// downUntil (unix nanoseconds) skips the database after a failure.
 	downUntil atomic.Int64
 	// ready is set once the app's row exists.
 	ready atomic.Bool
 }
-
-// Fallback is the in-process limiter used while the database is unreachable.
-func (q *pgQuota) Fallback() guard.Quota { return q.local }
 
 // errQuotaDown reports that the shared quota was skipped after a recent failure.
 var errQuotaDown = errors.New("shared quota unreachable")
@@ -323,9 +318,8 @@ func (q *pgQuota) Reserve(ctx context.Context, maxWait time.Duration) (time.Dura
 	}
 	ctx, cancel := clock.WithTimeout(ctx, q.clock, q.timeout)
 	defer cancel()
-	// GCRA: a slot is free at max(tat, now) - tolerance; taking it moves tat on by one
-	// interval. The app's row is created on first use.
-	tolerance := time.Duration(q.burst-1) * q.interval
+	// GCRA without burst: the next slot is at max(tat, now); taking it moves tat on by
+	// one interval past it. The app's row is created on first use.
 	var waitSecs float64
 	var ok bool
 	if !q.ready.Load() {
@@ -339,12 +333,12 @@ func (q *pgQuota) Reserve(ctx context.Context, maxWait time.Duration) (time.Dura
 			SELECT greatest(tat, clock_timestamp()) AS base, clock_timestamp() AS now FROM esign_evidence_quota WHERE app = $1 FOR UPDATE
 		), upd AS (
 			UPDATE esign_evidence_quota q SET tat = cur.base + make_interval(secs => $2)
-			FROM cur WHERE q.app = $1 AND cur.base - make_interval(secs => $3) - cur.now <= make_interval(secs => $4)
+			FROM cur WHERE q.app = $1 AND cur.base - cur.now <= make_interval(secs => $3)
 			RETURNING 1
 		)
-		SELECT coalesce((SELECT extract(epoch FROM greatest(base - make_interval(secs => $3) - now, interval '0')) FROM cur), 0)::float8,
+		SELECT coalesce((SELECT extract(epoch FROM base - now) FROM cur), 0)::float8,
 			EXISTS (SELECT 1 FROM upd)`,
-		q.app, q.interval.Seconds(), tolerance.Seconds(), maxWait.Seconds()).Scan(&waitSecs, &ok)
+		q.app, q.interval.Seconds(), maxWait.Seconds()).Scan(&waitSecs, &ok)
 	if err != nil {
 		q.downUntil.Store(q.clock.Now().Add(time.Second).UnixNano())
 		return 0, false, err

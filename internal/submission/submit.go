@@ -133,8 +133,9 @@ func (s *Submitter) submit(ctx context.Context, g *guard.Guard, key Key, fp Fing
 			continue
 		case proceed:
 			// The key is taken only once the call is admitted past the quota, so that
-			// waiting for a slot never eats into the lease.
-			if err := g.Admit(ctx); err != nil {
+			// waiting for a slot never eats into the lease; the slot leaves time for the
+			// claim, so that it is not wasted on a call the recheck below would stop.
+			if err := g.AdmitBefore(ctx, s.claimAhead()); err != nil {
 				return outcome{}, err
 			}
 			if err := ctx.Err(); err != nil {
@@ -144,6 +145,7 @@ func (s *Submitter) submit(ctx context.Context, g *guard.Guard, key Key, fp Fing
 		// The claim runs on a context the caller cannot cancel (still bounded by
 		// StoreTimeout): a caller hanging up must not cut a commit in half.
 		var last *Record
+		claimStart := s.clock.Now()
 		err = s.mutate(context.WithoutCancel(ctx), key, func(cur *Record) (*Record, error) {
 			var write *Record
 			v, write = decide(cur, s.claimEvent(attemptID, fp), s.clock.Now())
@@ -154,6 +156,7 @@ func (s *Submitter) submit(ctx context.Context, g *guard.Guard, key Key, fp Fing
 			}
 			return write, nil
 		})
+		s.observeClaim(s.clock.Since(claimStart))
 		if err != nil {
 			// The claim may have committed all the same (an acknowledgement lost to the
 			// timeout): if this attempt holds the key, give it back as not sent.

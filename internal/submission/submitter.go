@@ -136,6 +136,28 @@ type Submitter struct {
 	// pending holds results not yet recorded (journaled), by key.
 	mu      sync.Mutex
 	pending map[Key]pendingResult
+	// claimTime (nanoseconds) is how long a claim of a key takes: a maximum of the
+	// recent claims that decays by 1/32 with each one (see claimAhead).
+	claimTime atomic.Int64
+}
+
+// claimAhead is the time a call is expected to spend claiming its key between its
+// admission and its send, plus 5 ms: the quota slot it waits for must leave that much
+// over the admission minimum, or the slot would be taken by a call refused once its
+// claim is done (wasted under a backlog).
+func (s *Submitter) claimAhead() time.Duration {
+	return time.Duration(s.claimTime.Load()) + 5*time.Millisecond
+}
+
+// observeClaim adds a claim's duration to claimTime.
+func (s *Submitter) observeClaim(d time.Duration) {
+	for {
+		old := s.claimTime.Load()
+		next := max(int64(d), old-old/32)
+		if s.claimTime.CompareAndSwap(old, next) {
+			return
+		}
+	}
 }
 
 // New validates cfg and returns a Submitter.
