@@ -258,15 +258,17 @@ func (g *Guard) reportLimiter(waited time.Duration, refused bool) {
 // pace waits, on ctx, until this send keeps this process's count of its sends within
 // QPS per window, and within its share too while the shared quota is down (see
 // sendLog), then stamps the send's instant. It returns ctx's error if ctx ends first.
-func (g *Guard) pace(ctx context.Context) error {
+// The send's numbers in the counts are returned for restamp.
+func (g *Guard) pace(ctx context.Context) (paceTicket, error) {
 	g.paceMu.Lock()
 	now := g.clock.Now()
-	seq, at := g.sends.plan(now)
-	share := now.UnixNano() < g.fallbackUntil.Load()
-	var shareSeq uint64
-	if share {
+	var tk paceTicket
+	var at time.Time
+	tk.seq, at = g.sends.plan(now)
+	tk.share = now.UnixNano() < g.fallbackUntil.Load()
+	if tk.share {
 		var shareAt time.Time
-		shareSeq, shareAt = g.shareSends.plan(now)
+		tk.shareSeq, shareAt = g.shareSends.plan(now)
 		at = later(at, shareAt)
 	}
 	g.paceMu.Unlock()
@@ -276,46 +278,71 @@ func (g *Guard) pace(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				g.paceMu.Lock()
-				g.stamp(seq, shareSeq, share, g.clock.Now())
-				g.paceMu.Unlock()
-				return ctx.Err()
+				g.restamp(tk, g.clock.Now())
+				return tk, ctx.Err()
 			case <-t.Chan():
 			}
 		}
 		// The sends this one was planned from may have gone later than planned.
 		g.paceMu.Lock()
 		now = g.clock.Now()
-		at = g.sends.earliest(seq, now)
-		if share {
-			at = later(at, g.shareSends.earliest(shareSeq, now))
+		at = g.sends.earliest(tk.seq, now)
+		if tk.share {
+			at = later(at, g.shareSends.earliest(tk.shareSeq, now))
 		}
 		if !at.After(now) {
-			g.stamp(seq, shareSeq, share, now)
+			g.sends.stamp(tk.seq, now)
+			if tk.share {
+				g.shareSends.stamp(tk.shareSeq, now)
+			}
 			g.paceMu.Unlock()
-			return nil
+			return tk, nil
 		}
 		g.paceMu.Unlock()
 	}
 }
 
+// paceTicket is a send's place in the counts of sends.
+type paceTicket struct {
+	seq, shareSeq uint64
+	share         bool
+}
+
 // paced returns ctx with an HTTP client trace that paces the call's first request (see
 // pace) once it has its connection, the last moment before the request is written: what
 // comes before (the body, its signature, a dial) does not move the instant e签宝 sees.
+// The send is stamped again once its headers are written, so that a write that came late
+// (a busy process) holds back the send QPS after it.
 func (g *Guard) paced(ctx context.Context) context.Context {
-	var once sync.Once
+	var (
+		once sync.Once
+		tk   paceTicket
+		ok   bool
+	)
 	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(httptrace.GotConnInfo) {
-			once.Do(func() { _ = g.pace(ctx) }) // an ended ctx ends the request too
+			once.Do(func() {
+				var err error
+				tk, err = g.pace(ctx) // an ended ctx ends the request too
+				ok = err == nil
+			})
+		},
+		WroteHeaders: func() {
+			if ok {
+				g.restamp(tk, g.clock.Now())
+				ok = false
+			}
 		},
 	})
 }
 
-// stamp records the instant of a send pace let go (or gave up on); paceMu is held.
-func (g *Guard) stamp(seq, shareSeq uint64, share bool, at time.Time) {
-	g.sends.stamp(seq, at)
-	if share {
-		g.shareSends.stamp(shareSeq, at)
+// restamp moves a send's instant in the counts to at.
+func (g *Guard) restamp(tk paceTicket, at time.Time) {
+	g.paceMu.Lock()
+	defer g.paceMu.Unlock()
+	g.sends.stamp(tk.seq, at)
+	if tk.share {
+		g.shareSends.stamp(tk.shareSeq, at)
 	}
 }
 
