@@ -87,7 +87,7 @@ func TestEchoedRequestIsMasked(t *testing.T) {
 // TestRedactURL: a URL is printed without the credentials it may carry.
 func TestRedactURL(t *testing.T) {
 	for in, want := range map[string]string{
-		"https://user:p4ss@smlopenapi.esign.cn/base":     "https://smlopenapi.esign.cn/base",
+		"https://user:p4ss@smlopenapi.esign.cn/base":      "https://smlopenapi.esign.cn/base",
 		"https://oss.example/f?Signature=abc&Expires=1#x": "https://oss.example/f",
 		"http://127.0.0.1:8080":                           "http://127.0.0.1:8080",
 		"://user:p4ss@bad":                                "(not a URL)",
