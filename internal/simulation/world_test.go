@@ -229,12 +229,6 @@ func (l *life) gate() {
 	}
 }
 
-func (l *life) paused() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.resume != nil
-}
-
 func (r *replica) current() *life {
 	r.mu.Lock()
 	defer r.mu.Unlock()
