@@ -217,6 +217,8 @@ var regressions = []struct {
 		"a replica crashed while it still retried the store with e签宝's answer, before journaling it: the answer was recorded nowhere and the key sent again (fixed: journaled at the first failed write)"},
 	{[]uint64{22895, 30795, 53364, 95249},
 		"a call cut off (or stopped) just after sending was recorded as outcome unknown at once and another attempt sent the key while the first request could still reach e签宝 (fixed: an unknown outcome keeps the key until then)"},
+	{[]uint64{4345, 4902},
+		"replicas' clocks seconds apart: leases written and judged on each replica's own clock let a replica take a key over while its holder could still be sending (fixed: leases on the store's clock, ClockedStore)"},
 }
 
 func TestRegressionSeeds(t *testing.T) {

@@ -110,6 +110,12 @@ func (m *memStore) Mutate(ctx context.Context, key submission.Key, fn func(cur *
 	return nil
 }
 
+// MutateAt is Mutate giving fn the store's own time, as PostgreSQL's does
+// (submission.ClockedStore): leases are then written and judged on one clock.
+func (m *memStore) MutateAt(ctx context.Context, key submission.Key, fn func(cur *submission.Record, now time.Time) (*submission.Record, error)) error {
+	return m.Mutate(ctx, key, func(cur *submission.Record) (*submission.Record, error) { return fn(cur, m.clock()) })
+}
+
 // Get implements submission.Store.
 func (m *memStore) Get(ctx context.Context, key submission.Key) (*submission.Record, error) {
 	if key.Op == "" {

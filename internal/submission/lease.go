@@ -40,10 +40,10 @@ func (s *Submitter) sendHolding(ctx context.Context, g *guard.Guard, key Key, at
 				return
 			case <-tick.Chan():
 			}
-			from := s.clock.Now()
+			from := s.clock.Now() // the cut-off, on this replica's clock
 			held := true
-			err := s.mutate(sendCtx, key, func(cur *Record) (*Record, error) {
-				v, next := renew(cur, renewEvent{AttemptID: attemptID, Lease: lease}, from)
+			err := s.mutateAt(sendCtx, key, func(cur *Record, now time.Time) (*Record, error) {
+				v, next := renew(cur, renewEvent{AttemptID: attemptID, Lease: lease}, now)
 				held = v != notHeld
 				return next, nil
 			})
@@ -74,8 +74,8 @@ func (s *Submitter) sendHolding(ctx context.Context, g *guard.Guard, key Key, at
 // releaseClaim gives back a key this attempt claimed but never sent (release), before
 // being the record as the claim found it.
 func (s *Submitter) releaseClaim(key Key, attemptID string, before *Record) {
-	err := s.mutate(context.Background(), key, func(cur *Record) (*Record, error) {
-		_, next := release(cur, releaseEvent{AttemptID: attemptID, Before: before}, s.clock.Now())
+	err := s.mutateAt(context.Background(), key, func(cur *Record, now time.Time) (*Record, error) {
+		_, next := release(cur, releaseEvent{AttemptID: attemptID, Before: before}, now)
 		return next, nil
 	})
 	if err != nil {

@@ -225,13 +225,22 @@ func scanRecord(key Key, row pgx.Row) (*Record, error) {
 
 // Mutate implements Store.
 func (s *PostgresStore) Mutate(ctx context.Context, key Key, fn func(cur *Record) (*Record, error)) error {
+	return s.MutateAt(ctx, key, func(cur *Record, _ time.Time) (*Record, error) { return fn(cur) })
+}
+
+// MutateAt implements ClockedStore: fn is given the database's time once the key is
+// held, so every replica writes and judges leases on one clock.
+func (s *PostgresStore) MutateAt(ctx context.Context, key Key, at func(cur *Record, now time.Time) (*Record, error)) error {
 	if err := key.check(); err != nil {
 		return err
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2), hashtext($3))`, string(key.Op), key.Namespace, key.CustomBizID); err != nil {
+		var now time.Time
+		if err := tx.QueryRow(ctx, `SELECT clock_timestamp() FROM pg_advisory_xact_lock(hashtext($1 || '/' || $2), hashtext($3))`,
+			string(key.Op), key.Namespace, key.CustomBizID).Scan(&now); err != nil {
 			return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 		}
+		fn := func(cur *Record) (*Record, error) { return at(cur, now) }
 		cur, err := scanRecord(key, tx.QueryRow(ctx, `SELECT `+pgColumns+` FROM esign_evidence_submissions WHERE operation = $1 AND namespace = $2 AND custom_biz_id = $3`,
 			string(key.Op), key.Namespace, key.CustomBizID))
 		if err != nil {

@@ -44,8 +44,14 @@ func (s *Submitter) recordOutcome(key Key, attemptID string, fingerprint []byte,
 	var stored string
 	var err error
 	for try := 0; try < recordFor; try++ {
-		err = s.mutate(context.Background(), key, func(cur *Record) (*Record, error) {
-			v, next := finish(cur, finishEvent{AttemptID: attemptID, State: state, EsignCode: code, Quiet: quiet}, s.clock.Now())
+		// Quiet as a time on the clock the record is written by.
+		quietFor := s.clock.Until(quiet)
+		err = s.mutateAt(context.Background(), key, func(cur *Record, now time.Time) (*Record, error) {
+			var q time.Time
+			if quietFor > 0 {
+				q = now.Add(quietFor)
+			}
+			v, next := finish(cur, finishEvent{AttemptID: attemptID, State: state, EsignCode: code, Quiet: q}, now)
 			if v == replay {
 				stored = cur.Result
 			}
@@ -80,8 +86,8 @@ func (s *Submitter) recordSuccess(key Key, attemptID string, fingerprint []byte,
 			s.clock.Sleep(backoff)
 			backoff *= 2
 		}
-		err = s.mutate(context.Background(), key, func(cur *Record) (*Record, error) {
-			v, next := record(cur, recordEvent{Key: key, Fingerprint: fingerprint, Result: result}, s.clock.Now())
+		err = s.mutateAt(context.Background(), key, func(cur *Record, now time.Time) (*Record, error) {
+			v, next := record(cur, recordEvent{Key: key, Fingerprint: fingerprint, Result: result}, now)
 			stored = result
 			if v == replay {
 				stored = cur.Result

@@ -87,5 +87,13 @@ type Store interface {
 	Close() error
 }
 
+// ClockedStore is a Store with a clock of its own, shared by every replica (PostgreSQL's):
+// MutateAt gives fn the store's time of the transaction. Leases are then written and
+// judged on that one clock, so the replicas' clocks may disagree by any amount; each
+// replica still measures its own cut-off as a duration on its own clock.
+type ClockedStore interface {
+	MutateAt(ctx context.Context, key Key, fn func(cur *Record, now time.Time) (*Record, error)) error
+}
+
 // ErrStoreUnavailable wraps failures of the store itself.
 var ErrStoreUnavailable = errors.New("submission store unavailable")

@@ -109,6 +109,7 @@ func (s *Submitter) submit(ctx context.Context, g *guard.Guard, key Key, fp Fing
 		return nil
 	}
 	var rec *Record
+	var claimed time.Time
 	for {
 		// A result this process holds but could not record yet is the key's result.
 		if p, ok := s.pendingFor(key); ok && fp.matches(p.fingerprint) {
@@ -145,10 +146,12 @@ func (s *Submitter) submit(ctx context.Context, g *guard.Guard, key Key, fp Fing
 		// The claim runs on a context the caller cannot cancel (still bounded by
 		// StoreTimeout): a caller hanging up must not cut a commit in half.
 		var last *Record
-		claimStart := s.clock.Now()
-		err = s.mutate(context.WithoutCancel(ctx), key, func(cur *Record) (*Record, error) {
+		// The cut-off is measured on this replica's clock from before the claim, whatever
+		// clock the lease is written on.
+		claimed = s.clock.Now()
+		err = s.mutateAt(context.WithoutCancel(ctx), key, func(cur *Record, now time.Time) (*Record, error) {
 			var write *Record
-			v, write = decide(cur, s.claimEvent(attemptID, fp), s.clock.Now())
+			v, write = decide(cur, s.claimEvent(attemptID, fp), now)
 			last = cur
 			if write != nil {
 				write.Key = key
@@ -156,7 +159,7 @@ func (s *Submitter) submit(ctx context.Context, g *guard.Guard, key Key, fp Fing
 			}
 			return write, nil
 		})
-		s.observeClaim(s.clock.Since(claimStart))
+		s.observeClaim(s.clock.Since(claimed))
 		if err != nil {
 			// The claim may have committed all the same (an acknowledgement lost to the
 			// timeout): if this attempt holds the key, give it back as not sent.
@@ -188,7 +191,7 @@ func (s *Submitter) submit(ctx context.Context, g *guard.Guard, key Key, fp Fing
 	}
 
 	var out outcome
-	err := s.sendHolding(ctx, g, key, attemptID, rec.LeaseUntil.Add(-s.cfg.Lease), call, func(res string, sendErr error, lastSent time.Time) error {
+	err := s.sendHolding(ctx, g, key, attemptID, claimed, call, func(res string, sendErr error, lastSent time.Time) error {
 		// A request sent may reach e签宝 for about as long as e签宝 takes to answer (the
 		// guard's admission minimum), read on any replica's clock.
 		var quiet time.Time

@@ -301,6 +301,21 @@ func (s *Submitter) mutate(ctx context.Context, key Key, fn func(cur *Record) (*
 	return err
 }
 
+// mutateAt is mutate with the time the record is judged and leases are written by: the
+// store's own when it has one (ClockedStore: every replica then reads leases on one
+// clock), this replica's otherwise.
+func (s *Submitter) mutateAt(ctx context.Context, key Key, fn func(cur *Record, now time.Time) (*Record, error)) error {
+	cs, ok := s.cfg.Store.(ClockedStore)
+	if !ok {
+		return s.mutate(ctx, key, func(cur *Record) (*Record, error) { return fn(cur, s.clock.Now()) })
+	}
+	ctx, cancel := clock.WithTimeout(ctx, s.clock, s.cfg.StoreTimeout)
+	defer cancel()
+	err := cs.MutateAt(ctx, key, fn)
+	s.noteStore(err)
+	return err
+}
+
 func (s *Submitter) noteStore(err error) {
 	s.storeDown.Store(err != nil && !errors.Is(err, context.Canceled))
 }
