@@ -162,6 +162,12 @@ bench: bin/.ghz-$(GHZ_VERSION) bin/.hey-$(HEY_VERSION) ## Load-test gRPC and RES
 examples: tools ## Generate Node.js and Python stubs and run the examples and grpcurl against the demo.
 	examples/run.sh
 
+DOCS := README.md API.md CONFIGURATION.md OPERATIONS.md ARCHITECTURE.md BENCHMARKS.md docs/api-reference.md
+
+.PHONY: docs-check
+docs-check: ## README.md at most 15 KB; every relative link and anchor in the docs resolves.
+	go run ./scripts/doccheck -max-readme 15360 $(DOCS)
+
 .PHONY: client-check
 client-check: build ## Generate a TypeScript client from the OpenAPI document, compile it and call the demo with it.
 	examples/typescript/run.sh

@@ -48,7 +48,7 @@ const reasonUploadsUnknown = "UPLOADS_NOT_IN_LEDGER"
 // come from different machines' clocks.
 const ledgerSkew = time.Minute
 
-// The service's ErrorInfo reasons the importer acts on (README, "Errors").
+// The service's ErrorInfo reasons the importer acts on (API.md, "Errors").
 const (
 	reasonInvalidRequest      = "INVALID_REQUEST"
 	reasonRateLimited         = "RATE_LIMITED"

@@ -1,4 +1,4 @@
-// Package synthetic makes up people for import files: tests, the README's example and
+// Package synthetic makes up people for import files: tests, OPERATIONS.md's esign-import example and
 // benchmarks. Every value is invented, but each passes the contract's rules as a real
 // one would: mainland ID numbers carry the right check character, mobile numbers are in
 // a mainland range, bank cards have 16 digits.

@@ -196,7 +196,7 @@ func (w *writer) method(m *protogen.Method) error {
 	if codes := op.GetResponses(); len(codes) > 0 {
 		w.p("The error statuses it answers over REST, each a `google.rpc.Status` whose")
 		w.p("`ErrorInfo.reason` the text names (over gRPC the same reasons come with the gRPC code;")
-		w.p("the full table is in [API.md](../API.md)):")
+		w.p("the full table is in [API.md](../API.md#errors)):")
 		w.p("")
 		w.p("| HTTP | when |")
 		w.p("|---|---|")
