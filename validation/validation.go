@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	"buf.build/go/protovalidate"
@@ -142,6 +143,20 @@ const NotBlankPattern = `[^\s\p{Z}]`
 // "string.printable".
 const PrintablePattern = `^[^\x00-\x1F\x7F-\x9F]*$`
 
+// invisibleControls are the characters free text may not hold: C0 controls, DEL, C1
+// controls, and the invisible direction marks and overrides (U+200E, U+200F,
+// U+202A-U+202E, U+2066-U+2069), which make text read differently from what it holds.
+const invisibleControls = `\x00-\x1F\x7F-\x9F\x{200E}\x{200F}\x{202A}-\x{202E}\x{2066}-\x{2069}`
+
+// PrintableTextPattern is the contract's pattern for required free text (eviName): not
+// blank, and none of invisibleControls, as one native string.pattern. Its violations are
+// reported as rule "string.not_blank" when the value is blank, else "string.printable".
+const PrintableTextPattern = `^[^` + invisibleControls + `]*[^\s\p{Z}` + invisibleControls + `][^` + invisibleControls + `]*$`
+
+// PrintableOptionalPattern is PrintableTextPattern for optional free text (mark): it may
+// be empty. Its violations are reported as rule "string.printable".
+const PrintableOptionalPattern = `^[^` + invisibleControls + `]*$`
+
 // EpochMillisFloor is the contract's lower bound on timeStamp (2000-01-01 in Unix epoch
 // milliseconds), a native int64.gte; its violations are reported as rule
 // "time_stamp.epoch_millis".
@@ -164,6 +179,12 @@ func rename(fv *FieldViolation, pv *protovalidate.Violation) {
 			fv.Rule, fv.Description = "string.not_blank", "must not be blank"
 		case PrintablePattern:
 			fv.Rule, fv.Description = "string.printable", "must not contain control characters"
+		case PrintableTextPattern, PrintableOptionalPattern:
+			if pv.RuleValue.String() == PrintableTextPattern && strings.TrimFunc(pv.FieldValue.String(), isBlank) == "" {
+				fv.Rule, fv.Description = "string.not_blank", "must not be blank"
+			} else {
+				fv.Rule, fv.Description = "string.printable", "must not contain control characters or invisible direction marks"
+			}
 		}
 	case "int64.gte":
 		if pv.RuleValue.Int() == EpochMillisFloor {
@@ -269,3 +290,6 @@ func oneofMembers(od protoreflect.OneofDescriptor) string {
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
+
+// isBlank is what NotBlankPattern calls blank: white space or a Unicode separator.
+func isBlank(r rune) bool { return unicode.IsSpace(r) || unicode.In(r, unicode.Z) }

@@ -265,7 +265,10 @@ func (SubmissionState) EnumDescriptor() ([]byte, []int) {
 //     GB 11643 (ISO 7064 MOD 11-2) check character.
 type CreatePersonalEvidencePointRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Evidence-point name (证据点名称, `eviName`), at most 64 characters. Required.
+	// Evidence-point name (证据点名称, `eviName`), at most 64 characters. Required, not
+	// blank, printable (`string.printable`: no control character, and none of the invisible
+	// direction marks and overrides U+200E, U+200F, U+202A-U+202E, U+2066-U+2069, which
+	// make text read differently from what it holds).
 	EviName string `protobuf:"bytes,1,opt,name=evi_name,json=eviName,proto3" json:"evi_name,omitempty"`
 	// The caller's own business number (开发者自定义业务编号, `customBizId`), at most 36
 	// characters, none of them a control character (`string.printable`: no NUL, tab,
@@ -294,7 +297,8 @@ type CreatePersonalEvidencePointRequest struct {
 	// The document's national-emblem side (证件国徽面, `cardNationalEmblem`): an e签宝 file
 	// ID from e签宝's file upload. Required.
 	CardNationalEmblem string `protobuf:"bytes,9,opt,name=card_national_emblem,json=cardNationalEmblem,proto3" json:"card_national_emblem,omitempty"`
-	// A free-form remark (备注信息, `mark`). Optional.
+	// A free-form remark (备注信息, `mark`). Optional, at most 500 characters, printable as
+	// `eviName` is.
 	Mark string `protobuf:"bytes,10,opt,name=mark,proto3" json:"mark,omitempty"`
 	// The verification evidence: exactly one block, matching `realNameMethod`.
 	//
@@ -1479,32 +1483,31 @@ var File_esign_evidence_v1_evidence_proto protoreflect.FileDescriptor
 
 const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\n" +
-	" esign/evidence/v1/evidence.proto\x12\x11esign.evidence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x83\"\n" +
-	"\"CreatePersonalEvidencePointRequest\x124\n" +
-	"\bevi_name\x18\x01 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18@2\n" +
-	"[^\\s\\p{Z}]R\aeviName\x12E\n" +
+	" esign/evidence/v1/evidence.proto\x12\x11esign.evidence.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xc1$\n" +
+	"\"CreatePersonalEvidencePointRequest\x12\x8e\x02\n" +
+	"\bevi_name\x18\x01 \x01(\tB\xf2\x01\xe0A\x02\xbaH\xeb\x01\xc8\x01\x01r\xe5\x01\x18@2\xe0\x01^[^\\x00-\\x1F\\x7F-\\x9F\\x{200E}\\x{200F}\\x{202A}-\\x{202E}\\x{2066}-\\x{2069}]*[^\\s\\p{Z}\\x00-\\x1F\\x7F-\\x9F\\x{200E}\\x{200F}\\x{202A}-\\x{202E}\\x{2066}-\\x{2069}][^\\x00-\\x1F\\x7F-\\x9F\\x{200E}\\x{200F}\\x{202A}-\\x{202E}\\x{2066}-\\x{2069}]*$R\aeviName\x12E\n" +
 	"\rcustom_biz_id\x18\x02 \x01(\tB!\xbaH\x1er\x1c\x18$2\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\vcustomBizId\x12U\n" +
 	"\x10real_name_method\x18\x03 \x01(\x0e2!.esign.evidence.v1.RealNameMethodB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0erealNameMethod\x12\x9c\x01\n" +
 	"\n" +
 	"time_stamp\x18\x04 \x01(\x03B}\xe0A\x02\xbaHw\xba\x01h\n" +
-	"\x15time_stamp.not_future\x12-must not be more than 5 minutes in the future\x1a this <= int(now) * 1000 + 300000\xc8\x01\x01\"\a(\x80ؾ\xd6\xc6\x1bR\ttimeStamp\x12+\n" +
-	"\x04name\x18\x05 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\x04name\x120\n" +
-	"\acard_no\x18\x06 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"\x15time_stamp.not_future\x12-must not be more than 5 minutes in the future\x1a this <= int(now) * 1000 + 300000\xc8\x01\x01\"\a(\x80ؾ\xd6\xc6\x1bR\ttimeStamp\x12-\n" +
+	"\x04name\x18\x05 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18d2\n" +
+	"[^\\s\\p{Z}]R\x04name\x122\n" +
+	"\acard_no\x18\x06 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18 2\n" +
 	"[^\\s\\p{Z}]R\x06cardNo\x12B\n" +
-	"\tcard_type\x18\a \x01(\x0e2\x1b.esign.evidence.v1.CardTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\bcardType\x12<\n" +
-	"\rcard_portrait\x18\b \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\fcardPortrait\x12I\n" +
-	"\x14card_national_emblem\x18\t \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\x12cardNationalEmblem\x12\x12\n" +
+	"\tcard_type\x18\a \x01(\x0e2\x1b.esign.evidence.v1.CardTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\bcardType\x12>\n" +
+	"\rcard_portrait\x18\b \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18@2\n" +
+	"[^\\s\\p{Z}]R\fcardPortrait\x12K\n" +
+	"\x14card_national_emblem\x18\t \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18@2\n" +
+	"[^\\s\\p{Z}]R\x12cardNationalEmblem\x12h\n" +
 	"\x04mark\x18\n" +
-	" \x01(\tR\x04mark\x12I\n" +
+	" \x01(\tBT\xbaHQrO\x18\xf4\x032J^[^\\x00-\\x1F\\x7F-\\x9F\\x{200E}\\x{200F}\\x{202A}-\\x{202E}\\x{2066}-\\x{2069}]*$R\x04mark\x12I\n" +
 	"\x0ethree_elements\x18\v \x01(\v2 .esign.evidence.v1.ThreeElementsH\x00R\rthreeElements\x12G\n" +
 	"\x0ebank_card_four\x18\f \x01(\v2\x1f.esign.evidence.v1.BankCardFourH\x00R\fbankCardFour\x12-\n" +
-	"\x04face\x18\r \x01(\v2\x17.esign.evidence.v1.FaceH\x00R\x04face\x12O\n" +
-	"\x19cert_agreement_read_title\x18\x0e \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\x16certAgreementReadTitle\x12S\n" +
-	"\x1bcert_agreement_read_version\x18\x0f \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
+	"\x04face\x18\r \x01(\v2\x17.esign.evidence.v1.FaceH\x00R\x04face\x12R\n" +
+	"\x19cert_agreement_read_title\x18\x0e \x01(\tB\x17\xbaH\x14\xd8\x01\x01r\x0f\x18\xc8\x012\n" +
+	"[^\\s\\p{Z}]R\x16certAgreementReadTitle\x12U\n" +
+	"\x1bcert_agreement_read_version\x18\x0f \x01(\tB\x16\xbaH\x13\xd8\x01\x01r\x0e\x18@2\n" +
 	"[^\\s\\p{Z}]R\x18certAgreementReadVersion\x12T\n" +
 	"\x18cert_agreement_read_hash\x18\x10 \x01(\tB\x1b\xbaH\x18\xd8\x01\x01r\x132\x11^[0-9a-fA-F]{64}$R\x15certAgreementReadHash\x12\x9f\x01\n" +
 	"\x18cert_agreement_read_time\x18\x11 \x01(\tBf\xbaHc\xd8\x01\x01r^2\\^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]) ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$R\x15certAgreementReadTime\x12O\n" +
@@ -1514,47 +1517,47 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x1crealNameMethod.matches_block\x12\x94\x01must agree with the verification block that is set (THREEELEMENTS with threeElements, BANKCARDFOUR with bankCardFour, FACE with face), or be omitted\x1a\x91\x02this.real_name_method == 0 || (this.real_name_method == 1 && has(this.three_elements)) || (this.real_name_method == 2 && has(this.bank_card_four)) || (this.real_name_method == 3 && has(this.face)) || !(has(this.three_elements) || has(this.bank_card_four) || has(this.face))\x1a\x98\x06\n" +
 	"\rcardNo.format\x1a\x86\x06this.card_no == '' ? '' : (this.card_type == 0 || this.card_type == 1) ? (this.card_no.matches('^([0-9]{17}[0-9Xx]|[0-9]{15})$') ? '' : 'must be a mainland ID number: 17 digits and a check digit or X, or the legacy 15 digits') : this.card_type == 2 ? (this.card_no.matches('^[Hh]([0-9]{8}|[0-9]{10})$') ? '' : 'must be a Hong Kong permit number: H then 8 or 10 digits') : this.card_type == 3 ? (this.card_no.matches('^[Mm]([0-9]{8}|[0-9]{10})$') ? '' : 'must be a Macao permit number: M then 8 or 10 digits') : this.card_type == 4 ? (this.card_no.matches('^([0-9]{8}|[0-9]{10})$') ? '' : 'must be a Taiwan permit number: 8 or 10 digits') : this.card_type == 5 ? (this.card_no.matches('^[A-Za-z0-9]{1,25}$') ? '' : 'must be a passport number: 1 to 25 letters or digits') : ''\x1a\xf1\a\n" +
 	"\x1dcertAgreementRead.all_or_none\x1a\xcf\a!(has(this.cert_agreement_read_title) || has(this.cert_agreement_read_version) || has(this.cert_agreement_read_hash) || has(this.cert_agreement_read_time) || has(this.cert_agreement_read_type) || has(this.cert_agreement_read_ip)) || (has(this.cert_agreement_read_title) && has(this.cert_agreement_read_version) && has(this.cert_agreement_read_hash) && has(this.cert_agreement_read_time) && has(this.cert_agreement_read_type) && has(this.cert_agreement_read_ip)) ? '' : 'all six certAgreementRead* fields are required when any is given; missing:' + (has(this.cert_agreement_read_title) ? '' : ' certAgreementReadTitle') + (has(this.cert_agreement_read_version) ? '' : ' certAgreementReadVersion') + (has(this.cert_agreement_read_hash) ? '' : ' certAgreementReadHash') + (has(this.cert_agreement_read_time) ? '' : ' certAgreementReadTime') + (has(this.cert_agreement_read_type) ? '' : ' certAgreementReadType') + (has(this.cert_agreement_read_ip) ? '' : ' certAgreementReadIP')B\x15\n" +
-	"\fverification\x12\x05\xbaH\x02\b\x01\"\x89\x03\n" +
-	"\rThreeElements\x12I\n" +
-	"\x14info_verify_supplier\x18\x01 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\x12infoVerifySupplier\x128\n" +
-	"\vverify_time\x18\x02 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"\fverification\x12\x05\xbaH\x02\b\x01\"\x91\x03\n" +
+	"\rThreeElements\x12K\n" +
+	"\x14info_verify_supplier\x18\x01 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18d2\n" +
+	"[^\\s\\p{Z}]R\x12infoVerifySupplier\x12:\n" +
+	"\vverify_time\x18\x02 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18 2\n" +
 	"[^\\s\\p{Z}]R\n" +
-	"verifyTime\x12I\n" +
-	"\x14verify_serial_number\x18\x03 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"verifyTime\x12K\n" +
+	"\x14verify_serial_number\x18\x03 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18@2\n" +
 	"[^\\s\\p{Z}]R\x12verifySerialNumber\x125\n" +
 	"\x06mobile\x18\x04 \x01(\tB\x1d\xe0A\x02\xbaH\x17\xc8\x01\x01r\x122\x10^1[3-9][0-9]{9}$R\x06mobile\x125\n" +
-	"\bsms_code\x18\x05 \x01(\tB\x1a\xe0A\x02\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{1,16}$R\asmsCode\x12:\n" +
-	"\fsms_supplier\x18\x06 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\vsmsSupplier\"\xfd\x03\n" +
-	"\fBankCardFour\x12I\n" +
-	"\x14info_verify_supplier\x18\x01 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\x12infoVerifySupplier\x128\n" +
-	"\vverify_time\x18\x02 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"\bsms_code\x18\x05 \x01(\tB\x1a\xe0A\x02\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{1,16}$R\asmsCode\x12<\n" +
+	"\fsms_supplier\x18\x06 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18d2\n" +
+	"[^\\s\\p{Z}]R\vsmsSupplier\"\x87\x04\n" +
+	"\fBankCardFour\x12K\n" +
+	"\x14info_verify_supplier\x18\x01 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18d2\n" +
+	"[^\\s\\p{Z}]R\x12infoVerifySupplier\x12:\n" +
+	"\vverify_time\x18\x02 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18 2\n" +
 	"[^\\s\\p{Z}]R\n" +
-	"verifyTime\x12I\n" +
-	"\x14verify_serial_number\x18\x03 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\x12verifySerialNumber\x12:\n" +
-	"\fopening_bank\x18\x04 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"verifyTime\x12K\n" +
+	"\x14verify_serial_number\x18\x03 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18@2\n" +
+	"[^\\s\\p{Z}]R\x12verifySerialNumber\x12<\n" +
+	"\fopening_bank\x18\x04 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18d2\n" +
 	"[^\\s\\p{Z}]R\vopeningBank\x127\n" +
 	"\tbank_card\x18\x05 \x01(\tB\x1a\xe0A\x02\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{8,19}$R\bbankCard\x125\n" +
 	"\x06mobile\x18\x06 \x01(\tB\x1d\xe0A\x02\xbaH\x17\xc8\x01\x01r\x122\x10^1[3-9][0-9]{9}$R\x06mobile\x125\n" +
-	"\bsms_code\x18\a \x01(\tB\x1a\xe0A\x02\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{1,16}$R\asmsCode\x12:\n" +
-	"\fsms_supplier\x18\b \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\vsmsSupplier\"\xc0\x03\n" +
-	"\x04Face\x12I\n" +
-	"\x14info_verify_supplier\x18\x01 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\x12infoVerifySupplier\x128\n" +
-	"\vverify_time\x18\x02 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
+	"\bsms_code\x18\a \x01(\tB\x1a\xe0A\x02\xbaH\x14\xc8\x01\x01r\x0f2\r^[0-9]{1,16}$R\asmsCode\x12<\n" +
+	"\fsms_supplier\x18\b \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18d2\n" +
+	"[^\\s\\p{Z}]R\vsmsSupplier\"\xcc\x03\n" +
+	"\x04Face\x12K\n" +
+	"\x14info_verify_supplier\x18\x01 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18d2\n" +
+	"[^\\s\\p{Z}]R\x12infoVerifySupplier\x12:\n" +
+	"\vverify_time\x18\x02 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18 2\n" +
 	"[^\\s\\p{Z}]R\n" +
-	"verifyTime\x12I\n" +
-	"\x14verify_serial_number\x18\x03 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\x12verifySerialNumber\x126\n" +
+	"verifyTime\x12K\n" +
+	"\x14verify_serial_number\x18\x03 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18@2\n" +
+	"[^\\s\\p{Z}]R\x12verifySerialNumber\x128\n" +
 	"\n" +
-	"face_image\x18\x04 \x01(\tB\x17\xe0A\x02\xbaH\x11\xc8\x01\x01r\f2\n" +
-	"[^\\s\\p{Z}]R\tfaceImage\x12Y\n" +
-	"\x18face_image_similar_score\x18\x05 \x01(\tB \xe0A\x02\xbaH\x1a\xc8\x01\x01r\x152\x13^[0-9]+(\\.[0-9]+)?$R\x15faceImageSimilarScore\x12U\n" +
-	"\x16face_live_detect_score\x18\x06 \x01(\tB \xe0A\x02\xbaH\x1a\xc8\x01\x01r\x152\x13^[0-9]+(\\.[0-9]+)?$R\x13faceLiveDetectScore\"c\n" +
+	"face_image\x18\x04 \x01(\tB\x19\xe0A\x02\xbaH\x13\xc8\x01\x01r\x0e\x18@2\n" +
+	"[^\\s\\p{Z}]R\tfaceImage\x12[\n" +
+	"\x18face_image_similar_score\x18\x05 \x01(\tB\"\xe0A\x02\xbaH\x1c\xc8\x01\x01r\x17\x18\x102\x13^[0-9]+(\\.[0-9]+)?$R\x15faceImageSimilarScore\x12W\n" +
+	"\x16face_live_detect_score\x18\x06 \x01(\tB\"\xe0A\x02\xbaH\x1c\xc8\x01\x01r\x17\x18\x102\x13^[0-9]+(\\.[0-9]+)?$R\x13faceLiveDetectScore\"c\n" +
 	"#CreatePersonalEvidencePointResponse\x12 \n" +
 	"\fevi_point_id\x18\x01 \x01(\tR\n" +
 	"eviPointId\x12\x1a\n" +
