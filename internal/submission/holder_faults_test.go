@@ -317,3 +317,39 @@ func TestDeadlineRecheckedAfterTheClaim(t *testing.T) {
 		t.Errorf("retry: %+v %v, %d sends; want sent at once, the first attempt", res, err, sends.Load())
 	}
 }
+
+// A call the key's lease stops (the store cannot renew it) ends with a LeaseLostError
+// around what the call ended with, so the caller is told the store failed, not that this
+// process ran out of a resource; the outcome inside stands (here: nothing was sent).
+func TestLeaseCutOffIsReportedAsSuch(t *testing.T) {
+	base, err := submission.OpenBolt(filepath.Join(t.TempDir(), "s.db"), boltOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	store := &partitioned{Store: base}
+	sub, err := submission.New(submission.Config{Store: store, FingerprintKeys: [][]byte{fpKey}, Lease: time.Second, StoreTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := guard.New(guard.Config{QPS: 1000, MinRemaining: time.Millisecond})
+	_, err = submission.Submit(context.Background(), sub, g, evidencePoint, key, sub.Fingerprint([]byte("p")),
+		func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
+			store.down.Store(true) // the store is lost once the key is claimed
+			<-ctx.Done()           // the request never gets written before the stop
+			return nil, &upstream.SendError{Err: ctx.Err(), Local: true}
+		})
+	var lost *submission.LeaseLostError
+	if !errors.As(err, &lost) || upstream.OutcomeOf(err) != upstream.OutcomeLocal {
+		t.Fatalf("got %T %v", err, err)
+	}
+	// A call that ends by itself is not a lease's stop.
+	store.down.Store(false)
+	_, err = submission.Submit(context.Background(), sub, g, evidencePoint, submission.Key{Namespace: "n", CustomBizID: "other"}, sub.Fingerprint([]byte("q")),
+		func(ctx context.Context) (*upstream.PsnEvidencePointResult, error) {
+			return nil, &upstream.SendError{Err: errors.New("refused"), Local: true}
+		})
+	if errors.As(err, &lost) || err == nil {
+		t.Errorf("an unsent failure reported as %T %v", err, err)
+	}
+}

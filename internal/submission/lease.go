@@ -2,6 +2,7 @@ package submission
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -15,8 +16,11 @@ import (
 // until record (which records the call's result, told when the last request started)
 // has returned too, so that a result being written keeps its key.
 func (s *Submitter) sendHolding(ctx context.Context, g *guard.Guard, key Key, attemptID string, claimed time.Time, call func(context.Context) (string, error), record func(res string, err error, lastSent time.Time) error) error {
-	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
+	sendCtx, cancelCause := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelCause(nil)
+	// Every stop of the call but its own end is the key's lease: at the cut-off, or when
+	// a renewal finds another attempt holds the key.
+	cancel := func() { cancelCause(errLeaseLost) }
 	lease := s.cfg.Lease
 	stopAt := func(from time.Time) time.Duration {
 		if bugNoCutoff {
@@ -65,11 +69,30 @@ func (s *Submitter) sendHolding(ctx context.Context, g *guard.Guard, key Key, at
 		lastSent = s.clock.Now()
 		return call(c)
 	})
+	if err != nil && context.Cause(sendCtx) == errLeaseLost {
+		err = &LeaseLostError{Err: err}
+	}
 	err = record(res, err, lastSent)
 	close(done)
 	wg.Wait()
 	return err
 }
+
+// errLeaseLost is the cause the call's context ends with when the key's lease stops it.
+var errLeaseLost = errors.New("the key's lease could not be renewed in time")
+
+// LeaseLostError is a call the exactly-once layer stopped because the key's lease could
+// not be kept: the store did not renew it before the cut-off (or another attempt holds
+// the key). It wraps what the call ended with, whose outcome stands: nothing was sent,
+// or (an unknown outcome) the request may have reached e签宝 before the stop.
+type LeaseLostError struct{ Err error }
+
+func (e *LeaseLostError) Error() string {
+	return "stopped at the end of the key's lease, which the submission store did not renew: " + e.Err.Error()
+}
+
+// Unwrap returns what the call ended with.
+func (e *LeaseLostError) Unwrap() error { return e.Err }
 
 // releaseClaim gives back a key this attempt claimed but never sent (release), before
 // being the record as the claim found it.

@@ -136,6 +136,14 @@ func FromSubmission(ctx context.Context, err error) *status.Status {
 		return WithDetails(status.New(codes.Unavailable, "the submission store is unavailable; nothing was sent"),
 			Info(ReasonStoreUnavailable, safe))
 	}
+	var lost *submission.LeaseLostError
+	if errors.As(err, &lost) && upstream.OutcomeOf(err).Definite() {
+		// Stopped before anything reached e签宝: the store, not e签宝 nor this process's
+		// resources, is what failed. (Once the request may have arrived, the unknown
+		// outcome below is what the caller must know.)
+		return WithDetails(status.New(codes.Unavailable, "the submission store did not renew this customBizId's lease in time, so the call was stopped before it was sent; a retry is safe"),
+			Info(ReasonStoreUnavailable, safe))
+	}
 	var ue upstream.Error
 	if errors.As(err, &ue) {
 		return FromUpstream(ctx, err)
