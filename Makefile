@@ -156,7 +156,7 @@ bench: bin/.ghz-$(GHZ_VERSION) bin/.hey-$(HEY_VERSION) ## Load-test gRPC and RES
 	go build -o bin/baseline ./bench/baseline
 	go build -o bin/floor ./bench/floor
 	go test -run='^$$' -bench=. -benchmem ./validation/ ./server/ ./server/translate/
-	go run ./bench/run -d $(BENCH_DURATION) -soak $(BENCH_SOAK) $(if $(BENCH_BEFORE),-before $(BENCH_BEFORE))
+	go run ./bench/run -d $(BENCH_DURATION) -soak $(BENCH_SOAK) $(if $(BENCH_BEFORE),-before $(BENCH_BEFORE)) $(if $(BENCH_BEFORE_SRC),-before-src $(BENCH_BEFORE_SRC))
 
 .PHONY: examples
 examples: tools ## Generate Node.js and Python stubs and run the examples and grpcurl against the demo.

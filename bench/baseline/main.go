@@ -32,6 +32,7 @@ func main() {
 	conc := flag.Int("c", 50, "concurrent callers")
 	dur := flag.Duration("d", 10*time.Second, "duration")
 	bodyFile := flag.String("body", "testdata/seed_request.json", "request body")
+	rate := flag.Int("rate", 0, "open loop: start this many calls a second, whatever the answers (instead of -c closed-loop callers)")
 	flag.Parse()
 	body, err := os.ReadFile(*bodyFile)
 	if err != nil {
@@ -75,6 +76,28 @@ func main() {
 	end := time.Now().Add(*dur)
 	start := time.Now()
 	var wg sync.WaitGroup
+	if *rate > 0 {
+		tick := time.NewTicker(time.Second / time.Duration(*rate))
+		for time.Now().Before(end) {
+			<-tick.C
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t0 := time.Now()
+				ok := call()
+				d := time.Since(t0)
+				mu.Lock()
+				if ok {
+					lat = append(lat, d)
+				} else {
+					errs++
+				}
+				mu.Unlock()
+			}()
+		}
+		tick.Stop()
+		*conc = 0
+	}
 	for range *conc {
 		wg.Add(1)
 		go func() {

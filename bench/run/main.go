@@ -52,14 +52,15 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "duration of each load run")
 	soak := flag.Duration("soak", 60*time.Second, "duration of the RSS soak run (0: none)")
 	before := flag.String("before", "", "an earlier build of bin/esign-evidence to measure in the same run (before/after)")
+	beforeSrc := flag.String("before-src", "", "a checkout of that earlier build, for its validation benchmark")
 	flag.Parse()
-	if err := run(*dur, *soak, *before); err != nil {
+	if err := run(*dur, *soak, *before, *beforeSrc); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dur, soak time.Duration, before string) error {
+func run(dur, soak time.Duration, before, beforeSrc string) error {
 	scenarios := []scenario{
 		{"0 ms e签宝 latency, 50 concurrent", 0, 50},
 		{"50 ms e签宝 latency, 200 concurrent", 50 * time.Millisecond, 200},
@@ -98,6 +99,9 @@ func run(dur, soak time.Duration, before string) error {
 	}
 	printTable(results)
 	printTargets(scenarios, results)
+	if err := issue24(dur, before, beforeSrc); err != nil {
+		return err
+	}
 	if soak > 0 {
 		return soakRun(soak)
 	}

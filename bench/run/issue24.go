@@ -1,0 +1,342 @@
+package main
+
+// The figures issue 24 asks of `make bench` besides the load table, each for this build and
+// (with -before) the earlier one in the same run: validation's CPU per request, the latency
+// the service adds over e签宝 at 50 calls/s open loop, and how the quota is used (the most
+// e签宝 calls in any 1 s window, the share of the quota over the worst 10 s) after idle
+// periods and under a sustained backlog.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// validationMicros is BenchmarkValidateSeed's CPU per call in µs, from the module at src:
+// the CPU time of a run of 40,000 calls less that of 2,000 (start-up), the median of three,
+// the builds alternated. CPU time rather than ns/op: on a shared machine wall time
+// measures the neighbours.
+func validationMicros(srcs []string) ([]float64, error) {
+	bins := make([]string, len(srcs))
+	for i, src := range srcs {
+		bins[i] = filepath.Join(os.TempDir(), fmt.Sprintf("esign-bench-validation-%d.test", i))
+		cmd := exec.Command("go", "test", "-c", "-o", bins[i], "./validation/")
+		cmd.Dir, cmd.Stderr = src, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("building %s/validation tests: %w", src, err)
+		}
+	}
+	cpu := func(i, n int) (float64, error) {
+		cmd := exec.Command(bins[i], "-test.run", "^$", "-test.bench", "^BenchmarkValidateSeed$", "-test.benchtime", strconv.Itoa(n)+"x", "-test.cpu", "1")
+		cmd.Dir = filepath.Join(srcs[i], "validation")
+		if err := cmd.Run(); err != nil {
+			return 0, err
+		}
+		ps := cmd.ProcessState
+		return (ps.UserTime() + ps.SystemTime()).Seconds(), nil
+	}
+	runs := make([][]float64, len(srcs))
+	for range 3 {
+		for i := range srcs {
+			a, err := cpu(i, 2000)
+			if err != nil {
+				return nil, err
+			}
+			b, err := cpu(i, 40000)
+			if err != nil {
+				return nil, err
+			}
+			runs[i] = append(runs[i], (b-a)/38000*1e6)
+		}
+	}
+	out := make([]float64, len(srcs))
+	for i, r := range runs {
+		sort.Float64s(r)
+		out[i] = r[len(r)/2]
+	}
+	return out, nil
+}
+
+// recorder is a reverse proxy in front of the simulator that notes when each evidence
+// point request reaches it: e签宝's view of the quota.
+type recorder struct {
+	mu    sync.Mutex
+	times []time.Time
+	addr  string
+	srv   *http.Server
+}
+
+func startRecorder(simAddr string) (*recorder, error) {
+	target, _ := url.Parse("http://" + simAddr)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	r := &recorder{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r.addr = l.Addr().String()
+	r.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == restURL {
+			r.mu.Lock()
+			r.times = append(r.times, time.Now())
+			r.mu.Unlock()
+		}
+		proxy.ServeHTTP(w, req)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = r.srv.Serve(l) }()
+	return r, nil
+}
+
+func (r *recorder) take() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.times
+	r.times = nil
+	return out
+}
+
+// mostInWindow is the most calls in any window [t, t+w).
+func mostInWindow(times []time.Time, w time.Duration) int {
+	ts := slices.Clone(times)
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	best, j := 0, 0
+	for i := range ts {
+		for j < len(ts) && ts[j].Sub(ts[i]) < w {
+			j++
+		}
+		best = max(best, j-i)
+	}
+	return best
+}
+
+// leastShare is the fewest calls in any window [t, t+w) between the first and the last
+// call (t stepping by 10 ms), as a share of qps × w.
+func leastShare(times []time.Time, qps int, w time.Duration) float64 {
+	if len(times) == 0 {
+		return 0
+	}
+	ts := slices.Clone(times)
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	least := -1
+	for t := ts[0]; !t.Add(w).After(ts[len(ts)-1]); t = t.Add(10 * time.Millisecond) {
+		i, _ := slices.BinarySearchFunc(ts, t, func(a, b time.Time) int { return a.Compare(b) })
+		j, _ := slices.BinarySearchFunc(ts, t.Add(w), func(a, b time.Time) int { return a.Compare(b) })
+		if least < 0 || j-i < least {
+			least = j - i
+		}
+	}
+	return float64(least) / (float64(qps) * w.Seconds())
+}
+
+// post sends the seed (with customBizId id when not "") to the service's REST route with
+// deadline, and returns how long the answer took and whether it succeeded.
+func post(httpAddr string, body []byte, id string, deadline time.Duration) (time.Duration, bool) {
+	if id != "" {
+		var m map[string]any
+		_ = json.Unmarshal(body, &m)
+		m["customBizId"] = id
+		body, _ = json.Marshal(m)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+httpAddr+restURL, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Grpc-Timeout", fmt.Sprintf("%dm", deadline.Milliseconds()))
+	t0 := time.Now()
+	resp, err := (&http.Client{Timeout: deadline + 5*time.Second}).Do(req)
+	if err != nil {
+		return time.Since(t0), false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return time.Since(t0), resp.StatusCode == http.StatusOK
+}
+
+// openLoop starts rate calls a second for d, each in its own goroutine, and waits for
+// every answer; keyed makes every second call carry a fresh customBizId.
+func openLoop(httpAddr string, body []byte, rate int, d, deadline time.Duration, keyed bool, prefix string) []time.Duration {
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		lat []time.Duration
+		n   atomic.Int64
+	)
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		<-tick.C
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			i := n.Add(1)
+			id := ""
+			if keyed && i%2 == 0 {
+				id = fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano(), i)
+			}
+			took, ok := post(httpAddr, body, id, deadline)
+			if ok {
+				mu.Lock()
+				lat = append(lat, took)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return lat
+}
+
+func percentile(lat []time.Duration, p float64) float64 {
+	if len(lat) == 0 {
+		return 0
+	}
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	return float64(s[int(p*float64(len(s)-1))].Microseconds()) / 1000
+}
+
+// addedLatency is the service's REST latency at 50 calls/s open loop (quota lifted, as in
+// the load table) less the baseline's (a caller signing and posting to e签宝 itself) at
+// the same rate against the same simulator: p50 and p99 in ms.
+func addedLatency(bins []string, dur time.Duration) (base [2]float64, added [][2]float64, err error) {
+	simAddr, stopSim, err := startSim(0)
+	if err != nil {
+		return base, nil, err
+	}
+	defer stopSim()
+	cmd := exec.Command("bin/baseline", "-url", "http://"+simAddr, "-app-id", appID, "-app-secret", secret,
+		"-rate", "50", "-d", dur.String(), "-body", seed)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return base, nil, fmt.Errorf("baseline: %w", err)
+	}
+	var b struct {
+		P50 float64 `json:"p50_ms"`
+		P99 float64 `json:"p99_ms"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &b); err != nil {
+		return base, nil, err
+	}
+	base = [2]float64{b.P50, b.P99}
+	body, err := os.ReadFile(seed)
+	if err != nil {
+		return base, nil, err
+	}
+	for _, bin := range bins {
+		svc, _, httpAddr, err := startService(bin, simAddr)
+		if err != nil {
+			return base, nil, err
+		}
+		openLoop(httpAddr, body, 50, time.Second, 5*time.Second, false, "") // warm up
+		lat := openLoop(httpAddr, body, 50, dur, 5*time.Second, false, "")
+		_ = svc.Process.Kill()
+		_ = svc.Wait()
+		added = append(added, [2]float64{percentile(lat, 0.5) - base[0], percentile(lat, 0.99) - base[1]})
+	}
+	return base, added, nil
+}
+
+// quotaUse is what e签宝 sees of the quota (ESIGN_QPS=50, e签宝 answering in 50 ms):
+// bursts of 150 calls after 1.5 s idle, three times, and a backlog of twice the quota for
+// 15 s (half keyed, 5 s deadlines).
+type quotaUse struct {
+	burstMost, backlogMost int
+	backlogShare           float64
+}
+
+func measureQuota(bin string) (quotaUse, error) {
+	const qps = 50
+	var q quotaUse
+	simAddr, stopSim, err := startSim(50 * time.Millisecond)
+	if err != nil {
+		return q, err
+	}
+	defer stopSim()
+	rec, err := startRecorder(simAddr)
+	if err != nil {
+		return q, err
+	}
+	defer rec.srv.Close()
+	grpcAddr, httpAddr := freeAddr(), freeAddr()
+	dir, _ := os.MkdirTemp("", "esign-bench-quota-")
+	cmd := exec.Command(bin, "-grpc-addr", grpcAddr, "-http-addr", httpAddr, "-admin-addr", "")
+	logFile, _ := os.Create(filepath.Join(dir, "service.log"))
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(), "ESIGN_BASE_URL=http://"+rec.addr, "ESIGN_APP_ID="+appID, "ESIGN_APP_SECRET="+secret,
+		"AUTH_DISABLED=true", "ESIGN_QPS="+strconv.Itoa(qps), "DB_PATH="+filepath.Join(dir, "sub.db"), "LOG_LEVEL=warn")
+	if err := cmd.Start(); err != nil {
+		return q, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if err := waitTCP(httpAddr); err != nil {
+		return q, err
+	}
+	body, err := os.ReadFile(seed)
+	if err != nil {
+		return q, err
+	}
+	for range 3 {
+		time.Sleep(1500 * time.Millisecond)
+		var wg sync.WaitGroup
+		for range 3 * qps {
+			wg.Add(1)
+			go func() { defer wg.Done(); post(httpAddr, body, "", 3*time.Second) }()
+		}
+		wg.Wait()
+	}
+	q.burstMost = mostInWindow(rec.take(), time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	openLoop(httpAddr, body, 2*qps, 15*time.Second, 5*time.Second, true, "bench-backlog")
+	backlog := rec.take()
+	q.backlogMost = mostInWindow(backlog, time.Second)
+	q.backlogShare = leastShare(backlog, qps, 10*time.Second)
+	return q, nil
+}
+
+// issue24 measures and prints the figures above for this build and, when given, the
+// earlier one (beforeBin built from beforeSrc).
+func issue24(dur time.Duration, beforeBin, beforeSrc string) error {
+	names, bins, srcs := []string{"this"}, []string{serviceBin}, []string{"."}
+	if beforeBin != "" {
+		names, bins = append(names, "before"), append(bins, beforeBin)
+	}
+	if beforeSrc != "" {
+		srcs = append(srcs, beforeSrc)
+	}
+	val, err := validationMicros(srcs)
+	if err != nil {
+		return err
+	}
+	base, added, err := addedLatency(bins, dur)
+	if err != nil {
+		return err
+	}
+	fmt.Println()
+	fmt.Printf("Baseline at 50 calls/s open loop (0 ms e签宝): p50 %.2f ms, p99 %.2f ms. Quota runs: ESIGN_QPS=50, e签宝 at 50 ms.\n\n", base[0], base[1])
+	fmt.Println("| build | validation µs CPU / request (≤ 6) | added p50 ms at 50/s | added p99 ms at 50/s (≤ 2) | burst after idle: most calls in a 1 s window (≤ 50) | backlog: most in a 1 s window (≤ 50) | backlog: least share of the quota in 10 s (≥ 98 %) |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	for i, bin := range bins {
+		q, err := measureQuota(bin)
+		if err != nil {
+			return err
+		}
+		v := "—"
+		if i < len(val) {
+			v = fmt.Sprintf("%.1f", val[i])
+		}
+		fmt.Printf("| %s | %s | %.2f | %.2f | %d | %d | %.1f %% |\n", names[i], v, added[i][0], added[i][1], q.burstMost, q.backlogMost, 100*q.backlogShare)
+	}
+	return nil
+}
