@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"unicode/utf8"
@@ -202,10 +203,18 @@ func (s *uploadStream) failed(err error) error {
 	s.mu.Lock()
 	s.readErr = err
 	s.mu.Unlock()
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	var (
+		tooBig *http.MaxBytesError
+		netErr net.Error
+	)
+	switch {
+	case errors.As(err, &tooBig):
 		return apierror.WithDetails(status.New(codes.ResourceExhausted, fmt.Sprintf("the file is larger than %d bytes", s.max)),
 			apierror.Info(apierror.ReasonFileTooLarge, nil)).Err()
+	case errors.As(err, &netErr) && netErr.Timeout():
+		// As the answer says (writeReadError: 408), so the call's line says it too.
+		return apierror.WithDetails(status.New(codes.DeadlineExceeded, "the file did not arrive within the server's read timeout"),
+			apierror.Info(apierror.ReasonRequestTimeout, nil)).Err()
 	}
 	return apierror.WithDetails(status.New(codes.InvalidArgument, "the file could not be read"),
 		apierror.Info(apierror.ReasonInvalidRequest, nil)).Err()
