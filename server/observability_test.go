@@ -197,11 +197,24 @@ func TestRESTEdgeLogsAndCountsEveryResponse(t *testing.T) {
 			t.Errorf("%s: HTTP %d, X-Request-Id %q", c.id, resp.StatusCode, resp.Header.Get("X-Request-Id"))
 		}
 	}
-	// An access line is written just after its response: wait until all are there.
+	// One access line per request: the call's ("call") when it reached an RPC, else the
+	// edge's ("http"). A line is written just after its response: wait until all are there.
+	lineOf := func(c struct {
+		id, method, path string
+		body             []byte
+		status           int
+		route, level     string
+		reachesGRPC      bool
+	}) string {
+		if c.reachesGRPC {
+			return "call"
+		}
+		return "http"
+	}
 	waitFor(t, func() bool {
 		logs := st.logs.String()
 		for _, c := range cases {
-			if len(logLines(t, logs, map[string]string{"msg": "http", "request_id": c.id})) == 0 {
+			if len(logLines(t, logs, map[string]string{"msg": lineOf(c), "request_id": c.id})) == 0 {
 				return false
 			}
 		}
@@ -210,21 +223,25 @@ func TestRESTEdgeLogsAndCountsEveryResponse(t *testing.T) {
 
 	logs := st.logs.String()
 	for _, c := range cases {
-		lines := logLines(t, logs, map[string]string{"msg": "http", "request_id": c.id})
-		if len(lines) != 1 {
-			t.Errorf("%s: %d access lines, want 1", c.id, len(lines))
+		edge := logLines(t, logs, map[string]string{"msg": "http", "request_id": c.id})
+		calls := logLines(t, logs, map[string]string{"msg": "call", "request_id": c.id})
+		if len(edge)+len(calls) != 1 {
+			t.Errorf("%s: %d edge and %d gRPC access lines, want one line in all", c.id, len(edge), len(calls))
 			continue
 		}
-		l := lines[0]
+		if c.reachesGRPC {
+			if len(calls) != 1 || calls[0]["level"] != c.level {
+				t.Errorf("%s: gRPC access lines %v, want one at %s", c.id, calls, c.level)
+			}
+			continue
+		}
+		if len(edge) != 1 {
+			t.Errorf("%s: no edge access line", c.id)
+			continue
+		}
+		l := edge[0]
 		if l["route"] != c.route || l["status"] != float64(c.status) || l["level"] != c.level || l["http_method"] != c.method {
 			t.Errorf("%s: access line %v", c.id, l)
-		}
-		calls := logLines(t, logs, map[string]string{"msg": "call", "request_id": c.id})
-		if c.reachesGRPC != (len(calls) == 1) {
-			t.Errorf("%s: %d gRPC access lines with its request ID", c.id, len(calls))
-		}
-		if c.reachesGRPC && calls[0]["level"] != c.level {
-			t.Errorf("%s: gRPC access line at %v, want %s", c.id, calls[0]["level"], c.level)
 		}
 	}
 	if strings.Contains(logs, idNumber) || strings.Contains(logs, "nickname") {
@@ -318,15 +335,17 @@ func TestRESTTraceparentReachesGRPCSpans(t *testing.T) {
 		t.Errorf("gRPC span in trace %s, want the caller's %s", got, traceID)
 	}
 
+	// A REST call that reached its RPC has one access line, the call's, in the caller's
+	// trace.
 	logs := st.logs.String()
-	for msg, span := range map[string]tracetest.SpanStub{"http": httpSpan, "call": grpcSpan} {
-		lines := logLines(t, logs, map[string]string{"msg": msg, "request_id": "traced-1"})
-		if len(lines) != 1 {
-			t.Errorf("%d %q lines", len(lines), msg)
-			continue
-		}
-		if lines[0]["trace_id"] != traceID || lines[0]["span_id"] != span.SpanContext.SpanID().String() {
-			t.Errorf("%q line has trace %v span %v, want %s %s", msg, lines[0]["trace_id"], lines[0]["span_id"], traceID, span.SpanContext.SpanID())
-		}
+	if edge := logLines(t, logs, map[string]string{"msg": "http", "request_id": "traced-1"}); len(edge) != 0 {
+		t.Errorf("%d edge access lines for a call that reached its RPC, want none", len(edge))
+	}
+	lines := logLines(t, logs, map[string]string{"msg": "call", "request_id": "traced-1"})
+	if len(lines) != 1 {
+		t.Fatalf("%d call lines", len(lines))
+	}
+	if lines[0]["trace_id"] != traceID || lines[0]["span_id"] != grpcSpan.SpanContext.SpanID().String() {
+		t.Errorf("call line has trace %v span %v, want %s %s", lines[0]["trace_id"], lines[0]["span_id"], traceID, grpcSpan.SpanContext.SpanID())
 	}
 }

@@ -1,9 +1,11 @@
 package observe
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/felixge/httpsnoop"
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,8 +16,10 @@ const unmatchedRoute = "unmatched"
 
 // HTTP is the REST listener's edge: it sees every response, including those refused before
 // the call reaches gRPC (an undecodable body's 400, a 413, a 404), gives each the request
-// ID the gRPC call will carry, counts it and writes one access line for it. Health checks
-// are logged at debug. It logs the route, never the raw path or query: those can hold a
+// ID the gRPC call will carry and counts it. It writes an access line only for a request
+// that reached no RPC: a call's own access line ("call", written by Calls) is the one line
+// of a request that did, so that a REST call is logged once, as a gRPC call is. Health
+// checks are logged at debug. It logs the route, never the raw path or query: those can hold a
 // customBizId's neighbours or a file name.
 type HTTP struct {
 	log      *slog.Logger
@@ -72,6 +76,8 @@ func (h *HTTP) Handler(next http.Handler) http.Handler {
 		r.Header.Set("X-Request-Id", id)
 		w.Header().Set("X-Request-Id", id)
 		route := h.Route(r)
+		logged := new(atomic.Bool)
+		r = r.WithContext(context.WithValue(r.Context(), callLoggedKey{}, logged))
 
 		m := httpsnoop.CaptureMetrics(next, w, r)
 
@@ -79,6 +85,9 @@ func (h *HTTP) Handler(next http.Handler) http.Handler {
 		code := strconv.Itoa(m.Code)
 		h.requests.WithLabelValues(route, method, code).Inc()
 		h.duration.WithLabelValues(route, method).Observe(m.Duration.Seconds())
+		if logged.Load() {
+			return // the call's access line is this request's
+		}
 		level := slog.LevelInfo
 		switch {
 		case h.health[route]:
@@ -95,6 +104,18 @@ func (h *HTTP) Handler(next http.Handler) http.Handler {
 			slog.Float64("latency_ms", float64(m.Duration.Microseconds())/1000),
 		)
 	})
+}
+
+// callLoggedKey holds, in a REST request's context, the flag Calls sets once the request's
+// RPC has written its access line.
+type callLoggedKey struct{}
+
+// markCallLogged tells the REST edge, if the call came through it, that the call's access
+// line is written.
+func markCallLogged(ctx context.Context) {
+	if f, ok := ctx.Value(callLoggedKey{}).(*atomic.Bool); ok {
+		f.Store(true)
+	}
 }
 
 // knownMethod bounds the method label: a client can send any token as a method.

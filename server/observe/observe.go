@@ -232,6 +232,7 @@ func (r *report) PostCall(err error, elapsed time.Duration) {
 		level = slog.LevelError
 	}
 	r.c.log.LogAttrs(r.ctx, level, "call", attrs...)
+	markCallLogged(r.ctx)
 }
 
 // Recovered is the recovery interceptors' handler: it logs that a handler panicked, with
