@@ -24,6 +24,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
 )
 
 // validationMicros is BenchmarkValidateSeed's CPU per call in µs, from the module at src:
@@ -107,20 +109,6 @@ func (r *recorder) take() []time.Time {
 	out := r.times
 	r.times = nil
 	return out
-}
-
-// mostInWindow is the most calls in any window [t, t+w).
-func mostInWindow(times []time.Time, w time.Duration) int {
-	ts := slices.Clone(times)
-	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
-	best, j := 0, 0
-	for i := range ts {
-		for j < len(ts) && ts[j].Sub(ts[i]) < w {
-			j++
-		}
-		best = max(best, j-i)
-	}
-	return best
 }
 
 // leastShare is the fewest calls in any window [t, t+w) between the first and the last
@@ -296,11 +284,11 @@ func measureQuota(bin string) (quotaUse, error) {
 		}
 		wg.Wait()
 	}
-	q.burstMost = mostInWindow(rec.take(), time.Second)
+	q.burstMost, _ = esignsim.MostInWindow(rec.take(), time.Second)
 	time.Sleep(1500 * time.Millisecond)
 	openLoop(httpAddr, body, 2*qps, 15*time.Second, 5*time.Second, true, "bench-backlog")
 	backlog := rec.take()
-	q.backlogMost = mostInWindow(backlog, time.Second)
+	q.backlogMost, _ = esignsim.MostInWindow(backlog, time.Second)
 	q.backlogShare = leastShare(backlog, qps, 10*time.Second)
 	return q, nil
 }

@@ -16,23 +16,6 @@ import (
 	"github.com/esign-evidence/esign-evidence/upstream/esignsim"
 )
 
-// maxInWindow is the most calls in any window [t, t+w), at any offset: a window holding
-// the most calls can always be moved to start at one of them.
-func maxInWindow(times []time.Time, w time.Duration) (most int, at time.Time) {
-	ts := slices.Clone(times)
-	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
-	j := 0
-	for i := range ts {
-		for j < len(ts) && ts[j].Sub(ts[i]) < w {
-			j++
-		}
-		if j-i > most {
-			most, at = j-i, ts[i]
-		}
-	}
-	return most, at
-}
-
 // stallWatch watches this test process, where e签宝's simulator records each request
 // with its time, for pauses: on a machine whose cores are shared, the process is at
 // times not run for tens of milliseconds, and requests that reached it meanwhile are
@@ -261,7 +244,7 @@ func TestQuotaEveryWindow(t *testing.T) {
 		burst(t, a, 3*qps, 3*time.Second)
 		t.Logf("burst %d after an idle period: %d e签宝 calls in all", i+1, e.count(""))
 	}
-	most, when := maxInWindow(e.times(), time.Second)
+	most, when := esignsim.MostInWindow(e.times(), time.Second)
 	t.Logf("most e签宝 calls in a 1 s window: %d (at +%v)", most, when.Sub(first).Round(time.Millisecond))
 	checkWindows(t, e.times(), qps, stalls, "one replica")
 }
@@ -300,7 +283,7 @@ func TestQuotaDuringPostgresOutage(t *testing.T) {
 			outage = append(outage, c)
 		}
 	}
-	most, when := maxInWindow(outage, time.Second)
+	most, when := esignsim.MostInWindow(outage, time.Second)
 	t.Logf("outage: %d e签宝 calls; most in a 1 s window: %d (at +%v)", len(outage), most, when.Sub(stopped).Round(time.Millisecond))
 	checkWindows(t, outage, qps, stalls, "PostgreSQL outage")
 	// Both replicas at their share for 8 s: about 160 calls (the replicas' fallbacks are
