@@ -248,6 +248,8 @@ func New(opts Options) (*Server, error) {
 	g := grpc.NewServer(gopts...)
 	esignGuard := guard.New(m.GuardConfig(guard.Config{
 		Settings: opts.Guard, Quota: opts.Quota, BreakerOpenFor: opts.BreakerOpenFor,
+		// Each caller holds at most its share of the quota ahead (ESIGN_CALLER_SHARE).
+		CallerOf: auth.Caller,
 	}, opts.Logger))
 	m.RegisterStoreUp(opts.Registry, opts.Submitter.StoreUp)
 	m.RegisterPendingResults(opts.Registry, opts.Submitter.Pending)

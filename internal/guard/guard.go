@@ -104,6 +104,10 @@ type Config struct {
 	OnCall func(ctx context.Context, info CallInfo)
 	// BreakerOpenFor is how long the open breaker fails fast; 10 s when zero.
 	BreakerOpenFor time.Duration
+	// CallerOf names the caller a call's context is for (its authenticated identity), so
+	// that each caller holds at most its share of the quota ahead (Settings.CallerShare);
+	// when nil, every call is one caller's.
+	CallerOf func(context.Context) string
 	// Clock is the guard's time source (waits, deadlines, the in-process quota);
 	// the real clock when nil. The breaker's open period runs on the time package.
 	Clock clock.Clock
@@ -130,6 +134,8 @@ type Guard struct {
 	paceMu            sync.Mutex
 	// fallbackUntil (unix nanoseconds): sends until then were admitted by local.
 	fallbackUntil atomic.Int64
+	// fair bounds the slots each caller holds reserved ahead.
+	fair *fairQueue
 }
 
 // New builds a Guard.
@@ -147,6 +153,9 @@ func New(cfg Config) *Guard {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = d.Replicas
 	}
+	if cfg.CallerShare <= 0 {
+		cfg.CallerShare = d.CallerShare
+	}
 	cfg.Clock = clock.Or(cfg.Clock)
 	share := cfg.QPS / float64(cfg.Replicas)
 	g := &Guard{cfg: cfg, quota: cfg.Quota, clock: cfg.Clock, sends: newSendLog(cfg.QPS), shareSends: newSendLog(share)}
@@ -156,6 +165,7 @@ func New(cfg Config) *Guard {
 	} else {
 		g.local = NewLocalQuota(share, cfg.Clock)
 	}
+	g.fair = newFairQueue(slotsAhead(cfg.QPS, cfg.CallerShare), SlotInterval(cfg.QPS), cfg.Clock)
 	g.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:    "esign",
 		Timeout: cfg.BreakerOpenFor,
@@ -226,6 +236,28 @@ func (g *Guard) AdmitBefore(ctx context.Context, ahead time.Duration) error {
 		maxWait = max(0, remaining-g.cfg.MinRemaining-ahead)
 	}
 	start := g.clock.Now()
+	// The caller's own calls ahead first: it holds at most its share of slots reserved.
+	var caller string
+	if g.cfg.CallerOf != nil {
+		caller = g.cfg.CallerOf(ctx)
+	}
+	release, err := g.fair.acquire(ctx, caller, maxWait)
+	if err != nil {
+		g.reportLimiter(g.clock.Since(start), err == ErrRateLimited)
+		return err
+	}
+	// The place is given back once the slot is due (or not taken): the caller's next
+	// call then reserves the slot after it. A caller that leaves before its slot does not
+	// free its place before the slot is due, so that leaving cannot pile up slots ahead.
+	due := g.clock.Now()
+	defer func() {
+		if d := due.Sub(g.clock.Now()); d > 0 {
+			g.clock.AfterFunc(d, release)
+			return
+		}
+		release()
+	}()
+	maxWait = max(0, maxWait-g.clock.Since(start))
 	wait, ok, err := g.quota.Reserve(ctx, maxWait)
 	if err != nil {
 		g.fallbackUntil.Store(g.clock.Now().Add(QuotaWindow + QuotaSlack + maxWait).UnixNano())
@@ -235,6 +267,7 @@ func (g *Guard) AdmitBefore(ctx context.Context, ahead time.Duration) error {
 		g.reportLimiter(g.clock.Since(start), true)
 		return ErrRateLimited
 	}
+	due = g.clock.Now().Add(wait)
 	if wait > 0 {
 		t := g.clock.NewTimer(wait)
 		select {

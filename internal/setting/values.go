@@ -74,6 +74,17 @@ func (s *Set) PositiveFloat(p *float64, name, help string) {
 	}}, name, help)
 }
 
+// Fraction declares a share of something: a number above 0 and at most 1.
+func (s *Set) Fraction(p *float64, name, help string) {
+	s.fs.Var(&value[float64]{name: name, p: p, want: "a number above 0 and at most 1", format: func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }, parse: func(v string) (float64, error) {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f > 0 && f <= 1) {
+			return 0, errBad
+		}
+		return f, nil
+	}}, name, help)
+}
+
 // maxCount bounds Count: more of anything than this is a typing error.
 const maxCount = 1 << 20
 
