@@ -303,10 +303,12 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	// span, started from the caller's traceparent when there is one.
 	handler := s.edge.Handler(gw)
 	if s.opts.TracerProvider != nil {
-		handler = otelhttp.NewHandler(handler, "rest",
-			otelhttp.WithTracerProvider(s.opts.TracerProvider),
-			otelhttp.WithPropagators(propagator),
-			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return s.edge.Route(r) }))
+		handler = s.edge.TraceByRoute(handler, func(h http.Handler) http.Handler {
+			return otelhttp.NewHandler(h, "rest",
+				otelhttp.WithTracerProvider(s.opts.TracerProvider),
+				otelhttp.WithPropagators(propagator),
+				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return s.edge.Route(r) }))
+		})
 	}
 	httpSrv := &http.Server{
 		Handler:           handler,

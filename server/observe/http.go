@@ -4,7 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/felixge/httpsnoop"
@@ -58,6 +60,9 @@ func NewHTTP(log *slog.Logger, reg prometheus.Registerer, routes, health []strin
 
 // Route names the route r is for, or "unmatched".
 func (h *HTTP) Route(r *http.Request) string {
+	if t, ok := r.Context().Value(tracedURLKey{}).(*tracedURL); ok {
+		return t.route
+	}
 	if _, pattern := h.routes.Handler(r); pattern != "" {
 		return pattern
 	}
@@ -104,6 +109,41 @@ func (h *HTTP) Handler(next http.Handler) http.Handler {
 			slog.Float64("latency_ms", float64(m.Duration.Microseconds())/1000),
 		)
 	})
+}
+
+// TraceByRoute wraps next in trace (the tracing middleware) so that trace sees the
+// request's path as its route's pattern ("/v1/submissions/{custom_biz_id}"; no path
+// when no route matches) and no query: the REST span's url.path then holds nothing the
+// caller wrote in the URL (GetSubmission's customBizId, before any check; an upload's
+// file name), as the access line does. next gets the request's URL as it came.
+func (h *HTTP) TraceByRoute(next http.Handler, trace func(http.Handler) http.Handler) http.Handler {
+	traced := trace(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if t, ok := r.Context().Value(tracedURLKey{}).(*tracedURL); ok {
+			r = r.WithContext(context.WithValue(r.Context(), tracedURLKey{}, nil))
+			r.URL = t.url
+		}
+		next.ServeHTTP(w, r)
+	}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		route := h.Route(r)
+		t := &tracedURL{url: r.URL, route: route}
+		r = r.WithContext(context.WithValue(r.Context(), tracedURLKey{}, t))
+		u := *r.URL
+		u.Path, u.RawPath, u.RawQuery, u.ForceQuery = "", "", "", false
+		if _, pattern, ok := strings.Cut(route, " "); ok {
+			u.Path = pattern
+		}
+		r.URL = &u
+		traced.ServeHTTP(w, r)
+	})
+}
+
+// tracedURLKey holds, while TraceByRoute's trace runs, the request's URL and route.
+type tracedURLKey struct{}
+
+type tracedURL struct {
+	url   *url.URL
+	route string
 }
 
 // callLoggedKey holds, in a REST request's context, the flag Calls sets once the request's

@@ -27,6 +27,11 @@ type Fault struct {
 	// BusinessCode answers HTTP 200 with this non-zero code and BusinessMessage.
 	BusinessCode    int
 	BusinessMessage string
+	// EchoRequest appends the whole request (its query and body, as received) to the
+	// message of the answer, as e签宝 errors that quote the input they refuse do: to a
+	// business error's (with BusinessCode) and to the gateway's 401/403 when the
+	// signature check refuses the request. Signatures are checked as always, first.
+	EchoRequest bool
 	// SlowBody spreads a successful answer's body over this long, byte by byte.
 	SlowBody time.Duration
 }
@@ -66,7 +71,7 @@ func (s *Simulator) takeFault() *Fault {
 
 // applyResponseFault answers f's scripted response, if it has one, and reports whether it
 // did.
-func (s *Simulator) applyResponseFault(w http.ResponseWriter, f *Fault, rec *Received) bool {
+func (s *Simulator) applyResponseFault(w http.ResponseWriter, f *Fault, rec *Received, r *http.Request, body []byte) bool {
 	switch {
 	case f.Status != 0:
 		rec.Status, rec.Code = f.Status, f.Status
@@ -82,10 +87,18 @@ func (s *Simulator) applyResponseFault(w http.ResponseWriter, f *Fault, rec *Rec
 		return true
 	case f.BusinessCode != 0:
 		rec.Status, rec.Code = http.StatusOK, f.BusinessCode
-		writeJSON(w, http.StatusOK, map[string]any{"code": f.BusinessCode, "message": f.BusinessMessage, "data": nil})
+		writeJSON(w, http.StatusOK, map[string]any{"code": f.BusinessCode, "message": f.BusinessMessage + f.echo(r, body), "data": nil})
 		return true
 	}
 	return false
+}
+
+// echo is what EchoRequest adds to a message: the request's query and body, or "".
+func (f *Fault) echo(r *http.Request, body []byte) string {
+	if f == nil || !f.EchoRequest {
+		return ""
+	}
+	return " 请求: " + r.URL.RawQuery + " " + string(body)
 }
 
 // resetConnection aborts the connection with a TCP RST, as a crashing peer or a

@@ -7,8 +7,9 @@
 // e签宝's documented 401 bodies and reasons; it checks evidence-point bodies against the
 // API reference's rules and answers code 1435002 naming the problem; on success it
 // returns a fresh e签宝-like eviPointId. Faults can be scripted (latency, HTTP 5xx,
-// connection resets, malformed JSON, business codes, a QPS limit, slow bodies), and
-// what it received is recorded, within a fixed bound, for assertions.
+// connection resets, malformed JSON, business codes, answers that quote the request, a
+// QPS limit, slow bodies), and what it received is recorded, within a fixed bound, for
+// assertions.
 package esignsim
 
 import (
@@ -157,7 +158,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if status, reason := s.authenticate(r, body); status != 0 {
 		rec.Status, rec.Code, rec.Reason = status, status, reason
 		s.record(rec)
-		writeGateway(w, status, reason)
+		writeGateway(w, status, reason+f.echo(r, body))
 		return
 	}
 	if lim := s.qps.Load(); lim != nil && !lim.allow(s.cfg.Now()) {
@@ -167,7 +168,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f != nil {
-		if done := s.applyResponseFault(w, f, &rec); done {
+		if done := s.applyResponseFault(w, f, &rec, r, body); done {
 			s.record(rec)
 			return
 		}
@@ -352,9 +353,11 @@ func truncate(b []byte) []byte {
 	return append([]byte(nil), b...)
 }
 
-func writeGateway(w http.ResponseWriter, status int, reason string) {
+// writeGateway answers the gateway's refusal; its message is the reason (and, with
+// Fault.EchoRequest, the request after it).
+func writeGateway(w http.ResponseWriter, status int, message string) {
 	// e签宝's gateway answers these without a Content-Type.
-	b, _ := json.Marshal(map[string]any{"success": false, "code": status, "message": reason})
+	b, _ := json.Marshal(map[string]any{"success": false, "code": status, "message": message})
 	w.Header()["Content-Type"] = nil
 	w.Header().Set(upstream.HeaderTraceID, newTraceID())
 	w.WriteHeader(status)

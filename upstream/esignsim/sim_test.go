@@ -324,3 +324,25 @@ func TestFaultTimes(t *testing.T) {
 		t.Errorf("statuses %v", statuses)
 	}
 }
+
+// EchoRequest quotes the request in a business error's message and in the gateway's
+// refusal, and checks the signature first all the same.
+func TestFaultEchoRequest(t *testing.T) {
+	sim, base := newSim(t, upstream.RevisionSeed)
+	sim.Inject(esignsim.Fault{BusinessCode: upstream.CodeParameterError, BusinessMessage: "参数错误:", EchoRequest: true})
+	body := seedBody(t)
+	resp, m := signed{path: upstream.PathPsnRealname, query: "a=1", body: body}.do(t, base)
+	msg, _ := m["message"].(string)
+	if resp.StatusCode != 200 || m["code"] != float64(upstream.CodeParameterError) ||
+		!strings.HasPrefix(msg, "参数错误:") || !strings.Contains(msg, string(body)) || !strings.Contains(msg, "a=1") {
+		t.Errorf("business error: %d %v", resp.StatusCode, m)
+	}
+	resp, m = signed{path: upstream.PathPsnRealname, body: body, secret: "wrong"}.do(t, base)
+	msg, _ = m["message"].(string)
+	if resp.StatusCode != 401 || !strings.HasPrefix(msg, upstream.ReasonInvalidSignature) || !strings.Contains(msg, string(body)) {
+		t.Errorf("a wrong signature: %d %v", resp.StatusCode, m)
+	}
+	if n := sim.Issued(); n != 0 {
+		t.Errorf("%d evidence points issued", n)
+	}
+}
