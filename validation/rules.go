@@ -107,29 +107,48 @@ func plan(plans lenPlans, md protoreflect.MessageDescriptor, visiting map[protor
 
 // check appends the violations of the Go-side rules to vs.
 func (r *extraRules) check(m protoreflect.Message, vs []FieldViolation) []FieldViolation {
-	vs = checkMaxLenUTF16(r.planned(m.Descriptor()), m, "", vs)
+	vs = checkMaxLenUTF16(r.planned(m.Descriptor()), m, nil, vs)
 	if req, ok := m.Interface().(*evidencev1.CreatePersonalEvidencePointRequest); ok {
 		vs = checkIDCard(req, vs)
 	}
 	return vs
 }
 
-func checkMaxLenUTF16(plans lenPlans, m protoreflect.Message, prefix string, vs []FieldViolation) []FieldViolation {
+// fieldPath is the JSON path of a message being checked, built only when a violation
+// has to name it (a check that finds nothing allocates nothing).
+type fieldPath struct {
+	parent *fieldPath
+	name   string
+	index  int // for an element of a list; -1 otherwise
+}
+
+func (p *fieldPath) prefix() string {
+	if p == nil {
+		return ""
+	}
+	s := p.parent.prefix() + p.name
+	if p.index >= 0 {
+		s += "[" + strconv.Itoa(p.index) + "]"
+	}
+	return s + "."
+}
+
+func checkMaxLenUTF16(plans lenPlans, m protoreflect.Message, path *fieldPath, vs []FieldViolation) []FieldViolation {
 	for _, c := range plans[m.Descriptor().FullName()] {
-		if !m.Has(c.fd) {
-			continue
-		}
 		if c.max == 0 && c.fd.IsList() {
 			list := m.Get(c.fd).List()
 			for i := 0; i < list.Len(); i++ {
-				vs = checkMaxLenUTF16(plans, list.Get(i).Message(), prefix+c.fd.JSONName()+"["+strconv.Itoa(i)+"].", vs)
+				vs = checkMaxLenUTF16(plans, list.Get(i).Message(), &fieldPath{path, c.fd.JSONName(), i}, vs)
 			}
 			continue
 		}
 		if c.max == 0 {
-			vs = checkMaxLenUTF16(plans, m.Get(c.fd).Message(), prefix+c.fd.JSONName()+".", vs)
+			if m.Has(c.fd) {
+				vs = checkMaxLenUTF16(plans, m.Get(c.fd).Message(), &fieldPath{path, c.fd.JSONName(), -1}, vs)
+			}
 			continue
 		}
+		// An unset string reads as "" (no Has: it costs more than the check).
 		s := m.Get(c.fd).String()
 		// UTF-16 units never outnumber UTF-8 bytes, so a short string needs no count; and
 		// when protovalidate's own count failed, it already said so.
@@ -137,7 +156,7 @@ func checkMaxLenUTF16(plans lenPlans, m protoreflect.Message, prefix string, vs 
 			continue
 		}
 		vs = append(vs, FieldViolation{
-			Field: prefix + c.fd.JSONName(),
+			Field: path.prefix() + c.fd.JSONName(),
 			Rule:  RuleMaxLenUTF16,
 			Description: fmt.Sprintf("must be at most %d characters as e签宝 counts them "+
 				"(UTF-16 code units: a character outside the Basic Multilingual Plane counts as 2)", c.max),

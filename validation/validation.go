@@ -6,6 +6,11 @@
 // express (see rules.go), and reports every violation the same way: a field path in the
 // contract's JSON names (`cardNo`, `threeElements.mobile`), the rule's id, and a
 // description that never contains the offending value.
+//
+// The personal request's four CEL rules are evaluated here as exact Go equivalents, not by
+// cel-go (native.go: the contract keeps them as CEL for every other protovalidate; the Go
+// path is used only while the contract's rules are word for word the ones it implements,
+// and a differential test and fuzz target hold it to protovalidate's results).
 package validation
 
 import (
@@ -62,9 +67,15 @@ func (e *Error) Error() string {
 // Validator validates requests of the esign.evidence.v1 contract. Build one at start-up
 // and share it: building compiles every CEL rule, validating is cheap and concurrency-safe.
 type Validator struct {
-	pv     protovalidate.Validator
-	extra  *extraRules
-	nowOpt []protovalidate.ValidationOption
+	pv    protovalidate.Validator
+	extra *extraRules
+	// native applies the personal request's CEL rules in Go (see native.go); nil when
+	// protovalidate evaluates them.
+	native *personalNative
+	now    func() *timestamppb.Timestamp
+	// opts are protovalidate's options for a personal request (the clock, and the filter
+	// that leaves the Go path's rules to it) and for any other message (the clock).
+	personalOpts, otherOpts []protovalidate.ValidationOption
 }
 
 // Option configures a Validator.
@@ -72,9 +83,13 @@ type Option func(*Validator)
 
 // WithNow fixes the clock the time rules compare against (for tests).
 func WithNow(now func() *timestamppb.Timestamp) Option {
-	return func(v *Validator) {
-		v.nowOpt = []protovalidate.ValidationOption{protovalidate.WithNowFunc(now)}
-	}
+	return func(v *Validator) { v.now = now }
+}
+
+// withCEL makes protovalidate evaluate the personal request's CEL rules itself (for the
+// tests that compare the two paths).
+func withCEL() Option {
+	return func(v *Validator) { v.native = nil }
 }
 
 // requestTypes are the contract's request messages (every message of the service's file
@@ -103,9 +118,16 @@ func New(opts ...Option) (*Validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("validation: building protovalidate: %w", err)
 	}
-	v := &Validator{pv: pv, extra: newExtraRules(types)}
+	v := &Validator{pv: pv, extra: newExtraRules(types), native: newPersonalNative()}
 	for _, o := range opts {
 		o(v)
+	}
+	if v.now != nil {
+		v.otherOpts = []protovalidate.ValidationOption{protovalidate.WithNowFunc(v.now)}
+	}
+	v.personalOpts = v.otherOpts
+	if v.native != nil {
+		v.personalOpts = append(v.personalOpts[:len(v.personalOpts):len(v.personalOpts)], protovalidate.WithFilter(v.native))
 	}
 	return v, nil
 }
@@ -114,17 +136,32 @@ func New(opts ...Option) (*Validator, error) {
 // it does not, or another error if a rule could not be evaluated at all.
 func (v *Validator) Validate(msg proto.Message) error {
 	var violations []FieldViolation
-	if err := v.pv.Validate(msg, v.nowOpt...); err != nil {
+	m := msg.ProtoReflect()
+	personal, _ := msg.(*evidencev1.CreatePersonalEvidencePointRequest)
+	opts := v.otherOpts
+	if personal != nil && v.native != nil {
+		opts = v.personalOpts
+		violations = v.native.messageRules(personal, m, violations)
+	} else {
+		personal = nil
+	}
+	timeStampDone := personal == nil
+	if err := v.pv.Validate(msg, opts...); err != nil {
 		var verr *protovalidate.ValidationError
 		if !errors.As(err, &verr) {
 			return fmt.Errorf("validation: %w", err)
 		}
-		m := msg.ProtoReflect()
 		for _, pv := range verr.Violations {
+			if !timeStampDone && v.native.after(pv) {
+				violations, timeStampDone = v.native.timeStampRules(personal.GetTimeStamp(), v.now, violations), true
+			}
 			violations = appendConverted(violations, m, pv)
 		}
 	}
-	violations = v.extra.check(msg.ProtoReflect(), violations)
+	if !timeStampDone {
+		violations = v.native.timeStampRules(personal.GetTimeStamp(), v.now, violations)
+	}
+	violations = v.extra.check(m, violations)
 	if len(violations) == 0 {
 		return nil
 	}
@@ -162,6 +199,8 @@ const PrintableOptionalPattern = `^[^` + invisibleControls + `]*$`
 // "time_stamp.epoch_millis".
 const EpochMillisFloor = 946684800000
 
+const epochMillisDescription = "must be Unix epoch milliseconds after 2000-01-01 (not seconds)"
+
 // allOrNoneSuffix ends the id of a message-level rule "<prefix>.all_or_none": every field
 // whose JSON name starts with <prefix> is given, or none is. It is one rule in the
 // contract (one evaluation per request) and reported as one violation per missing field.
@@ -188,7 +227,7 @@ func rename(fv *FieldViolation, pv *protovalidate.Violation) {
 		}
 	case "int64.gte":
 		if pv.RuleValue.Int() == EpochMillisFloor {
-			fv.Rule, fv.Description = "time_stamp.epoch_millis", "must be Unix epoch milliseconds after 2000-01-01 (not seconds)"
+			fv.Rule, fv.Description = "time_stamp.epoch_millis", epochMillisDescription
 		}
 	}
 }
