@@ -30,11 +30,12 @@ type gatekeeper struct {
 // the call's handler returns (admitInterceptor), or, for a call that never reaches it,
 // when the transport is done with the call.
 type ticket struct {
-	once sync.Once
-	g    *gate
+	once   sync.Once
+	g      *gate
+	caller string
 }
 
-func (t *ticket) release() { t.once.Do(t.g.leave) }
+func (t *ticket) release() { t.once.Do(func() { t.g.leave(t.caller) }) }
 
 type ticketKey struct{}
 
@@ -45,7 +46,8 @@ func ticketOf(ctx context.Context) *ticket {
 }
 
 // enter authenticates a call to method (ctx carries its peer and incoming metadata),
-// then admits it unless MAX_CALLS_IN_FLIGHT calls are in progress. Authentication comes
+// then admits it unless MAX_CALLS_IN_FLIGHT calls are in progress, or
+// MAX_CALLS_IN_FLIGHT_PER_CALLER of its caller's. Authentication comes
 // first, so that callers without credentials never hold a slot. On success it returns
 // the call's context and the release of its slot (nil for health checks, which are not
 // bounded); on refusal, the status, with the call logged and counted.
@@ -54,11 +56,10 @@ func (e *gatekeeper) enter(ctx context.Context, method string) (context.Context,
 	actx, err := e.auth.Authenticate(ctx, method)
 	var release func()
 	if err == nil && !unbounded(method) {
-		if e.gate.tryEnter() {
-			t := &ticket{g: e.gate}
+		caller := auth.Caller(actx)
+		if err = e.gate.tryEnter(caller); err == nil {
+			t := &ticket{g: e.gate, caller: caller}
 			actx, release = context.WithValue(actx, ticketKey{}, t), t.release
-		} else {
-			err = overloaded()
 		}
 	}
 	if err != nil {
@@ -100,10 +101,12 @@ func admitInterceptor(g *gate) grpc.UnaryServerInterceptor {
 		if unbounded(info.FullMethod) {
 			return handler(ctx, req)
 		}
-		if !g.tryEnter() {
-			return nil, overloaded()
+		// Its caller if it was authenticated already; "" (MAX_CALLS_IN_FLIGHT alone) if not.
+		caller := auth.Caller(ctx)
+		if err := g.tryEnter(caller); err != nil {
+			return nil, err
 		}
-		defer g.leave()
+		defer g.leave(caller)
 		return handler(ctx, req)
 	}
 }
@@ -118,10 +121,11 @@ func admitStreamInterceptor(g *gate) grpc.StreamServerInterceptor {
 		if unbounded(info.FullMethod) {
 			return handler(srv, ss)
 		}
-		if !g.tryEnter() {
-			return overloaded()
+		caller := auth.Caller(ss.Context())
+		if err := g.tryEnter(caller); err != nil {
+			return err
 		}
-		defer g.leave()
+		defer g.leave(caller)
 		return handler(srv, ss)
 	}
 }

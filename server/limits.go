@@ -74,28 +74,78 @@ func clamp(v, lo, hi int) int {
 	return max(lo, min(v, hi))
 }
 
-// gate admits at most its capacity at once, refusing rather than waiting.
-type gate struct {
-	slots chan struct{}
+// DefaultMaxCallsInFlightPerCaller is the bound on one caller's calls in progress when
+// none is configured: half of MAX_CALLS_IN_FLIGHT (at least one), so that a busy caller
+// leaves the other half to everyone else.
+func DefaultMaxCallsInFlightPerCaller(maxCallsInFlight int) int {
+	return max(1, maxCallsInFlight/2)
 }
 
-func newGate(n int) *gate { return &gate{slots: make(chan struct{}, n)} }
+// gate admits at most its capacity at once, and at most perCaller of one caller's,
+// refusing rather than waiting.
+type gate struct {
+	slots     chan struct{}
+	perCaller int
+	mu        sync.Mutex
+	callers   map[string]int
+}
 
-func (g *gate) tryEnter() bool {
+func newGate(n, perCaller int) *gate {
+	return &gate{slots: make(chan struct{}, n), perCaller: perCaller, callers: map[string]int{}}
+}
+
+// tryEnter admits a call of caller ("": a caller not known yet, bounded by the capacity
+// alone), or returns the refusal: overloaded when the capacity is taken, callerOverloaded
+// when caller already has perCaller calls in.
+//
+// The capacity is asked first: a full service is OVERLOADED for every caller, whatever
+// its own count.
+func (g *gate) tryEnter(caller string) error {
 	select {
 	case g.slots <- struct{}{}:
-		return true
 	default:
-		return false
+		return overloaded()
 	}
+	if caller == "" {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.callers[caller] >= g.perCaller {
+		<-g.slots
+		return callerOverloaded()
+	}
+	g.callers[caller]++
+	return nil
 }
 
-func (g *gate) leave() { <-g.slots }
+// leave gives back a slot of caller's taken by tryEnter.
+func (g *gate) leave(caller string) {
+	<-g.slots
+	g.leaveCaller(caller)
+}
+
+func (g *gate) leaveCaller(caller string) {
+	if caller == "" {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.callers[caller]--; g.callers[caller] <= 0 {
+		delete(g.callers, caller)
+	}
+}
 
 // unbounded reports whether a method is outside the calls-in-flight bound: health
 // checks, so that an overloaded instance still answers its probes.
 func unbounded(method string) bool {
 	return strings.HasPrefix(method, "/grpc.health.v1.Health/")
+}
+
+func callerOverloaded() error {
+	return apierror.WithDetails(status.New(codes.ResourceExhausted, "this caller has as many calls in progress as one caller may; retry shortly"),
+		apierror.Info(apierror.ReasonCallerOverloaded, map[string]string{"retry_safe": "true"}),
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)}).Err()
 }
 
 func overloaded() error {

@@ -181,10 +181,14 @@ func New(opts Options) (*Server, error) {
 	valid := validate.New(v)
 	// The same chain, in the same order, for unary and streaming calls, over gRPC and over
 	// REST; each concern is written once for both kinds of call.
-	// The bound on calls in progress is one for both transports. Calls are authenticated
+	// The bound on calls in progress is one for both transports, and so is each caller's
+	// share of it. Calls are authenticated
 	// and admitted at the edge of each transport (gatekeeper), before their message is read;
 	// the interceptors keep what the edge established.
-	inFlight := newGate(opts.MaxCallsInFlight)
+	if opts.MaxCallsInFlightPerCaller == 0 {
+		opts.MaxCallsInFlightPerCaller = DefaultMaxCallsInFlightPerCaller(opts.MaxCallsInFlight)
+	}
+	inFlight := newGate(opts.MaxCallsInFlight, opts.MaxCallsInFlightPerCaller)
 	keeper := &gatekeeper{auth: &authn, gate: inFlight, calls: calls}
 	unary := []grpc.UnaryServerInterceptor{
 		calls.UnaryServerInterceptor(),

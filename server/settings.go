@@ -55,6 +55,9 @@ type Settings struct {
 	MaxConnections int
 	// MaxCallsInFlight bounds the calls being handled at once (health checks aside).
 	MaxCallsInFlight int
+	// MaxCallsInFlightPerCaller bounds one caller's calls being handled at once; 0 is
+	// half of MaxCallsInFlight (DefaultMaxCallsInFlightPerCaller).
+	MaxCallsInFlightPerCaller int
 	// GRPCMaxConnectionIdle closes a gRPC connection without calls for this long.
 	GRPCMaxConnectionIdle time.Duration
 	// GRPCKeepaliveTime and GRPCKeepaliveTimeout: a gRPC connection silent for the first is
@@ -109,6 +112,8 @@ func (s *Settings) Bind(set *setting.Set) {
 		"connections open at once on the gRPC and REST listeners together; more are closed at once (auto: from the descriptor limit)")
 	set.Count(&s.MaxCallsInFlight, "max-calls-in-flight", false,
 		"calls in progress at once over gRPC and REST (health checks aside); more are refused")
+	set.Count(&s.MaxCallsInFlightPerCaller, "max-calls-in-flight-per-caller", true,
+		"one caller's calls in progress at once; more of its calls are refused while other callers are served (auto: half of MAX_CALLS_IN_FLIGHT)")
 	set.Duration(&s.GRPCMaxConnectionIdle, "grpc-max-connection-idle", "a gRPC connection without calls for this long is closed")
 	set.Duration(&s.GRPCKeepaliveTime, "grpc-keepalive-time", "a gRPC connection silent for this long is pinged")
 	set.Duration(&s.GRPCKeepaliveTimeout, "grpc-keepalive-timeout", "a pinged gRPC connection that does not answer within this is closed")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+
+	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
 )
 
 const (
@@ -114,5 +117,68 @@ func TestAbuseQuotaFairness(t *testing.T) {
 	// run (one slot each 507.5 ms; 90 % for what the start and end cut off).
 	if used, want := float64(heavyDuring+int64(len(took))), 0.9*flood.Seconds()*fairQPS*1000/1015; used < want {
 		t.Errorf("%v calls created in %v, fewer than %.0f: the quota went unused", used, flood.Round(time.Millisecond), want)
+	}
+}
+
+// TestAbuseCallsInFlightPerCaller: with MAX_CALLS_IN_FLIGHT=40 (so 20 a caller by
+// default), one caller's 30 stalled uploads hold 20 calls and 10 are refused
+// CALLER_OVERLOADED; its further calls are refused the same way over gRPC and REST (429),
+// while another caller's calls are served normally; once the stalled calls end, the first
+// caller is served again.
+func TestAbuseCallsInFlightPerCaller(t *testing.T) {
+	const (
+		limit     = 40
+		perCaller = limit / 2
+		stalled   = 30
+		busyToken = "busy-token-0123456789abcdef0"
+	)
+	tg := startTarget(t, writeTokens(t, "normal "+abuseToken, "busy "+busyToken), fmt.Sprintf("MAX_CALLS_IN_FLIGHT=%d", limit), "UPLOAD_IDLE_TIMEOUT=5s")
+	var refused, timedOut atomic.Int64
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range stalled {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := tg.api.UploadFile(tg.auth(ctx, busyToken))
+			if err == nil {
+				_ = s.Send(&evidencev1.UploadFileRequest{Part: &evidencev1.UploadFileRequest_Info{Info: &evidencev1.FileInfo{FileName: "hold.jpg"}}})
+				err = s.RecvMsg(&evidencev1.UploadFileResponse{})
+			}
+			switch code, reason := reasonOf(err); {
+			case code == codes.ResourceExhausted && reason == "CALLER_OVERLOADED":
+				refused.Add(1)
+			case code == codes.DeadlineExceeded:
+				timedOut.Add(1)
+			default:
+				t.Errorf("stalled upload: %v %q", code, reason)
+			}
+		}()
+	}
+	waitUntil(t, 10*time.Second, "the caller's bound reached", func() (bool, string) {
+		return refused.Load() >= stalled-perCaller, fmt.Sprint(refused.Load())
+	})
+	_, err := tg.api.CreatePersonalEvidencePoint(tg.auth(ctx, busyToken), tg.req)
+	if code, reason := reasonOf(err); code != codes.ResourceExhausted || reason != "CALLER_OVERLOADED" {
+		t.Errorf("the busy caller's call beyond its bound: %v %q", code, reason)
+	}
+	code, body, _ := tg.rest(ctx, http.MethodPost, "/v3/evidence/evi-point/psn-realname", tg.seed, busyToken)
+	if code != http.StatusTooManyRequests {
+		t.Errorf("the busy caller's REST call beyond its bound: HTTP %d %s", code, body)
+	} else if ei := errorInfo(restStatus(t, body)); ei.GetReason() != "CALLER_OVERLOADED" {
+		t.Errorf("the busy caller's REST call beyond its bound: reason %q", ei.GetReason())
+	}
+	// The other caller is served while the busy one holds its share.
+	start := time.Now()
+	if err := tg.normalCall(ctx); err != nil || time.Since(start) > normalCallBudget {
+		t.Errorf("another caller's calls while one holds its share: %v after %v", err, time.Since(start))
+	}
+	wg.Wait()
+	if int(refused.Load()) != stalled-perCaller || int(timedOut.Load()) != perCaller {
+		t.Errorf("%d refused and %d admitted, want %d and %d", refused.Load(), timedOut.Load(), stalled-perCaller, perCaller)
+	}
+	if _, err := tg.api.CreatePersonalEvidencePoint(tg.auth(ctx, busyToken), tg.req); err != nil {
+		t.Errorf("the busy caller after its stalled calls ended: %v", err)
 	}
 }

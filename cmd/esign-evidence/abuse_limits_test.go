@@ -683,7 +683,9 @@ func TestAbuseCallsInFlight(t *testing.T) {
 	)
 	// The stalled uploads hold their calls for 5 s: long enough for all of them to have
 	// started on a loaded machine before the first one ends.
-	tg := startTarget(t, "", fmt.Sprintf("MAX_CALLS_IN_FLIGHT=%d", limit), "UPLOAD_IDLE_TIMEOUT=5s")
+	// One caller holds them all: its own bound is lifted to the whole, so that this is the
+	// global bound's test (TestAbuseCallsInFlightPerCaller is the caller's).
+	tg := startTarget(t, "", fmt.Sprintf("MAX_CALLS_IN_FLIGHT=%d", limit), fmt.Sprintf("MAX_CALLS_IN_FLIGHT_PER_CALLER=%d", limit), "UPLOAD_IDLE_TIMEOUT=5s")
 	var overloaded, timedOut atomic.Int64
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -31,6 +31,9 @@ const (
 	ReasonRequestTimeout = "REQUEST_TIMEOUT"
 	// ReasonOverloaded: MAX_CALLS_IN_FLIGHT calls are being handled; retry shortly.
 	ReasonOverloaded = "OVERLOADED"
+	// ReasonCallerOverloaded: this caller has MAX_CALLS_IN_FLIGHT_PER_CALLER calls being
+	// handled; retry shortly (other callers are still served).
+	ReasonCallerOverloaded = "CALLER_OVERLOADED"
 	// ReasonTooManyUploads: MAX_CONCURRENT_UPLOADS uploads are in progress.
 	ReasonTooManyUploads = "TOO_MANY_UPLOADS"
 	// ReasonUploadIdleTimeout: an upload sent nothing for UPLOAD_IDLE_TIMEOUT.

@@ -1631,9 +1631,9 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x1cSUBMISSION_STATE_IN_PROGRESS\x10\x01\x12\x1e\n" +
 	"\x1aSUBMISSION_STATE_SUCCEEDED\x10\x02\x12\x1b\n" +
 	"\x17SUBMISSION_STATE_FAILED\x10\x03\x12$\n" +
-	" SUBMISSION_STATE_OUTCOME_UNKNOWN\x10\x042\xcd7\n" +
-	"\x0fEvidenceService\x12\xe0\x10\n" +
-	"\x1bCreatePersonalEvidencePoint\x125.esign.evidence.v1.CreatePersonalEvidencePointRequest\x1a6.esign.evidence.v1.CreatePersonalEvidencePointResponse\"\xd1\x0f\x92A\x9f\x0fJ\xd5\x02\n" +
+	" SUBMISSION_STATE_OUTCOME_UNKNOWN\x10\x042\x8f9\n" +
+	"\x0fEvidenceService\x12\x90\x11\n" +
+	"\x1bCreatePersonalEvidencePoint\x125.esign.evidence.v1.CreatePersonalEvidencePointRequest\x1a6.esign.evidence.v1.CreatePersonalEvidencePointResponse\"\x81\x10\x92A\xcf\x0fJ\xd5\x02\n" +
 	"\x03400\x12\xcd\x02\n" +
 	"\xad\x02The request breaks the contract (`INVALID_REQUEST`, with a `BadRequest` detail naming each field) or its body cannot be decoded (`INVALID_REQUEST`); e签宝 refused it (`ESIGN_PARAMETER_ERROR`, `ESIGN_BUSINESS_ERROR`); or a retry after an unknown outcome was refused (`OUTCOME_UNKNOWN_RETRY_REFUSED`).\x12\x1b\n" +
 	"\x19\x1a\x17#/definitions/rpcStatusJ\x99\x01\n" +
@@ -1648,9 +1648,9 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x19\x1a\x17#/definitions/rpcStatusJf\n" +
 	"\x03413\x12_\n" +
 	"@The body is larger than MAX_REQUEST_BYTES (`REQUEST_TOO_LARGE`).\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatusJ\xf7\x01\n" +
-	"\x03429\x12\xef\x01\n" +
-	"\xcf\x01Nothing was sent: too many calls in flight (`OVERLOADED`) or no room in the e签宝 quota within the deadline (`RATE_LIMITED`), each with a `RetryInfo` detail; or e签宝 answered 429 (`ESIGN_RATE_LIMITED`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\xa7\x02\n" +
+	"\x03429\x12\x9f\x02\n" +
+	"\xff\x01Nothing was sent: too many calls in flight (`OVERLOADED`; `CALLER_OVERLOADED`: too many of this caller's) or no room in the e签宝 quota within the deadline (`RATE_LIMITED`), each with a `RetryInfo` detail; or e签宝 answered 429 (`ESIGN_RATE_LIMITED`).\x12\x1b\n" +
 	"\x19\x1a\x17#/definitions/rpcStatusJ\xd9\x01\n" +
 	"\x03500\x12\xd1\x01\n" +
 	"\xb1\x01e签宝 refused this service's own credentials (`ESIGN_CREDENTIALS_REJECTED`) or answered something undocumented (`ESIGN_UNEXPECTED_ANSWER`), or the service failed (`INTERNAL`).\x12\x1b\n" +
@@ -1660,8 +1660,8 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x19\x1a\x17#/definitions/rpcStatusJ\xb8\x01\n" +
 	"\x03504\x12\xb0\x01\n" +
 	"\x90\x01The caller's deadline passed (`DEADLINE_EXCEEDED`), or less than ESIGN_MIN_REMAINING of it was left and nothing was sent (`DEADLINE_TOO_SHORT`).\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatus\x82\xd3\xe4\x93\x02(:\x01*\"#/v3/evidence/evi-point/psn-realname\x12\xc2\x10\n" +
-	"\x13CreateEvidenceChain\x12-.esign.evidence.v1.CreateEvidenceChainRequest\x1a..esign.evidence.v1.CreateEvidenceChainResponse\"\xcb\x0f\x92A\x9f\x0fJ\xd5\x02\n" +
+	"\x19\x1a\x17#/definitions/rpcStatus\x82\xd3\xe4\x93\x02(:\x01*\"#/v3/evidence/evi-point/psn-realname\x12\xf2\x10\n" +
+	"\x13CreateEvidenceChain\x12-.esign.evidence.v1.CreateEvidenceChainRequest\x1a..esign.evidence.v1.CreateEvidenceChainResponse\"\xfb\x0f\x92A\xcf\x0fJ\xd5\x02\n" +
 	"\x03400\x12\xcd\x02\n" +
 	"\xad\x02The request breaks the contract (`INVALID_REQUEST`, with a `BadRequest` detail naming each field) or its body cannot be decoded (`INVALID_REQUEST`); e签宝 refused it (`ESIGN_PARAMETER_ERROR`, `ESIGN_BUSINESS_ERROR`); or a retry after an unknown outcome was refused (`OUTCOME_UNKNOWN_RETRY_REFUSED`).\x12\x1b\n" +
 	"\x19\x1a\x17#/definitions/rpcStatusJ\x99\x01\n" +
@@ -1676,9 +1676,9 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x19\x1a\x17#/definitions/rpcStatusJf\n" +
 	"\x03413\x12_\n" +
 	"@The body is larger than MAX_REQUEST_BYTES (`REQUEST_TOO_LARGE`).\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatusJ\xf7\x01\n" +
-	"\x03429\x12\xef\x01\n" +
-	"\xcf\x01Nothing was sent: too many calls in flight (`OVERLOADED`) or no room in the e签宝 quota within the deadline (`RATE_LIMITED`), each with a `RetryInfo` detail; or e签宝 answered 429 (`ESIGN_RATE_LIMITED`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\xa7\x02\n" +
+	"\x03429\x12\x9f\x02\n" +
+	"\xff\x01Nothing was sent: too many calls in flight (`OVERLOADED`; `CALLER_OVERLOADED`: too many of this caller's) or no room in the e签宝 quota within the deadline (`RATE_LIMITED`), each with a `RetryInfo` detail; or e签宝 answered 429 (`ESIGN_RATE_LIMITED`).\x12\x1b\n" +
 	"\x19\x1a\x17#/definitions/rpcStatusJ\xd9\x01\n" +
 	"\x03500\x12\xd1\x01\n" +
 	"\xb1\x01e签宝 refused this service's own credentials (`ESIGN_CREDENTIALS_REJECTED`) or answered something undocumented (`ESIGN_UNEXPECTED_ANSWER`), or the service failed (`INTERNAL`).\x12\x1b\n" +
@@ -1688,8 +1688,8 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x19\x1a\x17#/definitions/rpcStatusJ\xb8\x01\n" +
 	"\x03504\x12\xb0\x01\n" +
 	"\x90\x01The caller's deadline passed (`DEADLINE_EXCEEDED`), or less than ESIGN_MIN_REMAINING of it was left and nothing was sent (`DEADLINE_TOO_SHORT`).\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatus\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v3/evidence/evi-chain/create\x12\xc1\a\n" +
-	"\rGetSubmission\x12'.esign.evidence.v1.GetSubmissionRequest\x1a(.esign.evidence.v1.GetSubmissionResponse\"\xdc\x06\x92A\xb1\x06J\x82\x01\n" +
+	"\x19\x1a\x17#/definitions/rpcStatus\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v3/evidence/evi-chain/create\x12\xf3\a\n" +
+	"\rGetSubmission\x12'.esign.evidence.v1.GetSubmissionRequest\x1a(.esign.evidence.v1.GetSubmissionResponse\"\x8e\a\x92A\xe3\x06J\x82\x01\n" +
 	"\x03400\x12{\n" +
 	"\\`customBizId` breaks the contract (`INVALID_REQUEST`, with a `BadRequest` detail naming it).\x12\x1b\n" +
 	"\x19\x1a\x17#/definitions/rpcStatusJ\x99\x01\n" +
@@ -1698,9 +1698,9 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x19\x1a\x17#/definitions/rpcStatusJe\n" +
 	"\x03404\x12^\n" +
 	"?No submission with that `customBizId` (`SUBMISSION_NOT_FOUND`).\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatusJi\n" +
-	"\x03429\x12b\n" +
-	"CToo many calls in flight (`OVERLOADED`, with a `RetryInfo` detail).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\x9a\x01\n" +
+	"\x03429\x12\x92\x01\n" +
+	"sToo many calls in flight (`OVERLOADED`; `CALLER_OVERLOADED`: too many of this caller's), with a `RetryInfo` detail.\x12\x1b\n" +
 	"\x19\x1a\x17#/definitions/rpcStatusJF\n" +
 	"\x03500\x12?\n" +
 	" The service failed (`INTERNAL`).\x12\x1b\n" +
@@ -1710,9 +1710,9 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x19\x1a\x17#/definitions/rpcStatusJY\n" +
 	"\x03504\x12R\n" +
 	"3The caller's deadline passed (`DEADLINE_EXCEEDED`).\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatus\x82\xd3\xe4\x93\x02!\x12\x1f/v1/submissions/{custom_biz_id}\x12\xcd\x0e\n" +
+	"\x19\x1a\x17#/definitions/rpcStatus\x82\xd3\xe4\x93\x02!\x12\x1f/v1/submissions/{custom_biz_id}\x12\xfd\x0e\n" +
 	"\n" +
-	"UploadFile\x12$.esign.evidence.v1.UploadFileRequest\x1a%.esign.evidence.v1.UploadFileResponse\"\xef\r\x92A\xeb\rJ\x8a\x02\n" +
+	"UploadFile\x12$.esign.evidence.v1.UploadFileRequest\x1a%.esign.evidence.v1.UploadFileResponse\"\x9f\x0e\x92A\x9b\x0eJ\x8a\x02\n" +
 	"\x03400\x12\x82\x02\n" +
 	"\xe2\x01The file name breaks e签宝's rules, the file is empty, the parts come in the wrong order, a query parameter is invalid, or a form has no file or more than one (`INVALID_REQUEST`, with a `BadRequest` detail naming the field).\x12\x1b\n" +
 	"\x19\x1a\x17#/definitions/rpcStatusJ\x99\x01\n" +
@@ -1727,9 +1727,9 @@ const file_esign_evidence_v1_evidence_proto_rawDesc = "" +
 	"\x19\x1a\x17#/definitions/rpcStatusJ\xff\x01\n" +
 	"\x03415\x12\xf7\x01\n" +
 	"\xd7\x01The body's media type is not one this route takes, or a form's file part declares another type or a transfer encoding (`INVALID_REQUEST`, with a `BadRequest` detail naming `Content-Type` or `file` and what to send).\x12\x1b\n" +
-	"\x19\x1a\x17#/definitions/rpcStatusJ\x84\x02\n" +
-	"\x03429\x12\xfc\x01\n" +
-	"\xdc\x01Nothing was sent: MAX_CONCURRENT_UPLOADS uploads in progress (`TOO_MANY_UPLOADS`), too many calls in flight (`OVERLOADED`) or no room in the e签宝 quota (`RATE_LIMITED`); or e签宝 answered 429 (`ESIGN_RATE_LIMITED`).\x12\x1b\n" +
+	"\x19\x1a\x17#/definitions/rpcStatusJ\xb4\x02\n" +
+	"\x03429\x12\xac\x02\n" +
+	"\x8c\x02Nothing was sent: MAX_CONCURRENT_UPLOADS uploads in progress (`TOO_MANY_UPLOADS`), too many calls in flight (`OVERLOADED`; `CALLER_OVERLOADED`: too many of this caller's) or no room in the e签宝 quota (`RATE_LIMITED`); or e签宝 answered 429 (`ESIGN_RATE_LIMITED`).\x12\x1b\n" +
 	"\x19\x1a\x17#/definitions/rpcStatusJ\xd9\x01\n" +
 	"\x03500\x12\xd1\x01\n" +
 	"\xb1\x01e签宝's storage refused the bytes (`ESIGN_UPLOAD_REJECTED`), e签宝 refused this service's credentials or answered something undocumented, or the service failed (`INTERNAL`).\x12\x1b\n" +
