@@ -99,7 +99,7 @@ build: ## Build bin/esign-evidence and bin/esign-import.
 	go build -buildvcs=auto -o bin/esign-import ./cmd/esign-import
 
 .PHONY: run
-run: tools build ## Run the service in demo mode (offline e签宝 simulator): gRPC :9090, REST :8080.
+run: tools build ## Run the service in demo mode (offline e签宝 simulator): gRPC localhost:9090, REST localhost:8080.
 	bin/esign-evidence -simulate
 
 .PHONY: test

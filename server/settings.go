@@ -23,6 +23,10 @@ type Settings struct {
 	// GRPCAddr, HTTPAddr and AdminAddr are the listen addresses ("" AdminAddr: no admin
 	// listener). The command listens; Serve takes the listeners.
 	GRPCAddr, HTTPAddr, AdminAddr string
+	// PlaintextAllowRemote lets gRPC and REST listen without TLS on an address other than
+	// loopback (TLS terminated by a mesh or proxy in front); without it such a service is
+	// refused at start (the command checks it, knowing the TLS settings).
+	PlaintextAllowRemote bool
 	// AdminPprof serves Go's profiler (/debug/pprof/) on the admin listener.
 	AdminPprof bool
 	// BackupTokenFile, when set, serves the embedded store's backup at GET /backup on the
@@ -95,6 +99,7 @@ func DefaultSettings() Settings {
 func (s *Settings) Bind(set *setting.Set) {
 	set.Address(&s.GRPCAddr, "grpc-addr", false, "gRPC listen address")
 	set.Address(&s.HTTPAddr, "http-addr", false, "REST (grpc-gateway) listen address")
+	set.Bool(&s.PlaintextAllowRemote, "plaintext-allow-remote", "serve gRPC and REST without TLS on addresses other than loopback all the same (a mesh or proxy in front terminates TLS): tokens cross the network as sent")
 	set.Address(&s.AdminAddr, "admin-addr", true, "admin listen address: /metrics, and /debug/pprof with ADMIN_PPROF (set but empty: none)")
 	set.Bool(&s.AdminPprof, "admin-pprof", "serve Go's profiler (/debug/pprof/) on the admin listener")
 	set.String(&s.BackupTokenFile, "admin-backup-token-file", "serve the embedded store's backup at /backup on the admin listener to the bearer of the token in this file (unset: no /backup)")

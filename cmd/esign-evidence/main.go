@@ -87,6 +87,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(build.Collector())
+	for _, w := range cfg.exposureWarnings() {
+		log.Warn(w)
+	}
 
 	if cfg.Simulate {
 		stopSim, err := startSimulator(cfg, log)

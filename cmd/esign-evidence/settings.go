@@ -104,6 +104,16 @@ func (s *settings) check(set *setting.Set) error {
 	s.auth, err = s.Auth.Config(s.TLS.ClientCerts(), s.Simulate)
 	add(err)
 	if s.Simulate {
+		// Demo mode serves anyone, in plaintext: on this host only, unless told otherwise.
+		if !set.Given("grpc-addr") {
+			s.Server.GRPCAddr = demoGRPCAddr
+		}
+		if !set.Given("http-addr") {
+			s.Server.HTTPAddr = demoHTTPAddr
+		}
+	}
+	add(s.checkExposure())
+	if s.Simulate {
 		// Demo mode brings its own simulator, app ID and secret; e签宝 settings given as
 		// well are a mistake worth stopping for: the operator may think they are used.
 		add(s.Upstream.CheckUnset())

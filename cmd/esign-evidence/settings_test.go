@@ -14,6 +14,9 @@ import (
 	"github.com/esign-evidence/esign-evidence/upstream"
 )
 
+// Loopback listen addresses: a service without authentication or TLS may listen on them.
+const local9090, local8080 = "127.0.0.1:9090", "127.0.0.1:8080"
+
 // setEnv makes m the whole environment the service reads, for the test's duration.
 func setEnv(t *testing.T, m map[string]string) {
 	t.Helper()
@@ -47,7 +50,7 @@ func TestValidConfigurations(t *testing.T) {
 		check func(t *testing.T, c *settings)
 	}{
 		{"demo mode by flag", []string{"-simulate"}, nil, func(t *testing.T, c *settings) {
-			if !c.Simulate || c.Server.GRPCAddr != ":9090" || c.Server.HTTPAddr != ":8080" || c.Upstream.Revision != upstream.RevisionSeed {
+			if !c.Simulate || c.Server.GRPCAddr != "127.0.0.1:9090" || c.Server.HTTPAddr != "127.0.0.1:8080" || c.Upstream.Revision != upstream.RevisionSeed {
 				t.Errorf("%+v", c)
 			}
 		}},
@@ -56,7 +59,7 @@ func TestValidConfigurations(t *testing.T) {
 				t.Error("not simulating")
 			}
 		}},
-		{"sandbox", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s", "AUTH_DISABLED": "true"}, func(t *testing.T, c *settings) {
+		{"sandbox", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s", "AUTH_DISABLED": "true", "GRPC_ADDR": local9090, "HTTP_ADDR": local8080}, func(t *testing.T, c *settings) {
 			if c.esign.BaseURL != upstream.SandboxBaseURL || c.esign.AppSecret != "s" || c.esign.Timeout != 15*time.Second || !c.auth.Disabled {
 				t.Errorf("%+v", c)
 			}
@@ -64,35 +67,35 @@ func TestValidConfigurations(t *testing.T) {
 				t.Errorf("defaults: DB_PATH %q, SHUTDOWN_DRAIN_DELAY %v", c.Store.DBPath, c.Server.DrainDelay)
 			}
 		}},
-		{"drain delay", nil, map[string]string{"SIMULATE": "1", "SHUTDOWN_DRAIN_DELAY": "5s"}, func(t *testing.T, c *settings) {
+		{"drain delay", nil, map[string]string{"SIMULATE": "true", "SHUTDOWN_DRAIN_DELAY": "5s"}, func(t *testing.T, c *settings) {
 			if c.Server.DrainDelay != 5*time.Second {
 				t.Errorf("drain delay %v", c.Server.DrainDelay)
 			}
 		}},
-		{"token hashes", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s",
+		{"token hashes", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s", "GRPC_ADDR": local9090, "HTTP_ADDR": local8080,
 			"AUTH_TOKEN_HASHES": "billing:" + strings.Repeat("ab", 32) + ", crm:" + strings.Repeat("cd", 32)}, func(t *testing.T, c *settings) {
 			if c.auth.Disabled || c.auth.Tokens.Len() != 2 || c.auth.Tokens.Tokens()[1].Identity != "crm" || !c.auth.PublicHealth || !c.auth.PublicReflection {
 				t.Errorf("%+v", c.auth)
 			}
 		}},
-		{"token file", []string{"-auth-public-reflection=false"}, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s",
+		{"token file", []string{"-auth-public-reflection=false"}, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s", "GRPC_ADDR": local9090, "HTTP_ADDR": local8080,
 			"AUTH_TOKENS_FILE": tokenFile}, func(t *testing.T, c *settings) {
 			if c.auth.Tokens.Len() != 1 || c.auth.Tokens.Tokens()[0].Identity != "billing" || c.auth.Tokens.Tokens()[0].SHA256 != sha256.Sum256([]byte("tok-0123456789abcdef")) || c.auth.PublicReflection {
 				t.Errorf("%+v", c.auth)
 			}
 		}},
-		{"production with a secret file", nil, map[string]string{"ESIGN_ENV": "production", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET_FILE": secretFile, "AUTH_DISABLED": "1"}, func(t *testing.T, c *settings) {
+		{"production with a secret file", nil, map[string]string{"ESIGN_ENV": "production", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET_FILE": secretFile, "AUTH_DISABLED": "true", "GRPC_ADDR": local9090, "HTTP_ADDR": local8080}, func(t *testing.T, c *settings) {
 			if c.esign.BaseURL != upstream.ProductionBaseURL || c.esign.AppSecret != "file-secret" {
 				t.Errorf("%+v", c)
 			}
 		}},
-		{"PostgreSQL from a file", nil, map[string]string{"SIMULATE": "1", "DATABASE_URL_FILE": dbURLFile, "FINGERPRINT_KEY": "a-fingerprint-key-0123"}, func(t *testing.T, c *settings) {
+		{"PostgreSQL from a file", nil, map[string]string{"SIMULATE": "true", "DATABASE_URL_FILE": dbURLFile, "FINGERPRINT_KEY": "a-fingerprint-key-0123"}, func(t *testing.T, c *settings) {
 			if c.Store.DatabaseURL != "postgres://u:p@db/esign" {
 				t.Errorf("DATABASE_URL from the file: got %d characters", len(c.Store.DatabaseURL))
 			}
 		}},
 		{"base URL wins over env; flags win over environment", []string{"-grpc-addr", "127.0.0.1:1", "-esign-api-revision", "2025"},
-			map[string]string{"GRPC_ADDR": ":2", "ESIGN_ENV": "sandbox", "ESIGN_BASE_URL": "http://proxy:1", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s", "AUTH_DISABLED": "true"},
+			map[string]string{"GRPC_ADDR": ":2", "HTTP_ADDR": local8080, "ESIGN_ENV": "sandbox", "ESIGN_BASE_URL": "http://proxy:1", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s", "AUTH_DISABLED": "true"},
 			func(t *testing.T, c *settings) {
 				if c.Server.GRPCAddr != "127.0.0.1:1" || c.esign.BaseURL != "http://proxy:1" || c.esign.Revision != upstream.Revision2025 {
 					t.Errorf("%+v", c)
@@ -123,21 +126,21 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"unknown environment", nil, map[string]string{"ESIGN_ENV": "staging", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": secret}, []string{"ESIGN_ENV"}},
 		{"both secret sources", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": secret, "ESIGN_APP_SECRET_FILE": "/x"}, []string{"ESIGN_APP_SECRET_FILE"}},
 		{"unreadable secret file", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET_FILE": "/nonexistent/secret"}, []string{"ESIGN_APP_SECRET_FILE"}},
-		{"bad revision", nil, map[string]string{"SIMULATE": "1", "ESIGN_API_REVISION": "2019"}, []string{"ESIGN_API_REVISION"}},
-		{"bad timeout", nil, map[string]string{"SIMULATE": "1", "ESIGN_TIMEOUT": "fast"}, []string{"ESIGN_TIMEOUT"}},
+		{"bad revision", nil, map[string]string{"SIMULATE": "true", "ESIGN_API_REVISION": "2019"}, []string{"ESIGN_API_REVISION"}},
+		{"bad timeout", nil, map[string]string{"SIMULATE": "true", "ESIGN_TIMEOUT": "fast"}, []string{"ESIGN_TIMEOUT"}},
 		{"bad address", []string{"-simulate", "-http-addr", "8080"}, nil, []string{"HTTP_ADDR"}},
-		{"bad drain delay", nil, map[string]string{"SIMULATE": "1", "SHUTDOWN_DRAIN_DELAY": "-1s"}, []string{"SHUTDOWN_DRAIN_DELAY"}},
-		{"both database URL sources", nil, map[string]string{"SIMULATE": "1", "DATABASE_URL": "postgres://u:" + secret + "@db/x", "DATABASE_URL_FILE": "/x"}, []string{"DATABASE_URL_FILE"}},
-		{"unreadable database URL file", nil, map[string]string{"SIMULATE": "1", "DATABASE_URL_FILE": "/nonexistent/url"}, []string{"DATABASE_URL_FILE"}},
-		{"bad size", nil, map[string]string{"SIMULATE": "1", "MAX_REQUEST_BYTES": "12"}, []string{"MAX_REQUEST_BYTES"}},
-		{"bad log level", nil, map[string]string{"SIMULATE": "1", "LOG_LEVEL": "loud"}, []string{"LOG_LEVEL"}},
+		{"bad drain delay", nil, map[string]string{"SIMULATE": "true", "SHUTDOWN_DRAIN_DELAY": "-1s"}, []string{"SHUTDOWN_DRAIN_DELAY"}},
+		{"both database URL sources", nil, map[string]string{"SIMULATE": "true", "DATABASE_URL": "postgres://u:" + secret + "@db/x", "DATABASE_URL_FILE": "/x"}, []string{"DATABASE_URL_FILE"}},
+		{"unreadable database URL file", nil, map[string]string{"SIMULATE": "true", "DATABASE_URL_FILE": "/nonexistent/url"}, []string{"DATABASE_URL_FILE"}},
+		{"bad size", nil, map[string]string{"SIMULATE": "true", "MAX_REQUEST_BYTES": "12"}, []string{"MAX_REQUEST_BYTES"}},
+		{"bad log level", nil, map[string]string{"SIMULATE": "true", "LOG_LEVEL": "loud"}, []string{"LOG_LEVEL"}},
 		{"bad SIMULATE", nil, map[string]string{"SIMULATE": "maybe"}, []string{"SIMULATE"}},
 		{"demo mode with e签宝 credentials", []string{"-simulate"}, map[string]string{"ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": secret}, []string{"ESIGN_APP_ID", "ESIGN_APP_SECRET"}},
 		{"no authentication configured", nil, map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": secret}, []string{"AUTH_TOKENS_FILE", "AUTH_DISABLED"}},
-		{"bad token hash", nil, map[string]string{"SIMULATE": "1", "AUTH_TOKEN_HASHES": "billing:" + secret}, []string{"AUTH_TOKEN_HASHES"}},
-		{"short token in file", nil, map[string]string{"SIMULATE": "1", "AUTH_TOKENS_FILE": shortTokenFile(t)}, []string{"AUTH_TOKENS_FILE"}},
-		{"TLS key without certificate", nil, map[string]string{"SIMULATE": "1", "TLS_KEY_FILE": "/k"}, []string{"TLS_CERT_FILE"}},
-		{"client CA without TLS", nil, map[string]string{"SIMULATE": "1", "TLS_CLIENT_CA_FILE": "/ca"}, []string{"TLS_CLIENT_CA_FILE"}},
+		{"bad token hash", nil, map[string]string{"SIMULATE": "true", "AUTH_TOKEN_HASHES": "billing:" + secret}, []string{"AUTH_TOKEN_HASHES"}},
+		{"short token in file", nil, map[string]string{"SIMULATE": "true", "AUTH_TOKENS_FILE": shortTokenFile(t)}, []string{"AUTH_TOKENS_FILE"}},
+		{"TLS key without certificate", nil, map[string]string{"SIMULATE": "true", "TLS_KEY_FILE": "/k"}, []string{"TLS_CERT_FILE"}},
+		{"client CA without TLS", nil, map[string]string{"SIMULATE": "true", "TLS_CLIENT_CA_FILE": "/ca"}, []string{"TLS_CLIENT_CA_FILE"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -223,7 +226,7 @@ func TestUsageListsEverySetting(t *testing.T) {
 // store without a fingerprint key, and a too short retention are refused, naming the
 // settings; a key file may list several keys (rotation), the first one current.
 func TestExactlyOnceSettings(t *testing.T) {
-	base := map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s", "AUTH_DISABLED": "true"}
+	base := map[string]string{"ESIGN_ENV": "sandbox", "ESIGN_APP_ID": "1", "ESIGN_APP_SECRET": "s", "AUTH_DISABLED": "true", "GRPC_ADDR": local9090, "HTTP_ADDR": local8080}
 	with := func(extra map[string]string) map[string]string {
 		m := map[string]string{}
 		for k, v := range base {
@@ -279,7 +282,7 @@ func TestReloadTokens(t *testing.T) {
 		}
 	}
 	write("billing tok-0123456789abcdef\n")
-	setEnv(t, map[string]string{"SIMULATE": "1", "AUTH_TOKENS_FILE": file})
+	setEnv(t, map[string]string{"SIMULATE": "true", "AUTH_TOKENS_FILE": file})
 	c, err := loadSettings(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)

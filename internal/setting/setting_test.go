@@ -2,6 +2,7 @@ package setting_test
 
 import (
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +62,47 @@ func TestCheck(t *testing.T) {
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Check: %v, want %s", err, want)
+		}
+	}
+}
+
+// A boolean is exactly true or false, by flag (bare, or with a value) and by variable:
+// the other spellings strconv.ParseBool takes (1, t, T, TRUE, 0, f, ...) are refused by
+// name.
+func TestBoolIsStrict(t *testing.T) {
+	parse := func(args []string, env string) (bool, error) {
+		t.Setenv("EXAMPLE_ON", env)
+		if env == "-" {
+			t.Setenv("EXAMPLE_ON", "")
+			os.Unsetenv("EXAMPLE_ON")
+		}
+		var on bool
+		set := setting.NewSet("example", io.Discard, "")
+		set.Bool(&on, "example-on", "on")
+		err := set.Parse(args)
+		return on, err
+	}
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want bool
+	}{
+		{[]string{"-example-on"}, "-", true},
+		{[]string{"-example-on=false"}, "-", false},
+		{nil, "true", true},
+		{nil, "false", false},
+	} {
+		if on, err := parse(tc.args, tc.env); err != nil || on != tc.want {
+			t.Errorf("%v EXAMPLE_ON=%q: %v, %v; want %v", tc.args, tc.env, on, err, tc.want)
+		}
+	}
+	for _, v := range []string{"1", "t", "T", "TRUE", "True", "0", "f", "F", "FALSE", "yes", " true"} {
+		on, err := parse(nil, v)
+		if err == nil || !strings.Contains(err.Error(), `EXAMPLE_ON (-example-on): "`+v+`" is not true or false`) {
+			t.Errorf("EXAMPLE_ON=%q: %v, %v; want refused by name", v, on, err)
+		}
+		if _, err := parse([]string{"-example-on=" + v}, "-"); err == nil {
+			t.Errorf("-example-on=%s accepted", v)
 		}
 	}
 }

@@ -13,9 +13,23 @@ import (
 // some, are part of the declaration, so a value built in code is checked by the same rule
 // (Check).
 
-// Bool declares a true/false setting, given as a bare flag (-simulate) or a value.
+// Bool declares a true/false setting, given as a bare flag (-simulate) or a value. The
+// value is exactly true or false: strconv.ParseBool's 1, t, T, TRUE, 0, f and the like are
+// refused, so that a setting that turns a protection off (AUTH_DISABLED) reads the same to
+// every person and tool that looks at it.
 func (s *Set) Bool(p *bool, name, help string) {
-	s.fs.Var(&value[bool]{name: name, p: p, want: "true or false", parse: strconv.ParseBool, format: strconv.FormatBool, isBool: true}, name, help)
+	s.fs.Var(&value[bool]{name: name, p: p, want: "true or false", parse: parseBool, format: strconv.FormatBool, isBool: true}, name, help)
+}
+
+// parseBool accepts exactly "true" and "false".
+func parseBool(v string) (bool, error) {
+	switch v {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, errBad
 }
 
 // String declares a text setting; any text, "" included, is accepted.

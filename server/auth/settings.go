@@ -17,6 +17,10 @@ type Settings struct {
 	// Disabled serves anyone; only this setting, or demo mode without a way to
 	// authenticate, turns authentication off.
 	Disabled bool
+	// DisabledAllowRemote lets a service without authentication listen beyond this host
+	// (gRPC or REST on an address other than loopback); without it such a service is
+	// refused at start (the command checks it, knowing the listen addresses).
+	DisabledAllowRemote bool
 	// PublicHealth and PublicReflection let health checks and server reflection through
 	// without credentials.
 	PublicHealth, PublicReflection bool
@@ -32,7 +36,8 @@ func DefaultSettings() Settings {
 func (s *Settings) Bind(set *setting.Set) {
 	set.String(&s.TokensFile, "auth-tokens-file", "bearer tokens, one caller per line: <caller> <token> (or set AUTH_TOKEN_HASHES)")
 	setting.EnvOnly(set, &s.TokenHashes, "AUTH_TOKEN_HASHES")
-	set.Bool(&s.Disabled, "auth-disabled", "serve without authenticating callers (demo mode does unless tokens or a client CA are set)")
+	set.Bool(&s.Disabled, "auth-disabled", "serve without authenticating callers (demo mode does unless tokens or a client CA are set); only on loopback addresses unless AUTH_DISABLED_ALLOW_REMOTE")
+	set.Bool(&s.DisabledAllowRemote, "auth-disabled-allow-remote", "with authentication off, listen on addresses other than loopback all the same: anyone who reaches them can create evidence points")
 	set.Bool(&s.PublicHealth, "auth-public-health", "health checks need no credentials")
 	set.Bool(&s.PublicReflection, "auth-public-reflection", "server reflection needs no credentials")
 }
