@@ -152,6 +152,17 @@ check() {
   wait "$pid" || fail "exit status $? after SIGTERM"
   pid=
   passed=$((passed+1)); echo "ok: clean exit on SIGTERM"
+
+  # The image's own settings (its ENV, listeners on every interface) with credentials but
+  # no TLS certificate must not serve plaintext: the binary refuses them, naming TLS_CERT_FILE.
+  local imgenv=()
+  mapfile -t imgenv < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$IMAGE" | grep -v '^$')
+  printf 'billing %s\n' a-token-of-enough-length >"$dir/tokens"
+  if out=$(env -i "${imgenv[@]}" ESIGN_ENV=sandbox ESIGN_APP_ID=x ESIGN_APP_SECRET=y AUTH_TOKENS_FILE="$dir/tokens" "$bin" -check-config 2>&1); then
+    fail "the image's settings are accepted without TLS: $out"
+  fi
+  grep -q 'TLS_CERT_FILE (-tls-cert-file): the service listens beyond this host' <<<"$out" || fail "the image's settings without TLS are refused, but not for TLS: $out"
+  passed=$((passed+1)); echo "ok: no plaintext beyond loopback by default (refused naming TLS_CERT_FILE)"
   echo "image-check: $passed passed, 0 failed"
 }
 

@@ -333,6 +333,7 @@ func checkKustomization(t *testing.T, dir string) *objects {
 	}
 	checkConfigAccepted(t, bin, spec, c, env)
 	checkMemLimit(t, "the container", env["GOMEMLIMIT"], c.Resources.Limits.Memory().Value())
+	checkTransportSettings(t, spec, c, env)
 
 	// Ports: each container port is one of the binary's listeners.
 	setting := func(name string) string {
@@ -341,8 +342,8 @@ func checkKustomization(t *testing.T, dir string) *objects {
 		}
 		return bin.defaults[name]
 	}
-	grpcPort := port(t, "GRPC_ADDR", setting("GRPC_ADDR"))
-	listeners := map[int32]string{grpcPort: "GRPC_ADDR", port(t, "HTTP_ADDR", setting("HTTP_ADDR")): "HTTP_ADDR"}
+	grpcPort, httpPort := port(t, "GRPC_ADDR", setting("GRPC_ADDR")), port(t, "HTTP_ADDR", setting("HTTP_ADDR"))
+	listeners := map[int32]string{grpcPort: "GRPC_ADDR", httpPort: "HTTP_ADDR"}
 	adminPort := int32(0)
 	if a := setting("ADMIN_ADDR"); a != "" {
 		adminPort = port(t, "ADMIN_ADDR", a)
@@ -366,8 +367,12 @@ func checkKustomization(t *testing.T, dir string) *objects {
 		return p.IntVal
 	}
 
-	// Probes: native gRPC health checks on the gRPC listener, for a service the binary
-	// reports SERVING.
+	// Probes: the health check over REST (/healthz) on the REST listener, over HTTPS when
+	// the listeners serve TLS (the kubelet's gRPC probes cannot speak TLS), answering 200
+	// while serving and 503 once the drain starts; without TLS, a native gRPC health check
+	// on the gRPC listener, for a service the binary reports SERVING.
+	tlsOn := env["TLS_CERT_FILE"] != ""
+	httpProbes := map[string]bool{}
 	for what, p := range map[string]*corev1.Probe{"readinessProbe": c.ReadinessProbe, "livenessProbe": c.LivenessProbe, "startupProbe": c.StartupProbe} {
 		if p == nil {
 			if what != "startupProbe" {
@@ -375,21 +380,44 @@ func checkKustomization(t *testing.T, dir string) *objects {
 			}
 			continue
 		}
-		if p.GRPC == nil {
-			t.Errorf("%s is not a native gRPC probe", what)
-			continue
-		}
-		if p.GRPC.Port != grpcPort {
-			t.Errorf("%s probes port %d; gRPC listens on %d", what, p.GRPC.Port, grpcPort)
-		}
 		if what == "readinessProbe" && p.FailureThreshold < 2 {
 			t.Errorf("readinessProbe failureThreshold %d: one slow probe takes the pod out of the endpoints", p.FailureThreshold)
 		}
-		service := ""
-		if p.GRPC.Service != nil {
-			service = *p.GRPC.Service
+		switch {
+		case p.HTTPGet != nil:
+			if n := resolve(what, p.HTTPGet.Port); n != httpPort {
+				t.Errorf("%s probes port %d; REST listens on %d", what, n, httpPort)
+			}
+			want := corev1.URISchemeHTTP
+			if tlsOn {
+				want = corev1.URISchemeHTTPS
+			}
+			if p.HTTPGet.Scheme != want {
+				t.Errorf("%s probes with scheme %q; the REST listener speaks %s", what, p.HTTPGet.Scheme, want)
+			}
+			if p.HTTPGet.Path != "/healthz" {
+				t.Errorf("%s probes %q; the health check is /healthz", what, p.HTTPGet.Path)
+			}
+			httpProbes[string(p.HTTPGet.Scheme)+" "+p.HTTPGet.Path] = true
+		case p.GRPC != nil:
+			if tlsOn {
+				t.Errorf("%s is a gRPC probe: the kubelet's gRPC probes cannot speak TLS, which the listeners serve", what)
+			}
+			if p.GRPC.Port != grpcPort {
+				t.Errorf("%s probes port %d; gRPC listens on %d", what, p.GRPC.Port, grpcPort)
+			}
+			service := ""
+			if p.GRPC.Service != nil {
+				service = *p.GRPC.Service
+			}
+			checkHealthService(t, bin, service)
+		default:
+			t.Errorf("%s is neither an HTTP(S) probe of /healthz nor a gRPC probe", what)
 		}
-		checkHealthService(t, bin, service)
+	}
+	for probe := range httpProbes {
+		scheme, probePath, _ := strings.Cut(probe, " ")
+		checkHTTPSProbe(t, bin, env, probePath, corev1.URIScheme(scheme))
 	}
 
 	// Shutdown: the grace period covers the drain delay and the drain.
@@ -497,40 +525,10 @@ func checkKustomization(t *testing.T, dir string) *objects {
 		}
 	}
 
-	// The NetworkPolicy covers the pods and lets no one but its named peers reach admin.
-	np := o.netpols[0]
-	if sel, err := metaSelector(&np.Spec.PodSelector); err != nil || !sel.Matches(podLabels) {
-		t.Error("the NetworkPolicy does not select the pods")
-	}
-	if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
-		t.Error("the NetworkPolicy does not restrict ingress")
-	}
-	if adminPort != 0 {
-		for i, rule := range np.Spec.Ingress {
-			covers := len(rule.Ports) == 0
-			for _, p := range rule.Ports {
-				if p.Port == nil || resolve("NetworkPolicy port", *p.Port) == adminPort {
-					covers = true
-				}
-			}
-			if !covers {
-				continue
-			}
-			if len(rule.From) == 0 {
-				t.Errorf("NetworkPolicy rule %d lets anyone reach the admin port", i)
-			}
-			for _, peer := range rule.From {
-				if peer.IPBlock != nil || (peer.PodSelector == nil && peer.NamespaceSelector == nil) {
-					t.Errorf("NetworkPolicy rule %d opens the admin port to an address range", i)
-				}
-				if peer.PodSelector != nil {
-					if sel, err := metaSelector(peer.PodSelector); err == nil && (sel.Empty() || sel.Matches(podLabels)) {
-						t.Errorf("NetworkPolicy rule %d opens the admin port to every pod or to the service's own", i)
-					}
-				}
-			}
-		}
-	}
+	// The NetworkPolicy: callers by label, admin for Prometheus only, egress to DNS,
+	// PostgreSQL (when used) and e签宝.
+	postgres := env["DATABASE_URL_FILE"] != "" || env["DATABASE_URL"] != ""
+	checkNetworkPolicy(t, o.netpols[0], podLabels, resolve, []int32{grpcPort, httpPort}, adminPort, postgres)
 	return o
 }
 
@@ -546,6 +544,7 @@ func checkConfigAccepted(t *testing.T, bin *binary, spec corev1.PodSpec, c corev
 		"AUTH_TOKENS_FILE":      "billing a-token-of-enough-length\n",
 		"DATABASE_URL_FILE":     "postgres://esign:pw@db:5432/esign?sslmode=verify-full",
 	}
+	stand["TLS_CERT_FILE"], stand["TLS_KEY_FILE"] = standInTLS()
 	cmdEnv := []string{"PATH=" + os.Getenv("PATH")}
 	for name, v := range env {
 		if strings.HasSuffix(name, "_FILE") && v != "" {
@@ -595,6 +594,7 @@ func checkHealthService(t *testing.T, bin *binary, service string) {
 // demo is a running demo-mode binary's listeners.
 type demo struct {
 	grpc, http, admin string
+	proc              *os.Process
 	// stop ends the process with SIGTERM and waits for it to exit.
 	stop func()
 }
@@ -629,7 +629,7 @@ func startDemoAll(t *testing.T, bin string, env ...string) demo {
 			var m map[string]any
 			if json.Unmarshal(line, &m) == nil && m["msg"] == "serving" {
 				str := func(k string) string { s, _ := m[k].(string); return s }
-				return demo{grpc: str("grpc_addr"), http: str("http_addr"), admin: str("admin_addr"),
+				return demo{grpc: str("grpc_addr"), http: str("http_addr"), admin: str("admin_addr"), proc: cmd.Process,
 					stop: func() { end(syscall.SIGTERM) }}
 			}
 		}

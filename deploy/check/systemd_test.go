@@ -91,8 +91,9 @@ func TestSystemdUnitSettings(t *testing.T) {
 	for _, lc := range u["LoadCredential"] {
 		name, _, _ := strings.Cut(lc, ":")
 		creds[name] = true
+		cert, key := standInTLS()
 		stand := map[string]string{"app-secret": "an-app-secret", "fingerprint-key": "a-fingerprint-key-of-enough-length",
-			"auth-tokens": "billing a-token-of-enough-length\n"}[name]
+			"auth-tokens": "billing a-token-of-enough-length\n", "tls.crt": cert, "tls.key": key}[name]
 		if stand == "" {
 			t.Fatalf("credential %s: no stand-in content known; add one to this test", name)
 		}
@@ -119,6 +120,18 @@ func TestSystemdUnitSettings(t *testing.T) {
 			v = filepath.Join(dir, strings.TrimPrefix(v, "%d/"))
 		}
 		env[k] = v
+	}
+	// gRPC and REST serve TLS from credentials (the binary refuses plaintext beyond this
+	// host; -check-config below holds it to that), with no override in force.
+	for _, k := range []string{"TLS_CERT_FILE", "TLS_KEY_FILE"} {
+		if !strings.HasPrefix(env[k], dir+"/") {
+			t.Errorf("%s=%q is not a credential of the unit", k, env[k])
+		}
+	}
+	for _, k := range []string{"PLAINTEXT_ALLOW_REMOTE", "AUTH_DISABLED", "AUTH_DISABLED_ALLOW_REMOTE"} {
+		if v, ok := env[k]; ok && v != "false" {
+			t.Errorf("%s=%s in the shipped unit", k, v)
+		}
 	}
 	if env["DB_PATH"] != "/var/lib/esign-evidence/submissions.db" {
 		t.Errorf("DB_PATH=%q is not in the StateDirectory", env["DB_PATH"])
