@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"sort"
 	"strings"
@@ -129,6 +131,9 @@ func TestSentinelSweep(t *testing.T) {
 	for _, p := range paths {
 		for _, transport := range []string{"gRPC", "REST"} {
 			for _, op := range sweepOps {
+				if op.form && transport != "REST" {
+					continue
+				}
 				for _, variant := range op.variants {
 					c := sw.newCall(p.name, transport, op, variant, p.valid, p.token)
 					reaches := p.valid && !p.token && op.reachesESign
@@ -168,6 +173,7 @@ func TestSentinelSweep(t *testing.T) {
 						sw.restDecodeFailure(st, op)
 					}
 				}
+				sw.restMediaTypeRefusals(st)
 			}
 		}
 	}
@@ -252,7 +258,7 @@ func TestSentinelSweep(t *testing.T) {
 			t.Errorf("LEAK in %s: the app secret", sf.name)
 		}
 	}
-	t.Logf("%d sentinels in %d calls (%d string fields of %d request messages by reflection, %d paths, 2 transports); %d errors, %d spans, %d bytes of log searched",
+	t.Logf("%d sentinels in %d calls (%d string fields by reflection, %d operations, %d paths, 2 transports); %d errors, %d spans, %d bytes of log searched",
 		len(reg.where), sw.calls, sw.fieldCount(), len(sweepOps), len(paths), len(sw.errors), len(spans), len(logs))
 }
 
@@ -332,7 +338,7 @@ func letters(k int) string {
 
 // idNumberSentinel is a mainland ID number with its GB 11643 check character.
 func idNumberSentinel(k int) string {
-	body := fmt.Sprintf("11010519491231%03d", k%1000)
+	body := fmt.Sprintf("110105194%08d", k)
 	weights := []int{7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2}
 	sum := 0
 	for i, w := range weights {
@@ -348,6 +354,9 @@ type sweepOp struct {
 	variants     []func(t *testing.T) proto.Message
 	reachesESign bool
 	restJSON     bool // the REST body is the request as JSON
+	// form: REST only, the upload as a multipart/form-data form (the file name in the
+	// file part, a form field before it).
+	form bool
 }
 
 var sweepOps = []sweepOp{
@@ -376,11 +385,12 @@ var sweepOps = []sweepOp{
 	{name: "GetSubmission", variants: []func(*testing.T) proto.Message{
 		func(*testing.T) proto.Message { return &evidencev1.GetSubmissionRequest{CustomBizId: "x"} },
 	}},
-	{name: "UploadFile", reachesESign: true, variants: []func(*testing.T) proto.Message{
-		func(*testing.T) proto.Message {
-			return &evidencev1.UploadFileRequest{Part: &evidencev1.UploadFileRequest_Info{Info: &evidencev1.FileInfo{FileName: "x.jpg"}}}
-		},
-	}},
+	{name: "UploadFile", reachesESign: true, variants: []func(*testing.T) proto.Message{uploadBase}},
+	{name: "UploadFile (form)", reachesESign: true, form: true, variants: []func(*testing.T) proto.Message{uploadBase}},
+}
+
+func uploadBase(*testing.T) proto.Message {
+	return &evidencev1.UploadFileRequest{Part: &evidencev1.UploadFileRequest_Info{Info: &evidencev1.FileInfo{FileName: "x.jpg"}}}
 }
 
 func personalBase(t *testing.T) *evidencev1.CreatePersonalEvidencePointRequest {
@@ -415,6 +425,8 @@ type sweepCall struct {
 	file      []byte
 	token     string
 	requestID string
+	// formField is a form field sent before the file part (forms only): name, value.
+	formField [2]string
 }
 
 // newCall builds a call whose every caller-supplied string is a new sentinel: the
@@ -464,9 +476,12 @@ func (sw *sweep) newCall(path, transport string, op sweepOp, variant func(*testi
 			sw.createdKeys = append(sw.createdKeys, c.req.(*evidencev1.CreatePersonalEvidencePointRequest).GetCustomBizId())
 		}
 	}
-	if op.name == "UploadFile" {
+	if strings.HasPrefix(op.name, "UploadFile") {
 		s := sw.reg.add(freeSentinel, c.name+": the file's bytes", false)
 		c.file = []byte("\xff\xd8\xff\xe0 image bytes " + s + " end")
+	}
+	if op.form {
+		c.formField = [2]string{sw.reg.add(freeSentinel, c.name+": a form field's name", false), sw.reg.add(freeSentinel, c.name+": a form field's value", false)}
 	}
 	if wrongToken {
 		c.token = sw.reg.add(func(k int) string { return freeSentinel(k) + "-wrong-token" }, c.name+": the bearer token (wrong)", false)
@@ -599,6 +614,22 @@ func (sw *sweep) rest(st *stack, c *sweepCall) (int, []byte, http.Header) {
 			target += "?operation=" + url.QueryEscape(r.GetOperation())
 		}
 	case *evidencev1.UploadFileRequest:
+		if c.op.form {
+			// The file part's name is the file name, its Content-Type the declared type.
+			var b strings.Builder
+			w := multipart.NewWriter(&b)
+			fw, _ := w.CreateFormField(c.formField[0])
+			_, _ = io.WriteString(fw, c.formField[1])
+			h := textproto.MIMEHeader{}
+			h.Set("Content-Disposition", fmt.Sprintf("form-data; name=%q; filename=%q", gateway.FilePart, r.GetInfo().GetFileName()))
+			if ct := r.GetInfo().GetContentType(); ct != "" {
+				h.Set("Content-Type", ct)
+			}
+			pw, _ := w.CreatePart(h)
+			_, _ = pw.Write(c.file)
+			_ = w.Close()
+			return sw.send(st, http.MethodPost, gateway.UploadPath, w.FormDataContentType(), strings.NewReader(b.String()), c)
+		}
 		q := url.Values{"fileName": {r.GetInfo().GetFileName()}}
 		if ct := r.GetInfo().GetContentType(); ct != "" {
 			q.Set("contentType", ct)
@@ -681,6 +712,34 @@ func (sw *sweep) restDecodeFailure(st *stack, op sweepOp) {
 		code, body, hdr := sw.send(st, http.MethodPost, target, "application/json", strings.NewReader(string(b)), c)
 		if code != http.StatusBadRequest {
 			sw.t.Errorf("%s: HTTP %d, want 400", c.name, code)
+		}
+		sw.errors = append(sw.errors, string(body), headerText(hdr))
+	}
+}
+
+// restMediaTypeRefusals sends REST uploads whose Content-Type (the body's, then a form's
+// file part's) is a sentinel: both are refused 415.
+func (sw *sweep) restMediaTypeRefusals(st *stack) {
+	op := sweepOps[len(sweepOps)-1]
+	for _, form := range []bool{false, true} {
+		o := op
+		o.form = form
+		if !form {
+			o.name = "UploadFile"
+		}
+		c := sw.newCall("REST upload in a media type the route does not take", "REST", o, uploadBase, true, false)
+		mt := "application/x-" + sw.reg.add(freeSentinel, c.name+": the media type", false)
+		var code int
+		var body []byte
+		var hdr http.Header
+		if form {
+			c.req.(*evidencev1.UploadFileRequest).GetInfo().ContentType = mt
+			code, body, hdr = sw.rest(st, c)
+		} else {
+			code, body, hdr = sw.send(st, http.MethodPost, gateway.UploadPath+"?fileName=a.jpg", mt, strings.NewReader(string(c.file)), c)
+		}
+		if code != http.StatusUnsupportedMediaType {
+			sw.t.Errorf("%s (form %v): HTTP %d, want 415", c.name, form, code)
 		}
 		sw.errors = append(sw.errors, string(body), headerText(hdr))
 	}

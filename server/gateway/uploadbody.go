@@ -81,15 +81,8 @@ func uploadKind(contentType string) (declared, boundary string, err *uploadError
 		}
 		return "", params["boundary"], nil
 	}
-	return "", "", unsupportedType("Content-Type", "this route does not take "+printableType(mt))
-}
-
-// printableType names a media type in an error only when it is short and plain.
-func printableType(mt string) string {
-	if len(mt) <= 64 && !strings.ContainsFunc(mt, func(r rune) bool { return r <= ' ' || r > '~' }) {
-		return mt
-	}
-	return "that media type"
+	// The caller's media type is not quoted: an error answer echoes no request value.
+	return "", "", unsupportedType("Content-Type", "this route does not take that media type")
 }
 
 // formFile is the file part of a multipart/form-data upload: its bytes, its file name
