@@ -39,10 +39,13 @@ import (
 // The sentinel sweep (issue 21, item 7): every string a caller supplies, in every
 // operation, carries a sentinel of its own — each request field's (found by protobuf
 // reflection over the request messages, so a field added later is covered without a
-// change here), the uploaded file's bytes, the X-Request-Id header and the bearer token —
-// sent over gRPC and over REST through every path: success, validation failure (every
+// change here), an upload's file name, media type, bytes and form fields, the X-Request-Id
+// header, the bearer token, and other headers (User-Agent, X-Forwarded-For, one of no
+// meaning, gRPC metadata of no meaning) — sent over gRPC and over REST through every path:
+// success, validation failure (every
 // field's free-text sentinel, which the shaped fields refuse), REST bodies protojson
-// refuses (a sentinel string in every enum, number and boolean field), an e签宝 business
+// refuses (a sentinel string in every enum, number and boolean field), REST uploads in a
+// media type the route does not take (the body's, a form's file part's), an e签宝 business
 // error that quotes the whole request in its message, an e签宝 401 that does the same, an
 // unknown outcome (the connection reset after the request), an e签宝 timeout, and a
 // refused token. Debug logging and tracing are on. No sentinel may then appear in the
@@ -562,7 +565,8 @@ func (sw *sweep) do(st *stack, c *sweepCall) codes.Code {
 		}
 		return codes.OK
 	}
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+c.token, "x-request-id", c.requestID)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+c.token, "x-request-id", c.requestID,
+		"x-probe", sw.reg.add(freeSentinel, c.name+": x-probe metadata", false))
 	var hdr, trl metadata.MD
 	var err error
 	switch r := c.req.(type) {
@@ -653,6 +657,10 @@ func (sw *sweep) send(st *stack, method, target, ctype string, body io.Reader, c
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("X-Request-Id", c.requestID)
+	req.Header.Set("User-Agent", sw.reg.add(freeSentinel, c.name+": User-Agent", false))
+	req.Header.Set("X-Forwarded-For", sw.reg.add(freeSentinel, c.name+": X-Forwarded-For", false))
+	req.Header.Set("Grpc-Metadata-X-Probe", sw.reg.add(freeSentinel, c.name+": Grpc-Metadata-X-Probe", false))
+	req.Header.Set("X-Probe", sw.reg.add(freeSentinel, c.name+": X-Probe", false))
 	resp, err := st.http.Do(req)
 	if err != nil {
 		t.Fatalf("%s: %v", c.name, err)

@@ -113,20 +113,21 @@ func (h *HTTP) Handler(next http.Handler) http.Handler {
 
 // TraceByRoute wraps next in trace (the tracing middleware) so that trace sees the
 // request's path as its route's pattern ("/v1/submissions/{custom_biz_id}"; no path
-// when no route matches) and no query: the REST span's url.path then holds nothing the
-// caller wrote in the URL (GetSubmission's customBizId, before any check; an upload's
-// file name), as the access line does. next gets the request's URL as it came.
+// when no route matches), no query and none of the headers in untracedHeaders: the REST
+// span then holds nothing the caller wrote in the URL (GetSubmission's customBizId,
+// before any check; an upload's file name) or in those headers. next gets the request as
+// it came.
 func (h *HTTP) TraceByRoute(next http.Handler, trace func(http.Handler) http.Handler) http.Handler {
 	traced := trace(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if t, ok := r.Context().Value(tracedURLKey{}).(*tracedURL); ok {
 			r = r.WithContext(context.WithValue(r.Context(), tracedURLKey{}, nil))
-			r.URL = t.url
+			r.URL, r.Header = t.url, t.header
 		}
 		next.ServeHTTP(w, r)
 	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		route := h.Route(r)
-		t := &tracedURL{url: r.URL, route: route}
+		t := &tracedURL{url: r.URL, header: r.Header, route: route}
 		r = r.WithContext(context.WithValue(r.Context(), tracedURLKey{}, t))
 		u := *r.URL
 		u.Path, u.RawPath, u.RawQuery, u.ForceQuery = "", "", "", false
@@ -134,16 +135,26 @@ func (h *HTTP) TraceByRoute(next http.Handler, trace func(http.Handler) http.Han
 			u.Path = pattern
 		}
 		r.URL = &u
+		r.Header = r.Header.Clone()
+		for _, k := range untracedHeaders {
+			r.Header.Del(k)
+		}
 		traced.ServeHTTP(w, r)
 	})
 }
 
-// tracedURLKey holds, while TraceByRoute's trace runs, the request's URL and route.
+// untracedHeaders are the caller's headers HTTP tracing would record as they are
+// (user_agent.original, client.address): free text the caller writes.
+var untracedHeaders = []string{"User-Agent", "X-Forwarded-For"}
+
+// tracedURLKey holds, while TraceByRoute's trace runs, the request's URL, headers and
+// route.
 type tracedURLKey struct{}
 
 type tracedURL struct {
-	url   *url.URL
-	route string
+	url    *url.URL
+	header http.Header
+	route  string
 }
 
 // callLoggedKey holds, in a REST request's context, the flag Calls sets once the request's
