@@ -1,7 +1,6 @@
 package submission
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -55,8 +54,10 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	}
 	db.MaxBatchDelay = 2 * time.Millisecond
 	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(boltBucket)
-		return err
+		if _, err := tx.CreateBucketIfNotExists(boltBucket); err != nil {
+			return err
+		}
+		return prepareIndex(tx)
 	}); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
@@ -128,13 +129,21 @@ func (s *BoltStore) Mutate(ctx context.Context, key Key, fn func(cur *Record) (*
 
 func (s *BoltStore) mutate(key Key, fn func(cur *Record) (*Record, error)) error {
 	return s.db.Batch(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(s.bucketFor(key.Op))
+		if err := markWriter(tx); err != nil {
+			return err
+		}
+		name := s.bucketFor(key.Op)
+		b, err := tx.CreateBucketIfNotExists(name)
 		if err != nil {
 			return err
 		}
 		cur, err := decodeBolt(key, b.Get(boltKey(key)))
 		if err != nil {
 			return err
+		}
+		var was time.Time
+		if cur != nil {
+			was = cur.UpdatedAt
 		}
 		next, err := fn(cur)
 		if err != nil || next == nil {
@@ -146,7 +155,10 @@ func (s *BoltStore) mutate(key Key, fn func(cur *Record) (*Record, error)) error
 		if err != nil {
 			return err
 		}
-		return b.Put(boltKey(key), v)
+		if err := b.Put(boltKey(key), v); err != nil {
+			return err
+		}
+		return reindex(tx, name, boltKey(key), cur != nil, was, next.UpdatedAt)
 	})
 }
 
@@ -168,39 +180,6 @@ func (s *BoltStore) Get(ctx context.Context, key Key) (*Record, error) {
 		})
 	})
 	return rec, err
-}
-
-// DeleteBefore implements Store. It scans every record (the embedded store serves one
-// replica, and runs this at most hourly), deleting in transactions of at most 1000.
-func (s *BoltStore) DeleteBefore(ctx context.Context, cutoff time.Time) (int64, error) {
-	var removed int64
-	now := s.clock.Now()
-	for {
-		var n int
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-				if n >= 1000 || (string(name) != string(boltBucket) && !bytes.HasPrefix(name, append(boltBucket, ':'))) {
-					return nil
-				}
-				c := b.Cursor()
-				for k, v := c.First(); k != nil && n < 1000; k, v = c.Next() {
-					var r boltRecord
-					if json.Unmarshal(v, &r) != nil || !r.UpdatedAt.Before(cutoff) || (r.State == StateInProgress && r.LeaseUntil.After(now)) {
-						continue
-					}
-					if err := c.Delete(); err != nil {
-						return err
-					}
-					n++
-				}
-				return nil
-			})
-		})
-		removed += int64(n)
-		if err != nil || n < 1000 || ctx.Err() != nil {
-			return removed, err
-		}
-	}
 }
 
 // Close implements Store.
@@ -229,10 +208,10 @@ var (
 func (s *BoltStore) FingerprintKey(legacy []byte) ([]byte, error) {
 	var key []byte
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(metaBucket)
-		if err != nil {
+		if err := markWriter(tx); err != nil {
 			return err
 		}
+		meta := tx.Bucket(metaBucket)
 		if k := meta.Get(metaFPKey); k != nil {
 			key = append([]byte(nil), k...)
 			return nil
