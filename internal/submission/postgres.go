@@ -274,21 +274,36 @@ func (s *PostgresStore) Get(ctx context.Context, key Key) (*Record, error) {
 		string(key.Op), key.Namespace, key.CustomBizID))
 }
 
-// DeleteBefore implements Store, in batches of 1000 rows so no statement holds many
-// locks for long.
+// pgRetentionBatch bounds the rows one statement of DeleteBefore removes, so that no
+// statement holds many row locks for long.
+const pgRetentionBatch = 1000
+
+// DeleteBefore implements Store, in statements of at most pgRetentionBatch rows taken
+// in updated_at order from its index. Each goes on from the newest row the last one
+// removed, so the rows it keeps (running leases) and the index entries of rows already
+// removed (dead until vacuumed) are not read again and again; a row a keyed call holds
+// at that moment is skipped (left for the next run) rather than waited for.
 func (s *PostgresStore) DeleteBefore(ctx context.Context, cutoff time.Time) (int64, error) {
 	var removed int64
+	from := time.Time{} // no row is older
 	for {
-		tag, err := s.pool.Exec(ctx, `DELETE FROM esign_evidence_submissions WHERE ctid IN (
-			SELECT ctid FROM esign_evidence_submissions
-			WHERE updated_at < $1 AND (state <> 'in_progress' OR lease_until < now()) LIMIT 1000)`, cutoff.UTC())
+		var n int64
+		var last *time.Time
+		err := s.pool.QueryRow(ctx, `WITH gone AS (
+				DELETE FROM esign_evidence_submissions WHERE ctid = ANY (ARRAY (
+					SELECT ctid FROM esign_evidence_submissions
+					WHERE updated_at >= $2 AND updated_at < $1 AND (state <> 'in_progress' OR lease_until < now())
+					ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED))
+				RETURNING updated_at)
+			SELECT count(*), max(updated_at) FROM gone`, cutoff.UTC(), from.UTC(), pgRetentionBatch).Scan(&n, &last)
 		if err != nil {
 			return removed, fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 		}
-		removed += tag.RowsAffected()
-		if tag.RowsAffected() < 1000 {
+		removed += n
+		if n < pgRetentionBatch || last == nil {
 			return removed, nil
 		}
+		from = *last
 	}
 }
 
