@@ -234,8 +234,10 @@ type gatewayBody struct {
 // post signs and sends body to path and decodes a successful answer's data into out.
 // personal lists the request's personal values, masked out of any message e签宝 returns,
 // and so is every other string the body holds (callerStrings): any of them may be echoed.
+// They are worked out only when e签宝 returns a message (decoding the body costs as much
+// as a tenth of a call).
 func (c *Client) post(ctx context.Context, path string, body []byte, personal []string, out any) (trace string, err error) {
-	personal = append(callerStrings(body), personal...)
+	masked := func() []string { return append(callerStrings(body), personal...) }
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
@@ -300,7 +302,7 @@ func (c *Client) post(ctx context.Context, path string, body []byte, personal []
 	}
 	// Any other status decides the outcome by itself, whatever its body's size or
 	// completeness: a 401 is a refusal of the credentials even with a huge page attached.
-	return trace, decodeResponse(resp.StatusCode, raw, trace, personal, out)
+	return trace, decodeResponse(resp.StatusCode, raw, trace, masked, out)
 }
 
 // decodeResponse turns a whole e签宝 answer (status and body) into nil, with data decoded
@@ -310,7 +312,9 @@ func (c *Client) post(ctx context.Context, path string, body []byte, personal []
 // the gateway's 401/403. A 5xx, and any other 2xx or 3xx, proves nothing about whether
 // the evidence point was created (a 202 may have queued it), so it is an outcome unknown.
 // Other 4xx statuses refuse the request as a whole.
-func decodeResponse(status int, raw []byte, trace string, personal []string, out any) error {
+//
+// personal returns the values to mask out of e签宝's message; it is called only for one.
+func decodeResponse(status int, raw []byte, trace string, personal func() []string, out any) error {
 	switch {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		var g gatewayBody
@@ -328,7 +332,7 @@ func decodeResponse(status int, raw []byte, trace string, personal []string, out
 	if *env.Code != 0 {
 		msg := ""
 		if env.Message != nil {
-			msg = mask(*env.Message, personal)
+			msg = mask(*env.Message, personal())
 		}
 		return &BusinessError{Code: *env.Code, Message: msg, Trace: trace}
 	}

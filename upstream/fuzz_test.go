@@ -26,7 +26,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		var out struct {
 			EviPointID string `json:"eviPointId"`
 		}
-		err := decodeResponse(status, body, "trace-1", personal, &out)
+		err := decodeResponse(status, body, "trace-1", func() []string { return personal }, &out)
 		if err == nil {
 			if status != 200 {
 				t.Fatalf("success on HTTP %d", status)
