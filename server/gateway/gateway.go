@@ -38,11 +38,11 @@ const OpenAPIPath = "/openapi.json"
 // unknown enum value is an error rather than silently dropped (grpc-gateway's default
 // would turn "cardType": "FOO" into a mainland ID card). Encoding uses the contract's
 // JSON names and emits every field, so callers see `"replayed": false` as well as true.
-func newMarshaler() *runtime.JSONPb {
-	return &runtime.JSONPb{
+func newMarshaler() jsonCodec {
+	return jsonCodec{&runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-	}
+	}}
 }
 
 // Options configures the REST facade.
