@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -40,8 +41,9 @@ import (
 // operation, carries a sentinel of its own — each request field's (found by protobuf
 // reflection over the request messages, so a field added later is covered without a
 // change here), an upload's file name, media type, bytes and form fields, the X-Request-Id
-// header, the bearer token, and other headers (User-Agent, X-Forwarded-For, one of no
-// meaning, gRPC metadata of no meaning) — sent over gRPC and over REST through every path:
+// header, the bearer token (valid; wrong; under another scheme), and other headers
+// (User-Agent over both transports, X-Forwarded-For, a header and gRPC metadata of no
+// meaning) — sent over gRPC and over REST through every path:
 // success, validation failure (every
 // field's free-text sentinel, which the shaped fields refuse), REST bodies protojson
 // refuses (a sentinel string in every enum, number and boolean field), REST uploads in a
@@ -100,7 +102,17 @@ func TestSentinelSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw := &sweep{t: t, reg: reg, v: v, token: validToken}
+	sw := &sweep{t: t, reg: reg, v: v, token: validToken, clients: map[*stack]evidencev1.EvidenceServiceClient{}}
+	// The gRPC calls' user agent is a sentinel too.
+	for _, s := range []*stack{st, st401} {
+		conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithUserAgent(reg.add(freeSentinel, "the gRPC user agent", false)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		sw.clients[s] = evidencev1.NewEvidenceServiceClient(conn)
+	}
 
 	type path struct {
 		name  string
@@ -415,6 +427,7 @@ type sweep struct {
 	createdKeys []string
 	sentToESign []string
 	fields      map[protoreflect.FullName]bool
+	clients     map[*stack]evidencev1.EvidenceServiceClient
 }
 
 func (sw *sweep) fieldCount() int { return len(sw.fields) }
@@ -428,6 +441,8 @@ type sweepCall struct {
 	file      []byte
 	token     string
 	requestID string
+	// authorization is the Authorization header; "Bearer " + token when empty.
+	authorization string
 	// formField is a form field sent before the file part (forms only): name, value.
 	formField [2]string
 }
@@ -488,6 +503,10 @@ func (sw *sweep) newCall(path, transport string, op sweepOp, variant func(*testi
 	}
 	if wrongToken {
 		c.token = sw.reg.add(func(k int) string { return freeSentinel(k) + "-wrong-token" }, c.name+": the bearer token (wrong)", false)
+		if sw.calls%2 == 0 {
+			// Another scheme than Bearer, which the answer names without quoting it.
+			c.authorization = "Basic " + c.token
+		}
 	} else if path == "e签宝 business error echoing the request" && op.reachesESign {
 		sw.sentToESign = append(sw.sentToESign, sent...)
 	}
@@ -500,6 +519,13 @@ func (sw *sweep) newCall(path, transport string, op sweepOp, variant func(*testi
 		c.requestID = s + " /" + s
 	}
 	return c
+}
+
+func (c *sweepCall) authHeader() string {
+	if c.authorization != "" {
+		return c.authorization
+	}
+	return "Bearer " + c.token
 }
 
 // lookup is a GetSubmission of an existing key (no other caller string but the request ID).
@@ -565,19 +591,20 @@ func (sw *sweep) do(st *stack, c *sweepCall) codes.Code {
 		}
 		return codes.OK
 	}
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+c.token, "x-request-id", c.requestID,
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", c.authHeader(), "x-request-id", c.requestID,
 		"x-probe", sw.reg.add(freeSentinel, c.name+": x-probe metadata", false))
 	var hdr, trl metadata.MD
 	var err error
+	client := sw.clients[st]
 	switch r := c.req.(type) {
 	case *evidencev1.CreatePersonalEvidencePointRequest:
-		_, err = st.client.CreatePersonalEvidencePoint(ctx, r, grpc.Header(&hdr), grpc.Trailer(&trl))
+		_, err = client.CreatePersonalEvidencePoint(ctx, r, grpc.Header(&hdr), grpc.Trailer(&trl))
 	case *evidencev1.CreateEvidenceChainRequest:
-		_, err = st.client.CreateEvidenceChain(ctx, r, grpc.Header(&hdr), grpc.Trailer(&trl))
+		_, err = client.CreateEvidenceChain(ctx, r, grpc.Header(&hdr), grpc.Trailer(&trl))
 	case *evidencev1.GetSubmissionRequest:
-		_, err = st.client.GetSubmission(ctx, r, grpc.Header(&hdr), grpc.Trailer(&trl))
+		_, err = client.GetSubmission(ctx, r, grpc.Header(&hdr), grpc.Trailer(&trl))
 	case *evidencev1.UploadFileRequest:
-		stream, serr := st.client.UploadFile(ctx)
+		stream, serr := client.UploadFile(ctx)
 		if serr != nil {
 			t.Fatal(serr)
 		}
@@ -655,7 +682,7 @@ func (sw *sweep) send(st *stack, method, target, ctype string, body io.Reader, c
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Authorization", c.authHeader())
 	req.Header.Set("X-Request-Id", c.requestID)
 	req.Header.Set("User-Agent", sw.reg.add(freeSentinel, c.name+": User-Agent", false))
 	req.Header.Set("X-Forwarded-For", sw.reg.add(freeSentinel, c.name+": X-Forwarded-For", false))
