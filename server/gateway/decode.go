@@ -30,10 +30,17 @@ func (d bodyDecoder) Decode(v any) error {
 	if !ok {
 		return d.j.NewDecoder(d.r).Decode(v)
 	}
-	b, err := io.ReadAll(d.r)
-	if err != nil {
-		// The same bytes, then the same error, to runtime.JSONPb's decoder.
-		return d.j.NewDecoder(io.MultiReader(bytes.NewReader(b), errReader{err})).Decode(v)
+	var b []byte
+	if h, ok := d.r.(*heldBody); ok && h.Len() == len(h.b) {
+		// The body strictBodies read (no copy).
+		b = h.b
+		_, _ = h.Seek(0, io.SeekEnd)
+	} else {
+		var err error
+		if b, err = io.ReadAll(d.r); err != nil {
+			// The same bytes, then the same error, to runtime.JSONPb's decoder.
+			return d.j.NewDecoder(io.MultiReader(bytes.NewReader(b), errReader{err})).Decode(v)
+		}
 	}
 	if d.j.UnmarshalOptions.Unmarshal(b, m) == nil {
 		return nil
@@ -45,3 +52,14 @@ func (d bodyDecoder) Decode(v any) error {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// heldBody is a request body strictBodies has read whole: the decoder takes its bytes as
+// they are.
+type heldBody struct {
+	*bytes.Reader
+	b []byte
+}
+
+func newHeldBody(b []byte) *heldBody { return &heldBody{Reader: bytes.NewReader(b), b: b} }
+
+func (*heldBody) Close() error { return nil }

@@ -30,12 +30,15 @@ func TestBodyDecoderAgreesWithJSONPb(t *testing.T) {
 	}
 	codec := newMarshaler()
 	for _, b := range bodies {
-		for _, readErr := range []error{nil, errors.New("connection reset")} {
+		for i, readErr := range []error{nil, errors.New("connection reset"), nil} {
 			src := func() io.Reader {
-				if readErr == nil {
-					return bytes.NewReader(b)
+				switch {
+				case readErr != nil:
+					return io.MultiReader(bytes.NewReader(b), errReader{readErr})
+				case i == 2:
+					return newHeldBody(b) // as strictBodies hands it on
 				}
-				return io.MultiReader(bytes.NewReader(b), errReader{readErr})
+				return bytes.NewReader(b)
 			}
 			got, want := &evidencev1.CreatePersonalEvidencePointRequest{}, &evidencev1.CreatePersonalEvidencePointRequest{}
 			gotErr := codec.NewDecoder(src()).Decode(got)

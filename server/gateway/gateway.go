@@ -3,7 +3,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -223,7 +222,7 @@ func strictBodies(next http.Handler, routes map[string]protoreflect.MessageDescr
 			return
 		}
 		r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, &jsonBody{body: body, md: md}))
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.Body = newHeldBody(body)
 		r.ContentLength = int64(len(body))
 		next.ServeHTTP(w, r)
 	})
