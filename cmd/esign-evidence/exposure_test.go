@@ -222,6 +222,25 @@ func TestBinaryRefusesOpenListeners(t *testing.T) {
 			t.Errorf("a warning about exposure with tokens and TLS:\n%s", log)
 		}
 	})
+	t.Run("check-config prints the warnings", func(t *testing.T) {
+		const pw = "pw-sentinel-4711"
+		cmd := exec.Command(bin, "-check-config", "-simulate", "-grpc-addr", ":0", "-http-addr", "127.0.0.1:0")
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "AUTH_DISABLED_ALLOW_REMOTE=true", "PLAINTEXT_ALLOW_REMOTE=true",
+			"DATABASE_URL=postgres://esign:" + pw + "@db.example.internal/esign?sslmode=require", "FINGERPRINT_KEY=a-fingerprint-key-0123"}
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "configuration OK") {
+			t.Fatalf("-check-config: %v\n%s", err, out)
+		}
+		for _, w := range []string{"warning: authentication is OFF", "warning: the service listens beyond this host without TLS (GRPC_ADDR \":0\"",
+			"warning: DATABASE_URL: host db.example.internal with sslmode require"} {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("-check-config does not print %q:\n%s", w, out)
+			}
+		}
+		if strings.Contains(string(out), pw) {
+			t.Errorf("the password is printed:\n%s", out)
+		}
+	})
 	t.Run("database beyond this host without sslmode", func(t *testing.T) {
 		const pw = "pw-sentinel-4711"
 		// 192.0.2.1 (TEST-NET-1) answers nothing: the start fails after the warning.

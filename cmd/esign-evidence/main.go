@@ -80,7 +80,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if checkOnly {
-		// Settings only: nothing is opened, listened on or called.
+		// Settings only: nothing is opened, listened on or called. What the start-up log
+		// would warn about is printed too.
+		for _, w := range cfg.exposureWarnings() {
+			fmt.Fprintln(stderr, "esign-evidence: warning:", w)
+		}
 		fmt.Fprintln(stderr, "esign-evidence: configuration OK")
 		return nil
 	}
