@@ -51,9 +51,11 @@ const (
 	// indexing an older file) runs before it commits and lets keyed writes in: a keyed
 	// write waits at most about this long, plus the commit, for it.
 	retentionTxBudget = 10 * time.Millisecond
-	// retentionTxMax bounds the records one transaction changes, so its commit (which
-	// writes every page it changed, then syncs) stays short as well.
+	// retentionTxMax bounds the records one transaction removes, so its commit (which
+	// writes every page it changed, then syncs) stays short as well; indexTxMax the
+	// records one transaction indexes (an entry changes fewer pages than a removal).
 	retentionTxMax = 250
+	indexTxMax     = 1000
 	// indexFillPercent: writes append to the index's end (a write is the newest
 	// change), so its pages are filled before they split, not halved.
 	indexFillPercent = 0.9
@@ -329,7 +331,7 @@ func indexSome(tx *bolt.Tx) (bool, error) {
 			k, v = c.Seek(next)
 		}
 		for ; k != nil; k, v = c.Next() {
-			if indexed >= retentionTxMax || (indexed%32 == 31 && time.Now().After(deadline)) {
+			if indexed >= indexTxMax || (indexed%32 == 31 && time.Now().After(deadline)) {
 				p := binary.AppendUvarint(nil, uint64(len(bn)))
 				p = append(append(p, bn...), k...)
 				return true, meta.Put(metaIndexPending, p)

@@ -263,7 +263,7 @@ func TestBoltRetentionIndexesAnOlderFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 2*retentionTxMax + 7
+	const n = 2*indexTxMax + 7
 	if err := db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{boltBucket, []byte("submissions:other")} {
 			b, err := tx.CreateBucket(name)
