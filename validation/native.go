@@ -1,6 +1,7 @@
 package validation
 
 import (
+	"slices"
 	"time"
 
 	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
@@ -21,11 +22,13 @@ import (
 // contract as it is:
 //
 //   - protovalidate is run with a Filter (protovalidate.WithFilter) that skips the
-//     request's message-level rules and timeStamp's rules, and nothing else;
-//   - the Go code below applies those rules (timeStamp's required and int64.gte included)
-//     and reports them exactly as the converted protovalidate violations would read, in
-//     the order protovalidate would report them (message-level rules first, then each
-//     field in declaration order);
+//     request's message-level rules and timeStamp's rules, and the string fields whose
+//     rules the Go path applies too (native_strings.go: `required`, `max_len` and a
+//     pattern it has a matcher for), and nothing else;
+//   - the Go code applies those rules (timeStamp's required and int64.gte included) and
+//     reports them exactly as the converted protovalidate violations would read, in the
+//     order protovalidate would report them (message-level rules first, then each field
+//     in declaration order, nested messages at their field's place);
 //   - at start-up the request's rules, as the compiled contract carries them, are
 //     compared with the rules this code implements (personalMessageRules,
 //     timeStampRules). Any difference (a rule edited, added or removed in the .proto)
@@ -106,6 +109,19 @@ type personalNative struct {
 	tsIndex int
 	// the verification blocks, for has() as protobuf (and CEL) see it
 	threeElements, bankCardFour, face protoreflect.FieldDescriptor
+	// plan is the string fields the Go path applies the rules of (native_strings.go);
+	// skip says, per message type the plan covers, which of its fields (by index) the
+	// Filter leaves to it.
+	plan *messagePlan
+	skip []skipFields
+	// utf16 says the string rules visit exactly the fields the UTF-16 length rule does,
+	// in its order, so that they apply it too.
+	utf16 bool
+}
+
+type skipFields struct {
+	md    protoreflect.MessageDescriptor
+	index []bool
 }
 
 // newPersonalNative returns the Go path, or nil when the contract's rules for the
@@ -138,7 +154,48 @@ func newPersonalNative() *personalNative {
 	if n.threeElements == nil || n.bankCardFour == nil || n.face == nil {
 		return nil
 	}
+	plans, skip := map[protoreflect.FullName]*messagePlan{}, map[protoreflect.Descriptor]bool{}
+	if planStrings(md, plans, skip) {
+		n.plan = plans[md.FullName()]
+	} else {
+		n.plan = &messagePlan{}
+	}
+	bySkip := map[protoreflect.MessageDescriptor][]bool{}
+	for d := range skip {
+		fd := d.(protoreflect.FieldDescriptor)
+		cm := fd.ContainingMessage()
+		if bySkip[cm] == nil {
+			bySkip[cm] = make([]bool, cm.Fields().Len())
+			n.skip = append(n.skip, skipFields{md: cm})
+		}
+		bySkip[cm][fd.Index()] = true
+	}
+	for i := range n.skip {
+		n.skip[i].index = bySkip[n.skip[i].md]
+	}
 	return n
+}
+
+// useUTF16 lets the string rules apply the UTF-16 length rule when they visit exactly the
+// fields extra does for the request, in its order.
+func (n *personalNative) useUTF16(extra *extraRules) {
+	want, ok := extra.utf16Fields(n.msg.(protoreflect.MessageDescriptor))
+	if !ok {
+		return
+	}
+	var got []protoreflect.FieldDescriptor
+	var walk func(p *messagePlan)
+	walk = func(p *messagePlan) {
+		for _, st := range p.steps {
+			if st.nested != nil {
+				walk(st.sub)
+			} else if st.str.hasMax {
+				got = append(got, st.str.fd)
+			}
+		}
+	}
+	walk(n.plan)
+	n.utf16 = slices.Equal(got, want)
 }
 
 // embedded reports whether a message of the contract's file has a field of type md.
@@ -165,14 +222,52 @@ func embedded(md protoreflect.MessageDescriptor) bool {
 // ShouldValidate skips the request's message-level rules and timeStamp's rules, which
 // the Go path applies.
 func (n *personalNative) ShouldValidate(_ protoreflect.Message, d protoreflect.Descriptor) bool {
-	return d != n.msg && d != n.timeStamp
+	if d == n.msg || d == n.timeStamp {
+		return false
+	}
+	if fd, ok := d.(protoreflect.FieldDescriptor); ok {
+		cm := fd.ContainingMessage()
+		for _, s := range n.skip {
+			if s.md == cm {
+				return !s.index[fd.Index()]
+			}
+		}
+	}
+	return true
+}
+
+// check returns the violations of every rule the Go path applies to req, each with its
+// place in protovalidate's order, in that order.
+func (n *personalNative) check(req *evidencev1.CreatePersonalEvidencePointRequest, m protoreflect.Message, now func() *timestamppb.Timestamp, utf16 *[]FieldViolation) []keyed {
+	var out []keyed
+	for _, fv := range n.messageRules(req, m, nil) {
+		out = append(out, keyed{[]int{-2}, fv})
+	}
+	for _, fv := range n.timeStampRules(req.GetTimeStamp(), now, nil) {
+		out = append(out, keyed{[]int{n.tsIndex}, fv})
+	}
+	out = checkStrings(n.plan, m, nil, nil, out, utf16)
+	if len(out) > 1 {
+		slices.SortStableFunc(out, func(a, b keyed) int { return slices.Compare(a.key, b.key) })
+	}
+	return out
 }
 
 // messageRules appends the violations of the request's message-level rules, as
 // protovalidate reports them (in the contract's order), converted.
 func (n *personalNative) messageRules(req *evidencev1.CreatePersonalEvidencePointRequest, m protoreflect.Message, vs []FieldViolation) []FieldViolation {
 	// realNameMethod.matches_block
-	three, bank, face := m.Has(n.threeElements), m.Has(n.bankCardFour), m.Has(n.face)
+	// has() as protobuf reads it: the oneof holds the block's wrapper (whatever the
+	// wrapper holds).
+	var three, bank, face bool
+	switch b := req.GetVerification().(type) {
+	case *evidencev1.CreatePersonalEvidencePointRequest_ThreeElements:
+		three = b != nil
+	case *evidencev1.CreatePersonalEvidencePointRequest_BankCardFour:
+		bank = b != nil
+	case *evidencev1.CreatePersonalEvidencePointRequest_Face:
+		face = b != nil
+	}
 	switch method := req.GetRealNameMethod(); {
 	case method == 0, method == 1 && three, method == 2 && bank, method == 3 && face, !(three || bank || face):
 	default:
@@ -241,18 +336,6 @@ func (n *personalNative) timeStampRules(ts int64, now func() *timestamppb.Timest
 		vs = append(vs, FieldViolation{Field: "timeStamp", Rule: "time_stamp.epoch_millis", Description: epochMillisDescription})
 	}
 	return vs
-}
-
-// after reports whether protovalidate's violation pv is of a field the request declares
-// after timeStamp (protovalidate reports the fields in declaration order, after the
-// message's own and its oneofs' rules).
-func (n *personalNative) after(pv *protovalidate.Violation) bool {
-	elems := pv.Proto.GetField().GetElements()
-	if len(elems) == 0 {
-		return false
-	}
-	fd := n.msg.(protoreflect.MessageDescriptor).Fields().ByNumber(protoreflect.FieldNumber(elems[0].GetFieldNumber()))
-	return fd != nil && fd.Name() == protoreflect.Name(elems[0].GetFieldName()) && fd.Index() > n.tsIndex
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"buf.build/go/protovalidate"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
@@ -26,6 +28,24 @@ func TestNativeRulesInUse(t *testing.T) {
 	}
 	if v.native == nil {
 		t.Fatal("the personal request's rules in the contract differ from those native.go implements: the Go path is off")
+	}
+	// The string fields with a pattern it has a matcher for (all but certAgreementReadHash
+	// and certAgreementReadTime, and those with other rules, cardType's and IP's), and the
+	// UTF-16 length rule with them.
+	var fields []string
+	var walk func(p *messagePlan, prefix string)
+	walk = func(p *messagePlan, prefix string) {
+		for _, st := range p.steps {
+			if st.nested != nil {
+				walk(st.sub, prefix+st.nested.JSONName()+".")
+			} else {
+				fields = append(fields, prefix+st.str.fd.JSONName())
+			}
+		}
+	}
+	walk(v.native.plan, "")
+	if len(fields) != 7+6+8+6+2 || !v.native.utf16 {
+		t.Fatalf("the Go path's string rules cover %d fields (UTF-16 rule: %v): %v", len(fields), v.native.utf16, fields)
 	}
 }
 
@@ -140,7 +160,14 @@ func randomRequest(rnd *rand.Rand, seed *evidencev1.CreatePersonalEvidencePointR
 			FaceImage: "0123456789abcdef0123456789abcdef", FaceImageSimilarScore: "95.5", FaceLiveDetectScore: pick(rnd, "99", "x"),
 		}}
 	case 4:
-		r.Verification = &evidencev1.CreatePersonalEvidencePointRequest_Face{Face: &evidencev1.Face{}}
+		switch rnd.IntN(3) {
+		case 0:
+			r.Verification = &evidencev1.CreatePersonalEvidencePointRequest_Face{Face: &evidencev1.Face{}}
+		case 1:
+			r.Verification = &evidencev1.CreatePersonalEvidencePointRequest_Face{} // a wrapper holding nil
+		default:
+			r.Verification = &evidencev1.CreatePersonalEvidencePointRequest_ThreeElements{}
+		}
 	case 5:
 		r.GetThreeElements().Mobile = pick(rnd, "", "123")
 	}
@@ -174,6 +201,30 @@ func randomRequest(rnd *rand.Rand, seed *evidencev1.CreatePersonalEvidencePointR
 	}
 	if rnd.IntN(4) == 0 {
 		r.Mark = pick(rnd, "\x01", strings.Repeat("m", 501))
+	}
+	// Any string field of the request or its block, now and then: what the patterns tell
+	// apart, and lengths about each max_len in bytes and in characters.
+	m := r.ProtoReflect()
+	msgs := []protoreflect.Message{m}
+	for _, f := range []string{"three_elements", "bank_card_four", "face"} {
+		if fd := m.Descriptor().Fields().ByName(protoreflect.Name(f)); m.Has(fd) && m.Get(fd).Message().IsValid() {
+			msgs = append(msgs, m.Get(fd).Message())
+		}
+	}
+	for _, msg := range msgs {
+		fields := msg.Descriptor().Fields()
+		for i := 0; i < fields.Len(); i++ {
+			fd := fields.Get(i)
+			if fd.Kind() != protoreflect.StringKind || rnd.IntN(8) != 0 {
+				continue
+			}
+			n := 1 + rnd.IntN(3)
+			if rules, err := protovalidate.ResolveFieldRules(fd); err == nil && rules.GetString().HasMaxLen() {
+				n = int(rules.GetString().GetMaxLen()) + rnd.IntN(3) - 1
+			}
+			v := pick(rnd, randomPatternInput(rnd), "", " ", "\u3000", strings.Repeat("证", n), strings.Repeat("9", n), strings.Repeat("a", n)+"\x01", "1.5")
+			msg.Set(fd, protoreflect.ValueOfString(v))
+		}
 	}
 	return r
 }
@@ -214,7 +265,8 @@ func TestNativeRulesAgreeWithCEL(t *testing.T) {
 		}
 	}
 	for _, rule := range []string{"realNameMethod.matches_block", "cardNo.format", "certAgreementReadIP.all_or_none",
-		"time_stamp.not_future", "time_stamp.epoch_millis", "required", "string.not_blank", "cardNo.idcard_check_digit"} {
+		"time_stamp.not_future", "time_stamp.epoch_millis", "required", "string.not_blank", "cardNo.idcard_check_digit",
+		"string.max_len", "string.pattern", "string.printable", "string.in", "string.ip", "string.max_len_utf16", "enum.defined_only"} {
 		if seen[rule] == 0 {
 			t.Errorf("no request broke %s: the comparison does not cover it", rule)
 		}
@@ -232,7 +284,7 @@ func FuzzNativeRulesAgreeWithCEL(f *testing.F) {
 	for range 64 {
 		b, err := proto.Marshal(randomRequest(rnd, s, now))
 		if err != nil {
-			f.Fatal(err)
+			continue // invalid UTF-8, which the wire format refuses
 		}
 		f.Add(b)
 	}

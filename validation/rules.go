@@ -106,8 +106,14 @@ func plan(plans lenPlans, md protoreflect.MessageDescriptor, visiting map[protor
 }
 
 // check appends the violations of the Go-side rules to vs.
-func (r *extraRules) check(m protoreflect.Message, vs []FieldViolation) []FieldViolation {
-	vs = checkMaxLenUTF16(r.planned(m.Descriptor()), m, nil, vs)
+// utf16 is the UTF-16 length rule's violations when the caller has worked them out
+// already (the Go path's string rules, see native_strings.go), else nil.
+func (r *extraRules) check(m protoreflect.Message, vs []FieldViolation, utf16 *[]FieldViolation) []FieldViolation {
+	if utf16 != nil {
+		vs = append(vs, *utf16...)
+	} else {
+		vs = checkMaxLenUTF16(r.planned(m.Descriptor()), m, nil, vs)
+	}
 	if req, ok := m.Interface().(*evidencev1.CreatePersonalEvidencePointRequest); ok {
 		vs = checkIDCard(req, vs)
 	}
@@ -149,20 +155,53 @@ func checkMaxLenUTF16(plans lenPlans, m protoreflect.Message, path *fieldPath, v
 			continue
 		}
 		// An unset string reads as "" (no Has: it costs more than the check).
-		s := m.Get(c.fd).String()
-		// UTF-16 units never outnumber UTF-8 bytes, so a short string needs no count; and
-		// when protovalidate's own count failed, it already said so.
-		if uint64(len(s)) <= c.max || uint64(utf8.RuneCountInString(s)) > c.max || uint64(utf16Len(s)) <= c.max {
-			continue
-		}
-		vs = append(vs, FieldViolation{
-			Field: path.prefix() + c.fd.JSONName(),
-			Rule:  RuleMaxLenUTF16,
-			Description: fmt.Sprintf("must be at most %d characters as e签宝 counts them "+
-				"(UTF-16 code units: a character outside the Basic Multilingual Plane counts as 2)", c.max),
-		})
+		vs = appendMaxLenUTF16(vs, m.Get(c.fd).String(), c.max, path, c.fd)
 	}
 	return vs
+}
+
+// appendMaxLenUTF16 appends the UTF-16 length rule's violation for s, the value of fd
+// under path, to vs, if it has one.
+func appendMaxLenUTF16(vs []FieldViolation, s string, max uint64, path *fieldPath, fd protoreflect.FieldDescriptor) []FieldViolation {
+	// UTF-16 units never outnumber UTF-8 bytes, so a short string needs no count; and
+	// when protovalidate's own count failed, it already said so.
+	if uint64(len(s)) <= max || uint64(utf8.RuneCountInString(s)) > max || uint64(utf16Len(s)) <= max {
+		return vs
+	}
+	return append(vs, FieldViolation{
+		Field: path.prefix() + fd.JSONName(),
+		Rule:  RuleMaxLenUTF16,
+		Description: fmt.Sprintf("must be at most %d characters as e签宝 counts them "+
+			"(UTF-16 code units: a character outside the Basic Multilingual Plane counts as 2)", max),
+	})
+}
+
+// utf16Fields lists, in the order checkMaxLenUTF16 visits them, the string fields under
+// md it checks, or reports false when some are in lists (which the Go path's string
+// rules leave to protovalidate).
+func (r *extraRules) utf16Fields(md protoreflect.MessageDescriptor) ([]protoreflect.FieldDescriptor, bool) {
+	plans := r.planned(md)
+	var out []protoreflect.FieldDescriptor
+	var walk func(md protoreflect.MessageDescriptor, depth int) bool
+	walk = func(md protoreflect.MessageDescriptor, depth int) bool {
+		if depth > 8 {
+			return false
+		}
+		for _, c := range plans[md.FullName()] {
+			switch {
+			case c.max > 0:
+				out = append(out, c.fd)
+			case c.fd.IsList():
+				return false
+			default:
+				if !walk(c.fd.Message(), depth+1) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	return out, walk(md, 0)
 }
 
 // utf16Len is the length Java's String.length() reports for s.

@@ -7,10 +7,11 @@
 // contract's JSON names (`cardNo`, `threeElements.mobile`), the rule's id, and a
 // description that never contains the offending value.
 //
-// The personal request's four CEL rules are evaluated here as exact Go equivalents, not by
-// cel-go (native.go: the contract keeps them as CEL for every other protovalidate; the Go
-// path is used only while the contract's rules are word for word the ones it implements,
-// and a differential test and fuzz target hold it to protovalidate's results).
+// The personal request's four CEL rules, and its string fields' patterns, are evaluated
+// here as exact Go equivalents, not by cel-go and Go's regexp (native.go,
+// native_strings.go: the contract keeps them for every other protovalidate; the Go path
+// is used only while the contract's rules are word for word the ones it implements, and
+// differential tests and fuzz targets hold it to protovalidate's results).
 package validation
 
 import (
@@ -119,6 +120,9 @@ func New(opts ...Option) (*Validator, error) {
 		return nil, fmt.Errorf("validation: building protovalidate: %w", err)
 	}
 	v := &Validator{pv: pv, extra: newExtraRules(types), native: newPersonalNative()}
+	if v.native != nil {
+		v.native.useUTF16(v.extra)
+	}
 	for _, o := range opts {
 		o(v)
 	}
@@ -137,31 +141,36 @@ func New(opts ...Option) (*Validator, error) {
 func (v *Validator) Validate(msg proto.Message) error {
 	var violations []FieldViolation
 	m := msg.ProtoReflect()
-	personal, _ := msg.(*evidencev1.CreatePersonalEvidencePointRequest)
-	opts := v.otherOpts
-	if personal != nil && v.native != nil {
-		opts = v.personalOpts
-		violations = v.native.messageRules(personal, m, violations)
-	} else {
-		personal = nil
+	if personal, ok := msg.(*evidencev1.CreatePersonalEvidencePointRequest); ok && v.native != nil {
+		var utf16 *[]FieldViolation
+		if v.native.utf16 {
+			utf16 = new([]FieldViolation)
+		}
+		goVs := v.native.check(personal, m, v.now, utf16)
+		var pvs []*protovalidate.Violation
+		if err := v.pv.Validate(msg, v.personalOpts...); err != nil {
+			var verr *protovalidate.ValidationError
+			if !errors.As(err, &verr) {
+				return fmt.Errorf("validation: %w", err)
+			}
+			pvs = verr.Violations
+		}
+		violations = mergeKeyed(m.Descriptor(), pvs, m, goVs)
+		return v.result(v.extra.check(m, violations, utf16))
 	}
-	timeStampDone := personal == nil
-	if err := v.pv.Validate(msg, opts...); err != nil {
+	if err := v.pv.Validate(msg, v.otherOpts...); err != nil {
 		var verr *protovalidate.ValidationError
 		if !errors.As(err, &verr) {
 			return fmt.Errorf("validation: %w", err)
 		}
 		for _, pv := range verr.Violations {
-			if !timeStampDone && v.native.after(pv) {
-				violations, timeStampDone = v.native.timeStampRules(personal.GetTimeStamp(), v.now, violations), true
-			}
 			violations = appendConverted(violations, m, pv)
 		}
 	}
-	if !timeStampDone {
-		violations = v.native.timeStampRules(personal.GetTimeStamp(), v.now, violations)
-	}
-	violations = v.extra.check(m, violations)
+	return v.result(v.extra.check(m, violations, nil))
+}
+
+func (v *Validator) result(violations []FieldViolation) error {
 	if len(violations) == 0 {
 		return nil
 	}
@@ -213,21 +222,26 @@ func rename(fv *FieldViolation, pv *protovalidate.Violation) {
 	}
 	switch fv.Rule {
 	case "string.pattern":
-		switch pv.RuleValue.String() {
-		case NotBlankPattern:
-			fv.Rule, fv.Description = "string.not_blank", "must not be blank"
-		case PrintablePattern:
-			fv.Rule, fv.Description = "string.printable", "must not contain control characters"
-		case PrintableTextPattern, PrintableOptionalPattern:
-			if pv.RuleValue.String() == PrintableTextPattern && strings.TrimFunc(pv.FieldValue.String(), isBlank) == "" {
-				fv.Rule, fv.Description = "string.not_blank", "must not be blank"
-			} else {
-				fv.Rule, fv.Description = "string.printable", "must not contain control characters or invisible direction marks"
-			}
-		}
+		renamePattern(fv, pv.RuleValue.String(), pv.FieldValue.String())
 	case "int64.gte":
 		if pv.RuleValue.Int() == EpochMillisFloor {
 			fv.Rule, fv.Description = "time_stamp.epoch_millis", epochMillisDescription
+		}
+	}
+}
+
+// renamePattern reports a broken string.pattern the contract names under its own id.
+func renamePattern(fv *FieldViolation, pattern, value string) {
+	switch pattern {
+	case NotBlankPattern:
+		fv.Rule, fv.Description = "string.not_blank", "must not be blank"
+	case PrintablePattern:
+		fv.Rule, fv.Description = "string.printable", "must not contain control characters"
+	case PrintableTextPattern, PrintableOptionalPattern:
+		if pattern == PrintableTextPattern && strings.TrimFunc(value, isBlank) == "" {
+			fv.Rule, fv.Description = "string.not_blank", "must not be blank"
+		} else {
+			fv.Rule, fv.Description = "string.printable", "must not contain control characters or invisible direction marks"
 		}
 	}
 }
