@@ -200,7 +200,8 @@ func (g *Guard) MinRemaining() time.Duration { return g.cfg.MinRemaining }
 // when it is admitted again by its remaining deadline.
 func Call[R any](ctx context.Context, g *Guard, op Op, call func(context.Context) (R, error)) (R, error) {
 	var zero R
-	if err := g.Admit(ctx); err != nil {
+	ctx, err := g.AdmitSlot(ctx, 0)
+	if err != nil {
 		return zero, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -221,17 +222,63 @@ func Call[R any](ctx context.Context, g *Guard, op Op, call func(context.Context
 // replaced by this process's own limiter at its share (Config.Replicas) for the call.
 func (g *Guard) Admit(ctx context.Context) error { return g.AdmitBefore(ctx, 0) }
 
+// slotTolerance is how much later than its slot of a shared quota a send may go: a
+// later one takes a fresh slot (see freshen). Within QuotaSlack, leaving 5 ms for the
+// request to reach e签宝.
+const slotTolerance = 10 * time.Millisecond
+
+// slotTicket is the slot a call was admitted to: when it falls due, whether the shared
+// quota handed it out, and the caller's deadline (zero when none).
+type slotTicket struct {
+	due, deadline time.Time
+	shared        bool
+}
+
+type slotKey struct{}
+
+// slotOf is the slot ctx carries (AdmitSlot), if any.
+func slotOf(ctx context.Context) slotTicket {
+	s, _ := ctx.Value(slotKey{}).(slotTicket)
+	return s
+}
+
+// stale reports whether a send at now is too late for s: other replicas' sends on time
+// would bunch with it, and each replica counts only its own sends (sendLog).
+func (s slotTicket) stale(now time.Time) bool {
+	return s.shared && now.Sub(s.due) > slotTolerance
+}
+
+// AdmitSlot is AdmitBefore, returning ctx carrying the slot for Send, and returning ahead
+// before the slot falls due: what the caller spends until it sends (its claim) is spent
+// while the slot comes, and Send waits for the rest. A send that goes later than its
+// slot of a shared quota takes a fresh one instead (see freshen).
+func (g *Guard) AdmitSlot(ctx context.Context, ahead time.Duration) (context.Context, error) {
+	s, err := g.admit(ctx, ahead, ahead)
+	if err != nil {
+		return ctx, err
+	}
+	return context.WithValue(ctx, slotKey{}, s), nil
+}
+
 // AdmitBefore is Admit for a caller that spends up to ahead between being admitted and
 // sending (the exactly-once layer's claim of the key): the slot it waits for must leave
 // MinRemaining plus ahead, so that a slot is not taken by a call the admission rule
 // would stop once it is ready to send. A call with less than that left is admitted
 // only if a slot is free at once.
 func (g *Guard) AdmitBefore(ctx context.Context, ahead time.Duration) error {
+	_, err := g.admit(ctx, ahead, 0)
+	return err
+}
+
+// admit is AdmitBefore, returning lead before the slot falls due, and the slot.
+func (g *Guard) admit(ctx context.Context, ahead, lead time.Duration) (slotTicket, error) {
 	maxWait := maxLimiterWait
+	var sl slotTicket
 	if d, ok := ctx.Deadline(); ok {
+		sl.deadline = d
 		remaining := g.clock.Until(d)
 		if remaining < g.cfg.MinRemaining {
-			return ErrDeadlineTooShort
+			return sl, ErrDeadlineTooShort
 		}
 		maxWait = max(0, remaining-g.cfg.MinRemaining-ahead)
 	}
@@ -244,7 +291,7 @@ func (g *Guard) AdmitBefore(ctx context.Context, ahead time.Duration) error {
 	release, err := g.fair.acquire(ctx, caller, maxWait)
 	if err != nil {
 		g.reportLimiter(g.clock.Since(start), err == ErrRateLimited)
-		return err
+		return sl, err
 	}
 	// The place is given back once the slot is due (or not taken): the caller's next
 	// call then reserves the slot after it. A caller that leaves before its slot does not
@@ -258,28 +305,76 @@ func (g *Guard) AdmitBefore(ctx context.Context, ahead time.Duration) error {
 		release()
 	}()
 	maxWait = max(0, maxWait-g.clock.Since(start))
+	s, ok := g.reserve(ctx, maxWait)
+	if !ok {
+		g.reportLimiter(g.clock.Since(start), true)
+		return sl, ErrRateLimited
+	}
+	sl.due, sl.shared = s.due, s.shared
+	due = s.due
+	err = g.waitUntil(ctx, due.Add(-lead))
+	g.reportLimiter(g.clock.Since(start), false)
+	return sl, err
+}
+
+// reserve takes the next slot within maxWait from the quota, or from this process's own
+// limiter at its share while the quota fails (its store is unreachable).
+func (g *Guard) reserve(ctx context.Context, maxWait time.Duration) (slotTicket, bool) {
 	wait, ok, err := g.quota.Reserve(ctx, maxWait)
+	shared := g.cfg.Quota != nil
 	if err != nil {
 		g.fallbackUntil.Store(g.clock.Now().Add(QuotaWindow + QuotaSlack + maxWait).UnixNano())
 		wait, ok, _ = g.local.Reserve(ctx, maxWait)
+		shared = false
 	}
+	return slotTicket{due: g.clock.Now().Add(wait), shared: shared}, ok
+}
+
+// waitUntil waits on ctx until t; it returns ctx's error if ctx ends first.
+func (g *Guard) waitUntil(ctx context.Context, t time.Time) error {
+	wait := g.clock.Until(t)
+	if wait <= 0 {
+		return nil
+	}
+	tm := g.clock.NewTimer(wait)
+	select {
+	case <-ctx.Done():
+		tm.Stop()
+		return ctx.Err()
+	case <-tm.Chan():
+		return nil
+	}
+}
+
+// freshen gives a send that would go too late for its slot of the shared quota (a
+// pause of the process, a long claim of its key, a timer that fired late) a fresh slot
+// within maxWait, and waits for it; a stale slot is not used: the other replicas' sends
+// on time fill the window it was in, and each replica counts only its own sends. It
+// returns ErrRateLimited when no slot is free within maxWait (nothing is sent), or ctx's
+// error if ctx ends first.
+func (g *Guard) freshen(ctx context.Context, sl *slotTicket, maxWait time.Duration) error {
+	if !sl.stale(g.clock.Now()) {
+		return nil
+	}
+	start := g.clock.Now()
+	s, ok := g.reserve(ctx, maxWait)
 	if !ok {
-		g.reportLimiter(g.clock.Since(start), true)
+		g.reportLimiter(0, true)
 		return ErrRateLimited
 	}
-	due = g.clock.Now().Add(wait)
-	if wait > 0 {
-		t := g.clock.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			g.reportLimiter(g.clock.Since(start), false)
-			return ctx.Err()
-		case <-t.Chan():
-		}
-	}
+	sl.due, sl.shared = s.due, s.shared
+	err := g.waitUntil(ctx, s.due)
 	g.reportLimiter(g.clock.Since(start), false)
-	return nil
+	return err
+}
+
+// maxWaitFor is how long a call admitted with sl may wait for a fresh slot: until its
+// caller's deadline less the admission minimum.
+func (g *Guard) maxWaitFor(sl slotTicket) time.Duration {
+	if sl.deadline.IsZero() {
+		return maxLimiterWait
+	}
+	return max(0, g.clock.Until(sl.deadline)-g.cfg.MinRemaining)
 }
 
 func (g *Guard) reportLimiter(waited time.Duration, refused bool) {
@@ -292,7 +387,23 @@ func (g *Guard) reportLimiter(waited time.Duration, refused bool) {
 // QPS per window, and within its share too while the shared quota is down (see
 // sendLog), then stamps the send's instant. It returns ctx's error if ctx ends first.
 // The send's numbers in the counts are returned for restamp.
-func (g *Guard) pace(ctx context.Context) (paceTicket, error) {
+//
+// A send later than its slot of the shared quota (sl) by more than slotTolerance first
+// takes a fresh slot and waits for it (freshen), trying a few times; send has refused
+// before the request was started when no slot was left within the caller's deadline,
+// so this covers only a pause since then, and waits rather than refuses: the request is
+// already on its way to the connection.
+func (g *Guard) pace(ctx context.Context, sl slotTicket) (paceTicket, error) {
+	for try := 0; try < freshTries && sl.stale(g.clock.Now()); try++ {
+		switch err := g.freshen(ctx, &sl, maxLimiterWait); {
+		case err == ErrRateLimited:
+			if err := g.waitUntil(ctx, g.clock.Now().Add(SlotInterval(g.cfg.QPS))); err != nil {
+				return paceTicket{}, err
+			}
+		case err != nil:
+			return paceTicket{}, err
+		}
+	}
 	g.paceMu.Lock()
 	now := g.clock.Now()
 	var tk paceTicket
@@ -335,6 +446,10 @@ func (g *Guard) pace(ctx context.Context) (paceTicket, error) {
 	}
 }
 
+// freshTries bounds the fresh slots pace takes for one send, for a machine so loaded
+// that its timers keep firing late.
+const freshTries = 3
+
 // paceTicket is a send's place in the counts of sends.
 type paceTicket struct {
 	seq, shareSeq uint64
@@ -346,7 +461,7 @@ type paceTicket struct {
 // comes before (the body, its signature, a dial) does not move the instant e签宝 sees.
 // The send is stamped again once its headers are written, so that a write that came late
 // (a busy process) holds back the send QPS after it.
-func (g *Guard) paced(ctx context.Context) context.Context {
+func (g *Guard) paced(ctx context.Context, sl slotTicket) context.Context {
 	var (
 		once sync.Once
 		tk   paceTicket
@@ -356,7 +471,7 @@ func (g *Guard) paced(ctx context.Context) context.Context {
 		GotConn: func(httptrace.GotConnInfo) {
 			once.Do(func() {
 				var err error
-				tk, err = g.pace(ctx) // an ended ctx ends the request too
+				tk, err = g.pace(ctx, sl) // an ended ctx ends the request too
 				ok = err == nil
 			})
 		},
@@ -401,9 +516,18 @@ func Send[R any](ctx, sendCtx context.Context, g *Guard, op Op, call func(contex
 
 func (g *Guard) send(ctx, sendCtx context.Context, op Op, call func(context.Context) (any, error)) (any, error) {
 	backoff := 100 * time.Millisecond
+	sl := slotOf(ctx)
 	for attempt := 0; ; attempt++ {
+		// The slot may be ahead still (AdmitSlot); a stale slot is not used: a fresh one
+		// within the caller's deadline, or nothing is sent.
+		if err := g.waitUntil(sendCtx, sl.due); err != nil {
+			return nil, err
+		}
+		if err := g.freshen(sendCtx, &sl, g.maxWaitFor(sl)); err != nil {
+			return nil, err
+		}
 		start := g.clock.Now()
-		v, err := g.breaker.Execute(func() (any, error) { return call(g.paced(sendCtx)) })
+		v, err := g.breaker.Execute(func() (any, error) { return call(g.paced(sendCtx, sl)) })
 		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 			return nil, ErrCircuitOpen
 		}
@@ -427,9 +551,11 @@ func (g *Guard) send(ctx, sendCtx context.Context, op Op, call func(context.Cont
 		case <-t.Chan():
 		}
 		backoff *= 3
-		if g.Admit(ctx) != nil || ctx.Err() != nil {
+		next, aerr := g.admit(ctx, 0, 0)
+		if aerr != nil || ctx.Err() != nil {
 			return v, err
 		}
+		sl = next
 	}
 }
 

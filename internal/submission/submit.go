@@ -110,6 +110,7 @@ func (s *Submitter) submit(ctx context.Context, g *guard.Guard, key Key, fp Fing
 	}
 	var rec *Record
 	var claimed time.Time
+	sendFrom := ctx // ctx, carrying the slot the call was admitted to
 	for {
 		// A result this process holds but could not record yet is the key's result.
 		if p, ok := s.pendingFor(key); ok && fp.matches(p.fingerprint) {
@@ -136,9 +137,12 @@ func (s *Submitter) submit(ctx context.Context, g *guard.Guard, key Key, fp Fing
 			// The key is taken only once the call is admitted past the quota, so that
 			// waiting for a slot never eats into the lease; the slot leaves time for the
 			// claim, so that it is not wasted on a call the recheck below would stop.
-			if err := g.AdmitBefore(ctx, s.claimAhead()); err != nil {
+			admitted, err := g.AdmitSlot(ctx, s.claimAhead())
+			if err != nil {
 				return outcome{}, err
 			}
+			// The send goes on the slot taken (or a fresh one if the claim takes long).
+			sendFrom = admitted
 			if err := ctx.Err(); err != nil {
 				return outcome{}, err
 			}
@@ -191,7 +195,7 @@ func (s *Submitter) submit(ctx context.Context, g *guard.Guard, key Key, fp Fing
 	}
 
 	var out outcome
-	err := s.sendHolding(ctx, g, key, attemptID, claimed, call, func(res string, sendErr error, lastSent time.Time) error {
+	err := s.sendHolding(sendFrom, g, key, attemptID, claimed, call, func(res string, sendErr error, lastSent time.Time) error {
 		// A request sent may reach e签宝 for about as long as e签宝 takes to answer (the
 		// guard's admission minimum), read on any replica's clock.
 		var quiet time.Time
