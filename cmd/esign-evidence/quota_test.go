@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -291,4 +292,38 @@ func TestQuotaDuringPostgresOutage(t *testing.T) {
 	if len(outage) < 8*qps*8/10 {
 		t.Errorf("only %d e签宝 calls during 8 s of outage: the fallbacks should take about %d", len(outage), 8*qps)
 	}
+}
+
+// Item 3 of issue 24, several replicas, one of them paused: two replicas with
+// ESIGN_QPS=20 share the quota through PostgreSQL, each driven at 40/s, and one is
+// stopped (SIGSTOP) for a second while both are busy. The paused replica's calls hold
+// slots that fall due while it is stopped; sent when it runs again, on top of the other
+// replica's sends on time, they would make up to twice the quota in a window (each
+// replica counts only its own sends). A send too late for its slot takes a fresh one or
+// is refused: e签宝 still sees at most 20 calls in any 1 s window.
+func TestQuotaSharedByReplicasWhileOnePauses(t *testing.T) {
+	const qps = 20
+	stalls := watchStalls(t)
+	e := newEsign(t)
+	db := "DATABASE_URL=" + pgtest.DSN(t)
+	a := startBinary(t, buildBinary(t), replicaEnv(t, e, db, fmt.Sprintf("ESIGN_QPS=%d", qps)))
+	b := startBinary(t, buildBinary(t), replicaEnv(t, e, db, fmt.Sprintf("ESIGN_QPS=%d", qps)))
+	t.Cleanup(func() { _ = a.cmd.Process.Signal(syscall.SIGCONT) })
+	done := make(chan []time.Time, 1)
+	go func() { done <- quotaRun(t, []*running{a, b}, e, 8*time.Second) }()
+	// Both busy for a while (the quota's slots taken about a second ahead), then a pause.
+	eventually(t, 10*time.Second, "the quota in use", func() bool { return e.count("") >= 3*qps })
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	time.Sleep(time.Second) // the pause under test
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	times := <-done
+	most, when := esignsim.MostInWindow(times, time.Second)
+	t.Logf("%d e签宝 calls, per second %v; most in a 1 s window: %d (at %v from the pause)", len(times), perSecond(times), most,
+		when.Sub(stopped).Round(time.Millisecond))
+	checkWindows(t, times, qps, stalls, "two replicas, one paused")
 }
