@@ -504,10 +504,15 @@ func later(a, b time.Time) time.Time {
 // Send makes call on sendCtx through g's breaker, reports it, and retries an attempt
 // that provably never reached e签宝 while the caller's ctx allows: not after ctx has
 // ended, and only once admitted again on ctx (its deadline rule and a new quota slot).
-// The caller must have been admitted once (Admit). sendCtx may outlive ctx, so that a
+// The caller must have been admitted once (Admit, or AdmitSlot to carry its slot). sendCtx may outlive ctx, so that a
 // request already on its way is not abandoned; it never starts a new one.
 //
-// Its error is call's own (an upstream.Error stating its outcome), or ErrCircuitOpen.
+// A ctx from AdmitSlot carries the slot the call was admitted to: Send waits for it if
+// it is still ahead, and a send too late for its slot of a shared quota takes a fresh one
+// (see freshen), or is refused with ErrRateLimited before anything is sent.
+//
+// Its error is call's own (an upstream.Error stating its outcome), ErrCircuitOpen, or
+// ErrRateLimited.
 func Send[R any](ctx, sendCtx context.Context, g *Guard, op Op, call func(context.Context) (R, error)) (R, error) {
 	v, err := g.send(ctx, sendCtx, op, func(c context.Context) (any, error) { return call(c) })
 	r, _ := v.(R)
@@ -519,11 +524,12 @@ func (g *Guard) send(ctx, sendCtx context.Context, op Op, call func(context.Cont
 	sl := slotOf(ctx)
 	for attempt := 0; ; attempt++ {
 		// The slot may be ahead still (AdmitSlot); a stale slot is not used: a fresh one
-		// within the caller's deadline, or nothing is sent.
-		if err := g.waitUntil(sendCtx, sl.due); err != nil {
+		// within the caller's deadline, or nothing is sent. Nothing has started yet, so
+		// these waits end with the caller's ctx.
+		if err := g.waitUntil(ctx, sl.due); err != nil {
 			return nil, err
 		}
-		if err := g.freshen(sendCtx, &sl, g.maxWaitFor(sl)); err != nil {
+		if err := g.freshen(ctx, &sl, g.maxWaitFor(sl)); err != nil {
 			return nil, err
 		}
 		start := g.clock.Now()
