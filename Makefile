@@ -130,6 +130,8 @@ fuzz: ## Run each fuzz target for FUZZTIME (10s; CI's smoke run).
 	go test -run='^$$' -fuzz=FuzzDecodeResponse -fuzztime=$(FUZZTIME) ./upstream/
 	go test -run='^$$' -fuzz='^FuzzGRPCBytes$$' -fuzztime=$(FUZZTIME) ./cmd/esign-evidence/
 	go test -run='^$$' -fuzz='^FuzzUploadFileName$$' -fuzztime=$(FUZZTIME) ./cmd/esign-evidence/
+	go test -run='^$$' -fuzz='^FuzzNativeRulesAgreeWithCEL$$' -fuzztime=$(FUZZTIME) ./validation/
+	go test -run='^$$' -fuzz='^FuzzPatternMatchersAgreeWithRegexp$$' -fuzztime=$(FUZZTIME) ./validation/
 
 GHZ_VERSION := v0.120.0
 HEY_VERSION := v0.1.5
