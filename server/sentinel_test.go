@@ -238,17 +238,17 @@ func TestSentinelSweep(t *testing.T) {
 	for _, s := range spans {
 		spanText = append(spanText, s.Name, s.Status.Description)
 		for _, a := range s.Attributes {
-			spanText = append(spanText, string(a.Key)+"="+a.Value.Emit())
+			spanText = append(spanText, string(a.Key)+"="+a.Value.String())
 		}
 		for _, e := range s.Events {
 			spanText = append(spanText, e.Name)
 			for _, a := range e.Attributes {
-				spanText = append(spanText, string(a.Key)+"="+a.Value.Emit())
+				spanText = append(spanText, string(a.Key)+"="+a.Value.String())
 			}
 		}
 		for _, l := range s.Links {
 			for _, a := range l.Attributes {
-				spanText = append(spanText, string(a.Key)+"="+a.Value.Emit())
+				spanText = append(spanText, string(a.Key)+"="+a.Value.String())
 			}
 		}
 	}
@@ -608,9 +608,9 @@ func (sw *sweep) do(st *stack, c *sweepCall) codes.Code {
 		if serr != nil {
 			t.Fatal(serr)
 		}
-		err = stream.Send(r)
-		if err == nil {
-			err = stream.Send(&evidencev1.UploadFileRequest{Part: &evidencev1.UploadFileRequest_Chunk{Chunk: c.file}})
+		// A refused stream makes Send return io.EOF; CloseAndRecv then returns the status.
+		if stream.Send(r) == nil {
+			_ = stream.Send(&evidencev1.UploadFileRequest{Part: &evidencev1.UploadFileRequest_Chunk{Chunk: c.file}})
 		}
 		_, err = stream.CloseAndRecv()
 		hdr, _ = stream.Header()
