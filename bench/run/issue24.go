@@ -7,6 +7,7 @@ package main
 // periods and under a sustained backlog.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -22,6 +23,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,41 +77,91 @@ func validationMicros(srcs []string) ([]float64, error) {
 }
 
 // recorder is a reverse proxy in front of the simulator that notes when each evidence
-// point request reaches it: e签宝's view of the quota.
+// point request reaches it: e签宝's view of the quota. It runs in a process of its own
+// (this program with -record), so that the load generator's bursts in this process do not
+// delay its readings.
 type recorder struct {
-	mu    sync.Mutex
-	times []time.Time
-	addr  string
-	srv   *http.Server
+	addr string
+	cmd  *exec.Cmd
 }
 
+// receiptsPath is where the recorder process hands over (and forgets) its readings.
+const receiptsPath = "/__receipts"
+
 func startRecorder(simAddr string) (*recorder, error) {
-	target, _ := url.Parse("http://" + simAddr)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	r := &recorder{}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	r.addr = l.Addr().String()
-	r.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.URL.Path == restURL {
-			r.mu.Lock()
-			r.times = append(r.times, time.Now())
-			r.mu.Unlock()
+	cmd := exec.Command(self, "-record", simAddr)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("recorder: %w", err)
+	}
+	return &recorder{addr: strings.TrimSpace(line), cmd: cmd}, nil
+}
+
+func (r *recorder) close() {
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+}
+
+// take returns the receipts recorded since the last take.
+func (r *recorder) take() []time.Time {
+	resp, err := http.Get("http://" + r.addr + receiptsPath)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var ns []int64
+	_ = json.NewDecoder(resp.Body).Decode(&ns)
+	out := make([]time.Time, len(ns))
+	for i, n := range ns {
+		out[i] = time.Unix(0, n)
+	}
+	return out
+}
+
+// runRecorder is the recorder process: it prints its address and serves until killed.
+func runRecorder(simAddr string) error {
+	target, _ := url.Parse("http://" + simAddr)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var (
+		mu    sync.Mutex
+		times []int64
+	)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Println(l.Addr().String())
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch req.URL.Path {
+		case restURL:
+			mu.Lock()
+			times = append(times, time.Now().UnixNano())
+			mu.Unlock()
+		case receiptsPath:
+			mu.Lock()
+			out := times
+			times = nil
+			mu.Unlock()
+			_ = json.NewEncoder(w).Encode(out)
+			return
 		}
 		proxy.ServeHTTP(w, req)
 	}), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = r.srv.Serve(l) }()
-	return r, nil
-}
-
-func (r *recorder) take() []time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := r.times
-	r.times = nil
-	return out
+	return srv.Serve(l)
 }
 
 // leastShare is the fewest calls in any window [t, t+w) between the first and the last
@@ -265,7 +317,7 @@ func measureQuota(bin string) (quotaUse, error) {
 	if err != nil {
 		return q, err
 	}
-	defer rec.srv.Close()
+	defer rec.close()
 	grpcAddr, httpAddr := freeAddr(), freeAddr()
 	dir, _ := os.MkdirTemp("", "esign-bench-quota-")
 	cmd := exec.Command(bin, "-grpc-addr", grpcAddr, "-http-addr", httpAddr, "-admin-addr", "")

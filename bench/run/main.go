@@ -53,7 +53,15 @@ func main() {
 	soak := flag.Duration("soak", 60*time.Second, "duration of the RSS soak run (0: none)")
 	before := flag.String("before", "", "an earlier build of bin/esign-evidence to measure in the same run (before/after)")
 	beforeSrc := flag.String("before-src", "", "a checkout of that earlier build, for its validation benchmark")
+	record := flag.String("record", "", "run as the quota runs' recording proxy in front of this simulator address (used by the bench itself)")
 	flag.Parse()
+	if *record != "" {
+		if err := runRecorder(*record); err != nil {
+			fmt.Fprintln(os.Stderr, "recorder:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*dur, *soak, *before, *beforeSrc); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
