@@ -623,7 +623,7 @@ func (sw *sweep) do(st *stack, c *sweepCall) codes.Code {
 		if merr != nil {
 			t.Fatalf("%s: the status does not marshal: %v", c.name, merr)
 		}
-		sw.errors = append(sw.errors, err.Error(), string(b), mdText(hdr), mdText(trl))
+		sw.errors = append(sw.errors, err.Error(), string(b), headerText(hdr), headerText(trl))
 	}
 	return status.Code(err)
 }
@@ -780,24 +780,12 @@ func (sw *sweep) restMediaTypeRefusals(st *stack) {
 	}
 }
 
-// headerText is a REST response's headers but X-Request-Id, which echoes a plain request
-// ID on purpose.
-func headerText(h http.Header) string {
+// headerText is a REST response's headers or gRPC response metadata, but the request ID
+// (X-Request-Id, x-request-id), which echoes a plain request ID on purpose.
+func headerText[M ~map[string][]string](h M) string {
 	var b strings.Builder
 	for k, vs := range h {
-		if k == "X-Request-Id" {
-			continue
-		}
-		fmt.Fprintf(&b, "%s: %s\n", k, strings.Join(vs, ", "))
-	}
-	return b.String()
-}
-
-// mdText is gRPC response metadata but x-request-id, as headerText.
-func mdText(md metadata.MD) string {
-	var b strings.Builder
-	for k, vs := range md {
-		if k == "x-request-id" {
+		if strings.EqualFold(k, "X-Request-Id") {
 			continue
 		}
 		fmt.Fprintf(&b, "%s: %s\n", k, strings.Join(vs, ", "))

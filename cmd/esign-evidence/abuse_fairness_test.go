@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-
-	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
 )
 
 const (
@@ -137,25 +135,7 @@ func TestAbuseCallsInFlightPerCaller(t *testing.T) {
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for range stalled {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s, err := tg.api.UploadFile(tg.auth(ctx, busyToken))
-			if err == nil {
-				_ = s.Send(&evidencev1.UploadFileRequest{Part: &evidencev1.UploadFileRequest_Info{Info: &evidencev1.FileInfo{FileName: "hold.jpg"}}})
-				err = s.RecvMsg(&evidencev1.UploadFileResponse{})
-			}
-			switch code, reason := reasonOf(err); {
-			case code == codes.ResourceExhausted && reason == "CALLER_OVERLOADED":
-				refused.Add(1)
-			case code == codes.DeadlineExceeded:
-				timedOut.Add(1)
-			default:
-				t.Errorf("stalled upload: %v %q", code, reason)
-			}
-		}()
-	}
+	stallUploads(t, ctx, tg, busyToken, stalled, "CALLER_OVERLOADED", &wg, &refused, &timedOut)
 	waitUntil(t, 10*time.Second, "the caller's bound reached", func() (bool, string) {
 		return refused.Load() >= stalled-perCaller, fmt.Sprint(refused.Load())
 	})

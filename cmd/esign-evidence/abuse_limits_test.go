@@ -672,6 +672,32 @@ func TestAbuseConnections(t *testing.T) {
 	})
 }
 
+// stallUploads starts n uploads by token's caller that send their file's description and
+// then nothing, each holding a call until the server ends it: refused counts those refused
+// RESOURCE_EXHAUSTED with reason, timedOut those the server ended (UPLOAD_IDLE_TIMEOUT);
+// any other end is an error. wg is done when all have ended.
+func stallUploads(t *testing.T, ctx context.Context, tg *target, token string, n int, reason string, wg *sync.WaitGroup, refused, timedOut *atomic.Int64) {
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := tg.api.UploadFile(tg.auth(ctx, token))
+			if err == nil {
+				_ = s.Send(&evidencev1.UploadFileRequest{Part: &evidencev1.UploadFileRequest_Info{Info: &evidencev1.FileInfo{FileName: "hold.jpg"}}})
+				err = s.RecvMsg(&evidencev1.UploadFileResponse{})
+			}
+			switch code, got := reasonOf(err); {
+			case code == codes.ResourceExhausted && got == reason:
+				refused.Add(1)
+			case code == codes.DeadlineExceeded:
+				timedOut.Add(1)
+			default:
+				t.Errorf("stalled upload: %v %q", code, got)
+			}
+		}()
+	}
+}
+
 // TestAbuseCallsInFlight: with MAX_CALLS_IN_FLIGHT=40, 60 stalled uploads hold 40 calls:
 // the other 20 and further calls are refused at once with RESOURCE_EXHAUSTED (reason
 // OVERLOADED), health checks still answer, and calls succeed again once the stalled
@@ -690,25 +716,7 @@ func TestAbuseCallsInFlight(t *testing.T) {
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for range stalled {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s, err := tg.api.UploadFile(tg.auth(ctx, tg.token))
-			if err == nil {
-				_ = s.Send(&evidencev1.UploadFileRequest{Part: &evidencev1.UploadFileRequest_Info{Info: &evidencev1.FileInfo{FileName: "hold.jpg"}}})
-				err = s.RecvMsg(&evidencev1.UploadFileResponse{})
-			}
-			switch code, reason := reasonOf(err); {
-			case code == codes.ResourceExhausted && reason == "OVERLOADED":
-				overloaded.Add(1)
-			case code == codes.DeadlineExceeded:
-				timedOut.Add(1)
-			default:
-				t.Errorf("stalled upload: %v %q", code, reason)
-			}
-		}()
-	}
+	stallUploads(t, ctx, tg, tg.token, stalled, "OVERLOADED", &wg, &overloaded, &timedOut)
 	waitUntil(t, 10*time.Second, "the bound reached", func() (bool, string) {
 		return overloaded.Load() >= stalled-limit, fmt.Sprint(overloaded.Load())
 	})
