@@ -54,7 +54,15 @@ func main() {
 	before := flag.String("before", "", "an earlier build of bin/esign-evidence to measure in the same run (before/after)")
 	beforeSrc := flag.String("before-src", "", "a checkout of that earlier build, for its validation benchmark")
 	record := flag.String("record", "", "run as the quota runs' recording proxy in front of this simulator address (used by the bench itself)")
+	quotaRuns := flag.Int("quota", 0, "only measure the quota use, this many times for each build (alternated), and print each run")
 	flag.Parse()
+	if *quotaRuns > 0 {
+		if err := repeatQuota(*quotaRuns, *before); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *record != "" {
 		if err := runRecorder(*record); err != nil {
 			fmt.Fprintln(os.Stderr, "recorder:", err)

@@ -459,8 +459,10 @@ type paceTicket struct {
 // paced returns ctx with an HTTP client trace that paces the call's first request (see
 // pace) once it has its connection, the last moment before the request is written: what
 // comes before (the body, its signature, a dial) does not move the instant e签宝 sees.
-// The send is stamped again once its headers are written, so that a write that came late
-// (a busy process) holds back the send QPS after it.
+// The send is stamped again once the whole request is written and flushed to the
+// connection (WroteRequest), so that a write that came late (a busy process, the
+// transport's writing goroutine waiting for a core) holds back the send QPS after it: the
+// stamp is never earlier than the instant the request left this process.
 func (g *Guard) paced(ctx context.Context, sl slotTicket) context.Context {
 	var (
 		once sync.Once
@@ -475,7 +477,7 @@ func (g *Guard) paced(ctx context.Context, sl slotTicket) context.Context {
 				ok = err == nil
 			})
 		},
-		WroteHeaders: func() {
+		WroteRequest: func(httptrace.WroteRequestInfo) {
 			if ok {
 				g.restamp(tk, g.clock.Now())
 				ok = false

@@ -32,7 +32,7 @@ func newSharedRig(qps float64) *sharedRig {
 }
 
 // send sends through g on ctx (which carries its admitted slot): the call plays the
-// HTTP client's trace (the connection, then the headers written) and notes the instant.
+// HTTP client's trace (the connection, its headers written, the request written) and notes the instant.
 // before runs in the call before the connection is got (a pause there).
 func (r *sharedRig) send(ctx context.Context, g *Guard, before func()) error {
 	_, err := g.send(ctx, context.WithoutCancel(ctx), "op", func(c context.Context) (any, error) {
@@ -47,7 +47,12 @@ func (r *sharedRig) send(ctx context.Context, g *Guard, before func()) error {
 		r.mu.Lock()
 		r.sent = append(r.sent, r.fc.Now())
 		r.mu.Unlock()
-		tr.WroteHeaders()
+		if tr.WroteHeaders != nil {
+			tr.WroteHeaders()
+		}
+		if tr.WroteRequest != nil {
+			tr.WroteRequest(httptrace.WroteRequestInfo{})
+		}
 		return "ok", nil
 	})
 	return err
@@ -167,5 +172,79 @@ func TestStaleSlotTakesAFreshOne(t *testing.T) {
 				t.Errorf("sends at %v, want B's at +%v and A's on a fresh slot at +%v", r.sent, pause, pause+iv)
 			}
 		})
+	}
+}
+
+// A send is stamped when its request has been written and flushed to the connection, not
+// when its headers are: the transport's writing goroutine can wait for a core between the
+// two, and e签宝 receives the request only after the flush. Here the first of QPS sends
+// is flushed 300 ms after its headers; the send QPS after it must wait for a window plus
+// the slack after the flush, not after the headers (it would go 295 ms early).
+func TestSendStampedWhenTheRequestIsFlushed(t *testing.T) {
+	const qps = 5
+	r := newSharedRig(qps)
+	t0 := r.fc.Now()
+	flushDelay := 300 * time.Millisecond
+	// run runs f (an admission and a send) while the fake clock steps 1 ms at a time
+	// whenever something waits on it, and returns the instant the send went.
+	run := func(f func() error) time.Time {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var err error
+		go func() { err = f(); cancel() }()
+		for r.fc.BlockUntilContext(wctx, 1) == nil {
+			r.fc.Advance(time.Millisecond)
+		}
+		<-wctx.Done()
+		if errors.Is(wctx.Err(), context.DeadlineExceeded) {
+			t.Fatal("a send neither went nor waited")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.sent[len(r.sent)-1]
+	}
+	run(func() error {
+		actx, err := r.a.AdmitSlot(context.Background(), 0)
+		if err != nil {
+			return err
+		}
+		_, err = r.a.send(actx, actx, "op", func(c context.Context) (any, error) {
+			tr := httptrace.ContextClientTrace(c)
+			tr.GotConn(httptrace.GotConnInfo{})
+			r.mu.Lock()
+			r.sent = append(r.sent, r.fc.Now())
+			r.mu.Unlock()
+			if tr.WroteHeaders != nil {
+				tr.WroteHeaders()
+			}
+			r.advanceTo(t0.Add(flushDelay))
+			if tr.WroteRequest != nil {
+				tr.WroteRequest(httptrace.WroteRequestInfo{})
+			}
+			return "ok", nil
+		})
+		return err
+	})
+	var last time.Time
+	for range qps {
+		last = run(func() error {
+			ctx, err := r.a.AdmitSlot(context.Background(), 0)
+			if err != nil {
+				return err
+			}
+			return r.send(ctx, r.a, nil)
+		})
+	}
+	if want := t0.Add(flushDelay + QuotaWindow + sendSlack); last.Before(want) {
+		var at []time.Duration
+		for _, s := range r.sent {
+			at = append(at, s.Sub(t0))
+		}
+		t.Errorf("send %d went at +%v, before +%v (a window and the slack after the first was flushed); sends at %v",
+			qps+1, last.Sub(t0), want.Sub(t0), at)
 	}
 }
