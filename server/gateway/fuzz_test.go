@@ -22,10 +22,10 @@ var fuzzValidator = func() *validation.Validator {
 	return v
 }()
 
-func seedBytes(f *testing.F) []byte {
+func seedBytes(tb testing.TB) []byte {
 	b, err := os.ReadFile("../../testdata/seed_request.json")
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
 	return b
 }

@@ -3,7 +3,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -38,11 +37,12 @@ const OpenAPIPath = "/openapi.json"
 // unknown enum value is an error rather than silently dropped (grpc-gateway's default
 // would turn "cardType": "FOO" into a mainland ID card). Encoding uses the contract's
 // JSON names and emits every field, so callers see `"replayed": false` as well as true.
-func newMarshaler() *runtime.JSONPb {
-	return &runtime.JSONPb{
+// The body of a JSON route goes to protojson in one step (jsonCodec).
+func newMarshaler() jsonCodec {
+	return jsonCodec{&runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-	}
+	}}
 }
 
 // Options configures the REST facade.
@@ -223,7 +223,7 @@ func strictBodies(next http.Handler, routes map[string]protoreflect.MessageDescr
 			return
 		}
 		r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, &jsonBody{body: body, md: md}))
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.Body = newHeldBody(body)
 		r.ContentLength = int64(len(body))
 		next.ServeHTTP(w, r)
 	})
