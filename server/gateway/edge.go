@@ -10,8 +10,6 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"google.golang.org/genproto/googleapis/api/annotations"
-
-	"github.com/esign-evidence/esign-evidence/server/observe"
 )
 
 // EnterFunc authenticates and admits a call to the gRPC method method before its request
@@ -67,14 +65,7 @@ func atTheEdge(next http.Handler, mux *runtime.ServeMux, routes *methodRoutes, e
 			next.ServeHTTP(w, r)
 			return
 		}
-		md := metadata.MD{}
-		if v := r.Header.Values("Authorization"); len(v) > 0 {
-			md.Set("authorization", v...)
-		}
-		if v := r.Header.Get("X-Request-Id"); v != "" {
-			md.Set(observe.RequestIDKey, v)
-		}
-		ctx, release, err := enter(metadata.NewIncomingContext(r.Context(), md), method)
+		ctx, release, err := enter(metadata.NewIncomingContext(r.Context(), edgeMetadata(r)), method)
 		if err != nil {
 			errorHandler(r.Context(), mux, nil, w, r, err)
 			return

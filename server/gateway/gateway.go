@@ -62,6 +62,12 @@ type Options struct {
 // REST call runs the same interceptors as a gRPC call, with the HTTP connection as its
 // peer (TLS state included: a verified client certificate identifies the caller).
 func New(ctx context.Context, ch *inprocess.Channel, o Options) (http.Handler, error) {
+	return newFacade(ctx, ch, o, true)
+}
+
+// newFacade is New; with frontDoorOn false, every request goes through the chain of
+// handlers (as frontDoor's test compares).
+func newFacade(ctx context.Context, ch *inprocess.Channel, o Options, frontDoorOn bool) (http.Handler, error) {
 	maxBody, maxFile, openAPI := o.MaxBody, o.MaxFile, o.OpenAPI
 	marshaler := newMarshaler()
 	mux := runtime.NewServeMux(
@@ -95,11 +101,17 @@ func New(ctx context.Context, ch *inprocess.Channel, o Options) (http.Handler, e
 	})
 	top.Handle("POST "+UploadPath, uploadHandler(mux, ch, maxFile))
 	top.Handle("/", strictBodies(mux, bodies, maxBody))
-	var h http.Handler = top
-	if o.Enter != nil {
-		h = atTheEdge(top, mux, newMethodRoutes(evidencev1.File_esign_evidence_v1_evidence_proto.Services()), o.Enter)
+	routes := Routes()
+	if o.Enter == nil {
+		return withPeer(methodNotAllowed(top, routes)), nil
 	}
-	return withPeer(methodNotAllowed(h, Routes())), nil
+	// Calls to the contract's routes take the front door; it does what the chain does.
+	methods := newMethodRoutes(evidencev1.File_esign_evidence_v1_evidence_proto.Services())
+	chain := withPeer(methodNotAllowed(atTheEdge(top, mux, methods, o.Enter), routes))
+	if !frontDoorOn {
+		return chain, nil
+	}
+	return frontDoor(chain, mux, routes, methods, bodies, o.Enter, mux, maxBody), nil
 }
 
 // errorHandler writes errors as google.rpc.Status JSON with their details and the
@@ -212,15 +224,9 @@ func strictBodies(next http.Handler, routes map[string]protoreflect.MessageDescr
 			next.ServeHTTP(w, r)
 			return
 		}
-		body, err := readBody(r, maxBody)
-		if err != nil {
-			writeReadError(w, err, "the request body", apierror.ReasonRequestTooLarge, maxBody)
-			return
-		}
-		if len(body) == 0 {
-			// The gateway would take an empty body for an empty message.
-			writeStatus(w, http.StatusBadRequest, invalidBody(md, validation.CheckJSON(body, md)))
-			return
+		body := readJSONBody(w, r.Body, r.ContentLength, md, maxBody)
+		if body == nil {
+			return // answered
 		}
 		r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, &jsonBody{body: body, md: md}))
 		r.Body = newHeldBody(body)
@@ -229,18 +235,35 @@ func strictBodies(next http.Handler, routes map[string]protoreflect.MessageDescr
 	})
 }
 
+// readJSONBody reads the whole JSON body of a route whose request message is md (body
+// capped at maxBody already; length is the request's Content-Length). When it cannot (too
+// large, unreadable, empty) it answers the request and returns nil.
+func readJSONBody(w http.ResponseWriter, body io.Reader, length int64, md protoreflect.MessageDescriptor, maxBody int64) []byte {
+	b, err := readBody(body, length, maxBody)
+	if err != nil {
+		writeReadError(w, err, "the request body", apierror.ReasonRequestTooLarge, maxBody)
+		return nil
+	}
+	if len(b) == 0 {
+		// The gateway would take an empty body for an empty message.
+		writeStatus(w, http.StatusBadRequest, invalidBody(md, validation.CheckJSON(b, md)))
+		return nil
+	}
+	return b
+}
+
 // readBody reads a request's whole body: into a buffer of its declared length when it
 // has one (within maxBody), so a large body is not copied through a growing buffer.
-func readBody(r *http.Request, maxBody int64) ([]byte, error) {
-	if r.ContentLength <= 0 || r.ContentLength > maxBody {
-		return io.ReadAll(r.Body)
+func readBody(r io.Reader, length, maxBody int64) ([]byte, error) {
+	if length <= 0 || length > maxBody {
+		return io.ReadAll(r)
 	}
-	body := make([]byte, r.ContentLength)
-	if _, err := io.ReadFull(r.Body, body); err != nil {
+	body := make([]byte, length)
+	if _, err := io.ReadFull(r, body); err != nil {
 		return nil, err
 	}
 	// net/http ends the body at its Content-Length; this read sees that end.
-	if n, err := r.Body.Read(make([]byte, 1)); n > 0 || (err != nil && !errors.Is(err, io.EOF)) {
+	if n, err := r.Read(make([]byte, 1)); n > 0 || (err != nil && !errors.Is(err, io.EOF)) {
 		return nil, errors.Join(err, errors.New("the body is longer than its Content-Length"))
 	}
 	return body, nil
@@ -284,12 +307,13 @@ func writeStatus(w http.ResponseWriter, httpStatus int, st *status.Status) {
 // which authentication reads as it reads a gRPC connection's.
 func withPeer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := &peer.Peer{Addr: remoteAddr(r.RemoteAddr)}
-		if r.TLS != nil {
-			p.AuthInfo = credentials.TLSInfo{State: *r.TLS, CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}
-		}
-		next.ServeHTTP(w, r.WithContext(peer.NewContext(r.Context(), p)))
+		next.ServeHTTP(w, r.WithContext(peer.NewContext(r.Context(), peerOf(r))))
 	})
+}
+
+// tlsInfo is a TLS connection's state as gRPC's credentials report it.
+func tlsInfo(r *http.Request) credentials.TLSInfo {
+	return credentials.TLSInfo{State: *r.TLS, CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}
 }
 
 // remoteAddr is the client's TCP address as net/http reports it.
