@@ -73,7 +73,7 @@ func (h *HTTP) Route(r *http.Request) string {
 func (h *HTTP) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
-		if !validRequestID.MatchString(id) {
+		if !validRequestID(id) {
 			id = newRequestID()
 		}
 		// The gateway forwards X-Request-Id into the call's metadata: the gRPC access line

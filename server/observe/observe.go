@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
-	"regexp"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -33,9 +32,22 @@ const RequestIDKey = "x-request-id"
 // healthService prefixes the gRPC health methods' names; their calls are logged at debug.
 const healthService = "/grpc.health.v1.Health/"
 
-// validRequestID accepts a caller's request ID only if it is short and plain; anything
-// else is replaced, so a request ID can carry nothing into the logs.
-var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+// validRequestID accepts a caller's request ID only if it is short and plain (1 to 128
+// of A-Z a-z 0-9 . _ : -); anything else is replaced, so a request ID can carry nothing
+// into the logs. (A loop: the regular expression it replaces was 1 % of a REST call.)
+func validRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // callInfo collects what the access line reports about one call; the interceptors inside
 // the observing one fill it in.
@@ -81,7 +93,7 @@ func RequestID(ctx context.Context) string {
 
 func requestID(ctx context.Context) string {
 	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get(RequestIDKey); len(v) > 0 && validRequestID.MatchString(v[0]) {
+	if v := md.Get(RequestIDKey); len(v) > 0 && validRequestID(v[0]) {
 		return v[0]
 	}
 	return newRequestID()
