@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -140,8 +139,6 @@ func (r *recorder) take() receipts {
 	return out
 }
 
-type connKey struct{}
-
 // runRecorder is the recorder process: it prints its address and serves until killed.
 func runRecorder(simAddr string) error {
 	target, _ := url.Parse("http://" + simAddr)
@@ -150,34 +147,13 @@ func runRecorder(simAddr string) error {
 		mu    sync.Mutex
 		times [][2]int64
 	)
-	l, err := listenArrivals("127.0.0.1:0")
+	l, err := esignsim.ListenArrivals("127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	fmt.Println(l.Addr().String())
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		switch req.URL.Path {
-		case restURL:
-			read := time.Now()
-			// The whole request is read before its arrival is taken: its bytes are the
-			// connection's data since the last take (the client sends the next request on
-			// this connection only after this one's answer).
-			body, err := io.ReadAll(req.Body)
-			if err != nil {
-				http.Error(w, "recorder: "+err.Error(), http.StatusBadRequest)
-				return
-			}
-			req.Body = io.NopCloser(bytes.NewReader(body))
-			arrived := read
-			if c, ok := req.Context().Value(connKey{}).(*arrivalConn); ok {
-				if t := c.takeArrival(); !t.IsZero() {
-					arrived = t
-				}
-			}
-			mu.Lock()
-			times = append(times, [2]int64{arrived.UnixNano(), read.UnixNano()})
-			mu.Unlock()
-		case receiptsPath:
+		if req.URL.Path == receiptsPath {
 			mu.Lock()
 			out := times
 			times = nil
@@ -185,11 +161,25 @@ func runRecorder(simAddr string) error {
 			_ = json.NewEncoder(w).Encode(out)
 			return
 		}
+		read := time.Now()
+		// The whole request is read before its arrival is taken (see TakeArrival).
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			http.Error(w, "recorder: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		arrived, ok := esignsim.TakeArrival(req.Context())
+		if !ok {
+			arrived = read
+		}
+		if req.URL.Path == restURL {
+			mu.Lock()
+			times = append(times, [2]int64{arrived.UnixNano(), read.UnixNano()})
+			mu.Unlock()
+		}
 		proxy.ServeHTTP(w, req)
-	}), ReadHeaderTimeout: 10 * time.Second,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, connKey{}, c)
-		}}
+	}), ReadHeaderTimeout: 10 * time.Second, ConnContext: esignsim.ArrivalConnContext}
 	return srv.Serve(l)
 }
 
