@@ -30,10 +30,10 @@ import (
 type esign struct {
 	sim *esignsim.Simulator
 	url string
+	mu  sync.Mutex
 	// override, when set, answers every evidence-point request instead of the simulator.
 	override func(w http.ResponseWriter)
 
-	mu    sync.Mutex
 	calls []esignCall
 	// unstamped counts the calls recorded when read, for want of a kernel timestamp.
 	unstamped int
@@ -77,9 +77,10 @@ func newEsign(t *testing.T) *esign {
 			if !ok {
 				e.unstamped++
 			}
+			override := e.override
 			e.mu.Unlock()
-			if e.override != nil {
-				e.override(w)
+			if override != nil {
+				override(w)
 				return
 			}
 		}
@@ -645,7 +646,7 @@ func TestQuotaSharedByReplicas(t *testing.T) {
 		if len(windows) < 9 {
 			t.Fatalf("only %d windows", len(windows))
 		}
-		checkWindows(t, times, 20, e.excuses(stalls), "two replicas")
+		checkWindows(t, times, 20, sharedQuotaExcuses(stalls), "two replicas")
 	})
 	t.Run("one replica alone", func(t *testing.T) {
 		t.Parallel()
@@ -718,10 +719,12 @@ func TestRetentionRemovesOldSubmissions(t *testing.T) {
 // says so (failed, not outcome unknown).
 func TestOversized401IsACredentialsRefusal(t *testing.T) {
 	e := newEsign(t)
+	e.mu.Lock()
 	e.override = func(w http.ResponseWriter) {
 		w.WriteHeader(http.StatusUnauthorized)
 		_, _ = w.Write([]byte(`{"success":false,"code":401,"message":"INVALID_SIGNATURE","padding":"` + strings.Repeat("x", 2<<20) + `"}`))
 	}
+	e.mu.Unlock()
 	a := startBinary(t, buildBinary(t), replicaEnv(t, e, "DB_PATH="+filepath.Join(t.TempDir(), "sub.db")))
 	got := post(a, seedWithKey(t, "big-401"), 0)
 	if got.code != 500 || got.reason() != "ESIGN_CREDENTIALS_REJECTED" || !strings.Contains(toJSON(got.body), `"retry_safe":"true"`) {
