@@ -82,12 +82,9 @@ func newFacade(ctx context.Context, ch *inprocess.Channel, o Options, frontDoorO
 			}
 			return "", false
 		}),
-		runtime.WithOutgoingHeaderMatcher(func(h string) (string, bool) {
-			if h == observe.RequestIDKey {
-				return "X-Request-Id", true
-			}
-			return "", false
-		}),
+		// No call metadata becomes a response header: the HTTP edge (observe) has set
+		// X-Request-Id on every REST answer already, and the call's copy would repeat it.
+		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 	)
 	if err := evidencev1.RegisterEvidenceServiceHandlerClient(ctx, mux, evidencev1.NewEvidenceServiceClient(ch)); err != nil {
 		return nil, fmt.Errorf("registering the gateway: %w", err)
