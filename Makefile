@@ -147,6 +147,8 @@ bin/.hey-$(HEY_VERSION):
 	@touch $@
 
 BENCH_DURATION ?= 10s
+# BENCH_ROUNDS is how many rounds of the load runs make bench takes the median of.
+BENCH_ROUNDS ?= 3
 BENCH_SOAK ?= 60s
 # BENCH_BEFORE names an earlier build of esign-evidence to measure in the same run.
 BENCH_BEFORE ?=
@@ -158,7 +160,7 @@ bench: bin/.ghz-$(GHZ_VERSION) bin/.hey-$(HEY_VERSION) ## Load-test gRPC and RES
 	go build -o bin/baseline ./bench/baseline
 	go build -o bin/floor ./bench/floor
 	go test -run='^$$' -bench=. -benchmem ./validation/ ./server/ ./server/translate/
-	go run ./bench/run -d $(BENCH_DURATION) -soak $(BENCH_SOAK) $(if $(BENCH_BEFORE),-before $(BENCH_BEFORE)) $(if $(BENCH_BEFORE_SRC),-before-src $(BENCH_BEFORE_SRC))
+	go run ./bench/run -d $(BENCH_DURATION) -rounds $(BENCH_ROUNDS) -soak $(BENCH_SOAK) $(if $(BENCH_BEFORE),-before $(BENCH_BEFORE)) $(if $(BENCH_BEFORE_SRC),-before-src $(BENCH_BEFORE_SRC))
 
 .PHONY: examples
 examples: tools ## Generate Node.js and Python stubs and run the examples and grpcurl against the demo.

@@ -54,6 +54,7 @@ func main() {
 	before := flag.String("before", "", "an earlier build of bin/esign-evidence to measure in the same run (before/after)")
 	beforeSrc := flag.String("before-src", "", "a checkout of that earlier build, for its validation benchmark")
 	record := flag.String("record", "", "run as the quota runs' recording proxy in front of this simulator address (used by the bench itself)")
+	rounds := flag.Int("rounds", 3, "rounds of the load runs, each running every path once in turn; the tables give the median round")
 	quotaRuns := flag.Int("quota", 0, "only measure the quota use, this many times for each build (alternated), and print each run")
 	flag.Parse()
 	if *quotaRuns > 0 {
@@ -70,51 +71,39 @@ func main() {
 		}
 		return
 	}
-	if err := run(*dur, *soak, *before, *beforeSrc); err != nil {
+	if err := run(*dur, *soak, *before, *beforeSrc, max(1, *rounds)); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dur, soak time.Duration, before, beforeSrc string) error {
+func run(dur, soak time.Duration, before, beforeSrc string, rounds int) error {
 	scenarios := []scenario{
 		{"0 ms e签宝 latency, 50 concurrent", 0, 50},
 		{"50 ms e签宝 latency, 200 concurrent", 50 * time.Millisecond, 200},
 	}
-	var results []result
+	// Each round runs every path once, one after the other, so that the paths a ratio
+	// compares ran minutes apart at most; the ratios are taken within a round, and the
+	// median round is reported (a shared two-core machine moves single runs by ±15 %).
+	byRound := make([][]result, rounds)
 	for _, sc := range scenarios {
 		simAddr, stopSim, err := startSim(sc.latency)
 		if err != nil {
 			return err
 		}
-		base, err := baseline(sc, simAddr, dur)
-		if err != nil {
-			stopSim()
-			return err
-		}
-		results = append(results, base)
-		fl, err := floor(sc, simAddr, dur)
-		if err != nil {
-			stopSim()
-			return err
-		}
-		results = append(results, fl)
-		paths := []struct{ bin, path string }{{serviceBin, pathGRPC}, {serviceBin, pathREST}}
-		if before != "" {
-			paths = append(paths, struct{ bin, path string }{before, pathGRPC + " before"}, struct{ bin, path string }{before, pathREST + " before"})
-		}
-		for _, p := range paths {
-			r, err := servicePath(sc, p.bin, p.path, simAddr, dur)
+		for round := range rounds {
+			rs, err := runRound(sc, simAddr, dur, before)
 			if err != nil {
 				stopSim()
 				return err
 			}
-			results = append(results, r)
+			byRound[round] = append(byRound[round], rs...)
 		}
 		stopSim()
 	}
+	results := medianRows(byRound)
 	printTable(results)
-	printTargets(scenarios, results)
+	printTargets(scenarios, byRound)
 	if err := issue24(dur, before, beforeSrc); err != nil {
 		return err
 	}
@@ -122,6 +111,61 @@ func run(dur, soak time.Duration, before, beforeSrc string) error {
 		return soakRun(soak)
 	}
 	return nil
+}
+
+// runRound measures every path of sc once: the baseline, the floor, then the service's
+// gRPC and REST paths (and the earlier build's, with before).
+func runRound(sc scenario, simAddr string, dur time.Duration, before string) ([]result, error) {
+	var rs []result
+	base, err := baseline(sc, simAddr, dur)
+	if err != nil {
+		return nil, err
+	}
+	rs = append(rs, base)
+	fl, err := floor(sc, simAddr, dur)
+	if err != nil {
+		return nil, err
+	}
+	rs = append(rs, fl)
+	paths := []struct{ bin, path string }{{serviceBin, pathGRPC}, {serviceBin, pathREST}}
+	if before != "" {
+		paths = append(paths, struct{ bin, path string }{before, pathGRPC + " before"}, struct{ bin, path string }{before, pathREST + " before"})
+	}
+	for _, p := range paths {
+		r, err := servicePath(sc, p.bin, p.path, simAddr, dur)
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, r)
+	}
+	return rs, nil
+}
+
+// medianRows is, for each path of each setting, its run with the median CPU per call
+// over the rounds (the lower middle of an even count).
+func medianRows(byRound [][]result) []result {
+	var out []result
+	for i, r := range byRound[0] {
+		runs := []result{r}
+		for _, rs := range byRound[1:] {
+			runs = append(runs, rs[i])
+		}
+		sort.Slice(runs, func(a, b int) bool { return runs[a].cpuPer1000 < runs[b].cpuPer1000 })
+		out = append(out, runs[(len(runs)-1)/2])
+	}
+	return out
+}
+
+// median is the middle of vs (the mean of the two middle ones for an even count).
+func median(vs []float64) float64 {
+	s := append([]float64(nil), vs...)
+	sort.Float64s(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else if n > 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return 0
 }
 
 func freeAddr() string {
@@ -344,6 +388,8 @@ func hey(url string, conc int, dur time.Duration) (result, error) {
 }
 
 func printTable(rs []result) {
+	fmt.Println("Each path's run with the median CPU per call over the rounds.")
+	fmt.Println()
 	fmt.Println("| upstream | path | req/s | p50 ms | p99 ms | errors | CPU s / 1000 calls | peak RSS MiB | req/s ÷ baseline | CPU ÷ baseline |")
 	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	var base result
@@ -356,11 +402,12 @@ func printTable(rs []result) {
 	}
 }
 
-// printTargets prints the issue's ratios, each from figures of this one run: the
-// service's CPU per call against the floor's and REST's against gRPC's, and at the
-// latency setting the share of Little's-law limit (concurrency ÷ latency) reached.
-func printTargets(scenarios []scenario, rs []result) {
-	find := func(sc, path string) (result, bool) {
+// printTargets prints the issue's ratios, each taken within a round (the paths it
+// compares ran one after the other) and the median over the rounds: the service's CPU per
+// call against the floor's and REST's against gRPC's, and at the latency setting the share
+// of Little's-law limit (concurrency ÷ latency) reached. Each round's ratios follow.
+func printTargets(scenarios []scenario, byRound [][]result) {
+	find := func(rs []result, sc, path string) (result, bool) {
 		for _, r := range rs {
 			if r.scenario == sc && r.path == path {
 				return r, true
@@ -368,29 +415,47 @@ func printTargets(scenarios []scenario, rs []result) {
 		}
 		return result{}, false
 	}
+	list := func(vs []float64) string {
+		parts := make([]string, len(vs))
+		for i, v := range vs {
+			parts[i] = fmt.Sprintf("%.2f", v)
+		}
+		return strings.Join(parts, ", ")
+	}
 	fmt.Println()
-	fmt.Println("| upstream | build | gRPC CPU ÷ floor (≤ 1.35) | REST CPU ÷ gRPC (≤ 1.15) | gRPC % of Little's limit | REST % of Little's limit | gRPC p99 ms | REST p99 ms |")
-	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Printf("Each ratio is taken within a round (its paths ran one after the other); the median over %d rounds first, then each round's.\n\n", len(byRound))
+	fmt.Println("| upstream | build | gRPC CPU ÷ floor (≤ 1.35) | REST CPU ÷ gRPC (≤ 1.15) | gRPC % of Little's limit | REST % of Little's limit | gRPC p99 ms | REST p99 ms | gRPC ÷ floor by round | REST ÷ gRPC by round |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---|---|")
 	for _, sc := range scenarios {
-		fl, _ := find(sc.name, pathFloor)
 		for _, build := range []string{"", " before"} {
-			g, ok1 := find(sc.name, pathGRPC+build)
-			r, ok2 := find(sc.name, pathREST+build)
-			if !ok1 || !ok2 {
+			var gf, rg, gPct, rPct, gp99, rp99 []float64
+			for _, rs := range byRound {
+				fl, _ := find(rs, sc.name, pathFloor)
+				g, ok1 := find(rs, sc.name, pathGRPC+build)
+				r, ok2 := find(rs, sc.name, pathREST+build)
+				if !ok1 || !ok2 {
+					continue
+				}
+				gf, rg = append(gf, g.cpuPer1000/fl.cpuPer1000), append(rg, r.cpuPer1000/g.cpuPer1000)
+				gp99, rp99 = append(gp99, g.p99), append(rp99, r.p99)
+				if sc.latency > 0 {
+					l := float64(sc.conc) / sc.latency.Seconds()
+					gPct, rPct = append(gPct, 100*g.rps/l), append(rPct, 100*r.rps/l)
+				}
+			}
+			if len(gf) == 0 {
 				continue
 			}
-			limit := "—"
-			gPct, rPct := limit, limit
-			if sc.latency > 0 {
-				l := float64(sc.conc) / sc.latency.Seconds()
-				gPct, rPct = fmt.Sprintf("%.0f %%", 100*g.rps/l), fmt.Sprintf("%.0f %%", 100*r.rps/l)
+			gs, rs := "—", "—"
+			if len(gPct) > 0 {
+				gs, rs = fmt.Sprintf("%.0f %%", median(gPct)), fmt.Sprintf("%.0f %%", median(rPct))
 			}
 			name := "this"
 			if build != "" {
 				name = "before"
 			}
-			fmt.Printf("| %s | %s | %.2f | %.2f | %s | %s | %.1f | %.1f |\n", sc.name, name,
-				g.cpuPer1000/fl.cpuPer1000, r.cpuPer1000/g.cpuPer1000, gPct, rPct, g.p99, r.p99)
+			fmt.Printf("| %s | %s | %.2f | %.2f | %s | %s | %.1f | %.1f | %s | %s |\n", sc.name, name,
+				median(gf), median(rg), gs, rs, median(gp99), median(rp99), list(gf), list(rg))
 		}
 	}
 }
