@@ -277,43 +277,57 @@ func percentile(lat []time.Duration, p float64) float64 {
 // addedLatency is the service's REST latency at 50 calls/s open loop (quota lifted, as in
 // the load table) less the baseline's (a caller signing and posting to e签宝 itself) at
 // the same rate against the same simulator: p50 and p99 in ms.
-func addedLatency(bins []string, dur time.Duration) (base [2]float64, added [][2]float64, err error) {
+func addedLatency(bins []string, dur time.Duration, rounds int) (base [2]float64, added [][2]float64, byRound [][][2]float64, err error) {
 	simAddr, stopSim, err := startSim(0)
 	if err != nil {
-		return base, nil, err
+		return base, nil, nil, err
 	}
 	defer stopSim()
-	cmd := exec.Command("bin/baseline", "-url", "http://"+simAddr, "-app-id", appID, "-app-secret", secret,
-		"-rate", "50", "-d", dur.String(), "-body", seed)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return base, nil, fmt.Errorf("baseline: %w", err)
-	}
-	var b struct {
-		P50 float64 `json:"p50_ms"`
-		P99 float64 `json:"p99_ms"`
-	}
-	if err := json.Unmarshal(out.Bytes(), &b); err != nil {
-		return base, nil, err
-	}
-	base = [2]float64{b.P50, b.P99}
 	body, err := os.ReadFile(seed)
 	if err != nil {
-		return base, nil, err
+		return base, nil, nil, err
 	}
-	for _, bin := range bins {
-		svc, _, httpAddr, err := startService(bin, simAddr)
-		if err != nil {
-			return base, nil, err
+	// Each round: the baseline, then each build, one after the other; a build's added
+	// latency is taken against the same round's baseline, and the median round reported.
+	var baseP50, baseP99 []float64
+	byRound = make([][][2]float64, len(bins))
+	for range rounds {
+		cmd := exec.Command("bin/baseline", "-url", "http://"+simAddr, "-app-id", appID, "-app-secret", secret,
+			"-rate", "50", "-d", dur.String(), "-body", seed)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return base, nil, nil, fmt.Errorf("baseline: %w", err)
 		}
-		openLoop(httpAddr, body, 50, time.Second, 5*time.Second, false, "") // warm up
-		lat := openLoop(httpAddr, body, 50, dur, 5*time.Second, false, "")
-		_ = svc.Process.Kill()
-		_ = svc.Wait()
-		added = append(added, [2]float64{percentile(lat, 0.5) - base[0], percentile(lat, 0.99) - base[1]})
+		var b struct {
+			P50 float64 `json:"p50_ms"`
+			P99 float64 `json:"p99_ms"`
+		}
+		if err := json.Unmarshal(out.Bytes(), &b); err != nil {
+			return base, nil, nil, err
+		}
+		baseP50, baseP99 = append(baseP50, b.P50), append(baseP99, b.P99)
+		for i, bin := range bins {
+			svc, _, httpAddr, err := startService(bin, simAddr)
+			if err != nil {
+				return base, nil, nil, err
+			}
+			openLoop(httpAddr, body, 50, time.Second, 5*time.Second, false, "") // warm up
+			lat := openLoop(httpAddr, body, 50, dur, 5*time.Second, false, "")
+			_ = svc.Process.Kill()
+			_ = svc.Wait()
+			byRound[i] = append(byRound[i], [2]float64{percentile(lat, 0.5) - b.P50, percentile(lat, 0.99) - b.P99})
+		}
 	}
-	return base, added, nil
+	base = [2]float64{median(baseP50), median(baseP99)}
+	for _, rs := range byRound {
+		var p50, p99 []float64
+		for _, r := range rs {
+			p50, p99 = append(p50, r[0]), append(p99, r[1])
+		}
+		added = append(added, [2]float64{median(p50), median(p99)})
+	}
+	return base, added, byRound, nil
 }
 
 // quotaUse is what e签宝 sees of the quota (ESIGN_QPS=50, e签宝 answering in 50 ms):
@@ -385,7 +399,7 @@ func measureQuota(bin string) (quotaUse, error) {
 
 // issue24 measures and prints the figures above for this build and, when given, the
 // earlier one (beforeBin built from beforeSrc).
-func issue24(dur time.Duration, beforeBin, beforeSrc string) error {
+func issue24(dur time.Duration, beforeBin, beforeSrc string, rounds int) error {
 	names, bins, srcs := []string{"this"}, []string{serviceBin}, []string{"."}
 	if beforeBin != "" {
 		names, bins = append(names, "before"), append(bins, beforeBin)
@@ -397,12 +411,20 @@ func issue24(dur time.Duration, beforeBin, beforeSrc string) error {
 	if err != nil {
 		return err
 	}
-	base, added, err := addedLatency(bins, dur)
+	base, added, byRound, err := addedLatency(bins, dur, rounds)
 	if err != nil {
 		return err
 	}
 	fmt.Println()
-	fmt.Printf("Baseline at 50 calls/s open loop (0 ms e签宝): p50 %.2f ms, p99 %.2f ms. Quota runs: ESIGN_QPS=50, e签宝 at 50 ms.\n\n", base[0], base[1])
+	fmt.Printf("Baseline at 50 calls/s open loop (0 ms e签宝): p50 %.2f ms, p99 %.2f ms (medians of %d rounds). Quota runs: ESIGN_QPS=50, e签宝 at 50 ms.\n", base[0], base[1], rounds)
+	for i, rs := range byRound {
+		var parts []string
+		for _, r := range rs {
+			parts = append(parts, fmt.Sprintf("%+.2f / %+.2f", r[0], r[1]))
+		}
+		fmt.Printf("Added latency p50 / p99 ms by round, %s: %s.\n", names[i], strings.Join(parts, ", "))
+	}
+	fmt.Println()
 	fmt.Println("Quota figures by arrival (kernel receive timestamps at e签宝's side; the targets), then in brackets by the instant the recorder read each call.")
 	fmt.Println()
 	fmt.Println("| build | validation µs CPU / request (≤ 6) | added p50 ms at 50/s | added p99 ms at 50/s (≤ 2) | burst after idle: most calls in a 1 s window (≤ 50) | backlog: most in a 1 s window (≤ 50) | backlog: least share of the quota in 10 s (≥ 98 %) |")

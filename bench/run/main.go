@@ -104,7 +104,7 @@ func run(dur, soak time.Duration, before, beforeSrc string, rounds int) error {
 	results := medianRows(byRound)
 	printTable(results)
 	printTargets(scenarios, byRound)
-	if err := issue24(dur, before, beforeSrc); err != nil {
+	if err := issue24(dur, before, beforeSrc, rounds); err != nil {
 		return err
 	}
 	if soak > 0 {
