@@ -153,6 +153,16 @@ func runRecorder(simAddr string) error {
 	}
 	fmt.Println(l.Addr().String())
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		read := time.Now()
+		// The whole request is read before its arrival is taken, in every request (see
+		// TakeArrival).
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			http.Error(w, "recorder: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		arrived, ok := esignsim.TakeArrival(req.Context())
 		if req.URL.Path == receiptsPath {
 			mu.Lock()
 			out := times
@@ -161,15 +171,6 @@ func runRecorder(simAddr string) error {
 			_ = json.NewEncoder(w).Encode(out)
 			return
 		}
-		read := time.Now()
-		// The whole request is read before its arrival is taken (see TakeArrival).
-		body, err := io.ReadAll(req.Body)
-		if err != nil {
-			http.Error(w, "recorder: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		arrived, ok := esignsim.TakeArrival(req.Context())
 		if !ok {
 			arrived = read
 		}
@@ -288,7 +289,8 @@ func addedLatency(bins []string, dur time.Duration, rounds int) (base [2]float64
 		return base, nil, nil, err
 	}
 	// Each round: the baseline, then each build, one after the other; a build's added
-	// latency is taken against the same round's baseline, and the median round reported.
+	// latency is taken against the same round's baseline, and each figure's median over the
+	// rounds reported.
 	var baseP50, baseP99 []float64
 	byRound = make([][][2]float64, len(bins))
 	for range rounds {

@@ -83,8 +83,10 @@ func run(dur, soak time.Duration, before, beforeSrc string, rounds int) error {
 		{"50 ms e签宝 latency, 200 concurrent", 50 * time.Millisecond, 200},
 	}
 	// Each round runs every path once, one after the other, so that the paths a ratio
-	// compares ran minutes apart at most; the ratios are taken within a round, and the
-	// median round is reported (a shared two-core machine moves single runs by ±15 %).
+	// compares ran minutes apart at most; the ratios are taken within a round, and each
+	// ratio's median over the rounds is reported (a shared two-core machine moves single
+	// runs by ±15 %). The load table shows each path's median-CPU run, so its "÷ baseline"
+	// columns may divide runs of different rounds.
 	byRound := make([][]result, rounds)
 	for _, sc := range scenarios {
 		simAddr, stopSim, err := startSim(sc.latency)

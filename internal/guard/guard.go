@@ -459,31 +459,49 @@ type paceTicket struct {
 // paced returns ctx with an HTTP client trace that paces the call's first request (see
 // pace) once it has its connection, the last moment before the request is written: what
 // comes before (the body, its signature, a dial) does not move the instant e签宝 sees.
-// The send is stamped again once the whole request is written and flushed to the
-// connection (WroteRequest), so that a write that came late (a busy process, the
-// transport's writing goroutine waiting for a core) holds back the send QPS after it: the
-// stamp is never earlier than the instant the request left this process.
-func (g *Guard) paced(ctx context.Context, sl slotTicket) context.Context {
+// The send is stamped again each time a write to the connection returns until the answer
+// starts (the connections upstream's transport dials are watched: upstream.WatcherOf),
+// and once net/http reports the request written, so that a write that came late (a busy
+// process, the transport's writing goroutine waiting for a core) holds back the send QPS
+// after it: the stamp is never earlier than the instant the request's last bytes left
+// this process. (net/http's WroteRequest alone comes before its HTTP/1.1 buffer is
+// flushed.) done ends the watch; call it once the call has returned.
+func (g *Guard) paced(ctx context.Context, sl slotTicket) (_ context.Context, done func()) {
 	var (
 		once sync.Once
 		tk   paceTicket
 		ok   bool
+		mu   sync.Mutex
+		stop func()
 	)
+	unwatch := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stop != nil {
+			stop()
+			stop = nil
+		}
+	}
 	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotConn: func(httptrace.GotConnInfo) {
+		GotConn: func(info httptrace.GotConnInfo) {
 			once.Do(func() {
 				var err error
 				tk, err = g.pace(ctx, sl) // an ended ctx ends the request too
 				ok = err == nil
+				if w, watched := upstream.WatcherOf(info.Conn); ok && watched {
+					mu.Lock()
+					stop = w.WatchWrites(func() { g.restamp(tk, g.clock.Now()) })
+					mu.Unlock()
+				}
 			})
 		},
 		WroteRequest: func(httptrace.WroteRequestInfo) {
 			if ok {
 				g.restamp(tk, g.clock.Now())
-				ok = false
 			}
 		},
-	})
+		GotFirstResponseByte: unwatch,
+	}), unwatch
 }
 
 // restamp moves a send's instant in the counts to at.
@@ -535,7 +553,11 @@ func (g *Guard) send(ctx, sendCtx context.Context, op Op, call func(context.Cont
 			return nil, err
 		}
 		start := g.clock.Now()
-		v, err := g.breaker.Execute(func() (any, error) { return call(g.paced(sendCtx, sl)) })
+		v, err := g.breaker.Execute(func() (any, error) {
+			pctx, done := g.paced(sendCtx, sl)
+			defer done()
+			return call(pctx)
+		})
 		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 			return nil, ErrCircuitOpen
 		}

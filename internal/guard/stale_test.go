@@ -3,6 +3,7 @@ package guard
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http/httptrace"
 	"sync"
 	"testing"
@@ -175,11 +176,13 @@ func TestStaleSlotTakesAFreshOne(t *testing.T) {
 	}
 }
 
-// A send is stamped when its request has been written and flushed to the connection, not
-// when its headers are: the transport's writing goroutine can wait for a core between the
-// two, and e签宝 receives the request only after the flush. Here the first of QPS sends
-// is flushed 300 ms after its headers; the send QPS after it must wait for a window plus
-// the slack after the flush, not after the headers (it would go 295 ms early).
+// A send is stamped when its request's bytes have left the process, not when net/http
+// reports it written: over HTTP/1.1 WroteRequest comes before the transport's buffer is
+// flushed to the socket, and the writing goroutine can wait for a core in between. Here
+// the first of QPS sends reports its headers and the request written at once, and its
+// connection's write returns 300 ms later; the send QPS after it must wait for a window
+// plus the slack after that write (with either trace stamp alone it would go 295 ms early).
+// Writes after the answer has started no longer move the stamp.
 func TestSendStampedWhenTheRequestIsFlushed(t *testing.T) {
 	const qps = 5
 	r := newSharedRig(qps)
@@ -214,17 +217,24 @@ func TestSendStampedWhenTheRequestIsFlushed(t *testing.T) {
 		}
 		_, err = r.a.send(actx, actx, "op", func(c context.Context) (any, error) {
 			tr := httptrace.ContextClientTrace(c)
-			tr.GotConn(httptrace.GotConnInfo{})
+			conn := &watchedPipe{}
+			tr.GotConn(httptrace.GotConnInfo{Conn: conn})
 			r.mu.Lock()
 			r.sent = append(r.sent, r.fc.Now())
 			r.mu.Unlock()
 			if tr.WroteHeaders != nil {
 				tr.WroteHeaders()
 			}
-			r.advanceTo(t0.Add(flushDelay))
 			if tr.WroteRequest != nil {
 				tr.WroteRequest(httptrace.WroteRequestInfo{})
 			}
+			r.advanceTo(t0.Add(flushDelay))
+			conn.wrote() // the flush's write returns
+			if tr.GotFirstResponseByte != nil {
+				tr.GotFirstResponseByte()
+			}
+			r.advanceTo(t0.Add(flushDelay + 50*time.Millisecond))
+			conn.wrote() // a later write on the connection (the next request's)
 			return "ok", nil
 		})
 		return err
@@ -239,12 +249,43 @@ func TestSendStampedWhenTheRequestIsFlushed(t *testing.T) {
 			return r.send(ctx, r.a, nil)
 		})
 	}
-	if want := t0.Add(flushDelay + QuotaWindow + sendSlack); last.Before(want) {
+	if want := t0.Add(flushDelay + QuotaWindow + sendSlack); last.Before(want) || last.After(want.Add(2*time.Millisecond)) {
 		var at []time.Duration
 		for _, s := range r.sent {
 			at = append(at, s.Sub(t0))
 		}
-		t.Errorf("send %d went at +%v, before +%v (a window and the slack after the first was flushed); sends at %v",
+		t.Errorf("send %d went at +%v, want +%v (a window and the slack after the first's flush); sends at %v",
 			qps+1, last.Sub(t0), want.Sub(t0), at)
+	}
+}
+
+// watchedPipe is a connection whose writes a test plays (upstream.WriteWatcher).
+type watchedPipe struct {
+	net.Conn
+	mu       sync.Mutex
+	watchers map[*func()]struct{}
+}
+
+func (p *watchedPipe) WatchWrites(f func()) (stop func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.watchers == nil {
+		p.watchers = map[*func()]struct{}{}
+	}
+	k := &f
+	p.watchers[k] = struct{}{}
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(p.watchers, k)
+	}
+}
+
+// wrote plays a write returning.
+func (p *watchedPipe) wrote() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for f := range p.watchers {
+		(*f)()
 	}
 }

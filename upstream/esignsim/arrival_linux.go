@@ -79,8 +79,12 @@ func (c *arrivalConn) Read(b []byte) (int, error) {
 		err     error
 	)
 	if rerr := c.rc.Read(func(fd uintptr) bool {
-		n, oobn, _, _, err = syscall.Recvmsg(int(fd), b, c.oob[:], 0)
-		return err != syscall.EAGAIN
+		for {
+			n, oobn, _, _, err = syscall.Recvmsg(int(fd), b, c.oob[:], 0)
+			if err != syscall.EINTR {
+				return err != syscall.EAGAIN
+			}
+		}
 	}); rerr != nil {
 		return 0, rerr
 	}
@@ -124,11 +128,12 @@ func ArrivalConnContext(ctx context.Context, c net.Conn) context.Context {
 }
 
 // TakeArrival is when the request of ctx (a handler's) reached the host: the kernel's
-// receive timestamp of the first bytes read on its connection since the last take. Call
-// it in every request's handler once the whole body is read (the client sends the
-// connection's next request only after this one's answer, so the bytes read since the
-// last take are this request's). ok is false when the listener was not ListenArrivals's
-// or the kernel gave no timestamp.
+// receive timestamp of the first read of data on its connection since the last take (the
+// last segment that read consumed; a small request comes in one). Call it in every
+// request's handler once the whole body is read: the client sends the connection's next
+// request only after this one's answer, so the bytes read since the last take are this
+// request's (a client pipelining requests would break this). ok is false when the
+// listener was not ListenArrivals's or the kernel gave no timestamp.
 func TakeArrival(ctx context.Context) (time.Time, bool) {
 	ac, ok := ctx.Value(arrivalKey{}).(*arrivalConn)
 	if !ok {
