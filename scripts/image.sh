@@ -120,7 +120,7 @@ check() {
   passed=$((passed+1)); echo "ok: no shell"
   local bin=$dir/usr/local/bin/esign-evidence
   [ -x "$bin" ] || fail "no executable /usr/local/bin/esign-evidence"
-  go version -m "$bin" | grep -q 'CGO_ENABLED=0' || fail "the binary was not built with CGO_ENABLED=0"
+  grep -q 'CGO_ENABLED=0' <<<"$(go version -m "$bin")" || fail "the binary was not built with CGO_ENABLED=0"
   passed=$((passed+1)); echo "ok: static binary ($("$bin" -version))"
   [ "$(grep -c 'BEGIN CERTIFICATE' "$dir/etc/ssl/certs/ca-certificates.crt")" -gt 50 ] || fail "no CA bundle"
   passed=$((passed+1)); echo "ok: CA certificates"
