@@ -40,23 +40,33 @@ func (r *sharedRig) send(ctx context.Context, g *Guard, before func()) error {
 		if before != nil {
 			before()
 		}
-		tr := httptrace.ContextClientTrace(c)
-		tr.GotConn(httptrace.GotConnInfo{})
-		if err := c.Err(); err != nil {
+		if err := r.write(c, nil); err != nil {
 			return nil, err
-		}
-		r.mu.Lock()
-		r.sent = append(r.sent, r.fc.Now())
-		r.mu.Unlock()
-		if tr.WroteHeaders != nil {
-			tr.WroteHeaders()
-		}
-		if tr.WroteRequest != nil {
-			tr.WroteRequest(httptrace.WroteRequestInfo{})
 		}
 		return "ok", nil
 	})
 	return err
+}
+
+// write plays the HTTP client's trace of a call on conn: the connection got (its pacing),
+// the instant noted, its headers and the request reported written. It returns c's error
+// if the pacing ended the call.
+func (r *sharedRig) write(c context.Context, conn net.Conn) error {
+	tr := httptrace.ContextClientTrace(c)
+	tr.GotConn(httptrace.GotConnInfo{Conn: conn})
+	if err := c.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.sent = append(r.sent, r.fc.Now())
+	r.mu.Unlock()
+	if tr.WroteHeaders != nil {
+		tr.WroteHeaders()
+	}
+	if tr.WroteRequest != nil {
+		tr.WroteRequest(httptrace.WroteRequestInfo{})
+	}
+	return nil
 }
 
 func (r *sharedRig) advanceTo(t time.Time) {
@@ -216,18 +226,11 @@ func TestSendStampedWhenTheRequestIsFlushed(t *testing.T) {
 			return err
 		}
 		_, err = r.a.send(actx, actx, "op", func(c context.Context) (any, error) {
-			tr := httptrace.ContextClientTrace(c)
 			conn := &watchedPipe{}
-			tr.GotConn(httptrace.GotConnInfo{Conn: conn})
-			r.mu.Lock()
-			r.sent = append(r.sent, r.fc.Now())
-			r.mu.Unlock()
-			if tr.WroteHeaders != nil {
-				tr.WroteHeaders()
+			if err := r.write(c, conn); err != nil {
+				return nil, err
 			}
-			if tr.WroteRequest != nil {
-				tr.WroteRequest(httptrace.WroteRequestInfo{})
-			}
+			tr := httptrace.ContextClientTrace(c)
 			r.advanceTo(t0.Add(flushDelay))
 			conn.wrote() // the flush's write returns
 			if tr.GotFirstResponseByte != nil {
