@@ -148,7 +148,7 @@ bin/.hey-$(HEY_VERSION):
 
 BENCH_DURATION ?= 10s
 # BENCH_ROUNDS is how many rounds of the load runs make bench takes the median of.
-BENCH_ROUNDS ?= 3
+BENCH_ROUNDS ?= 5
 BENCH_SOAK ?= 60s
 # BENCH_BEFORE names an earlier build of esign-evidence to measure in the same run.
 BENCH_BEFORE ?=

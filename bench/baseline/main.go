@@ -4,7 +4,8 @@
 //
 //	baseline -url http://127.0.0.1:8000 -app-id bench -app-secret s -c 50 -d 10s -body seed.json
 //
-// It prints one JSON object: requests, errors, rps, p50_ms, p99_ms.
+// It prints one JSON object: requests, errors, rps, p50_ms, p99_ms (and, with -rate,
+// latencies_us: every successful call's latency in µs).
 package main
 
 import (
@@ -127,8 +128,17 @@ func main() {
 		}
 		return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000
 	}
-	_ = json.NewEncoder(os.Stdout).Encode(map[string]any{
+	out := map[string]any{
 		"requests": len(lat), "errors": errs, "rps": float64(len(lat)) / elapsed.Seconds(),
 		"p50_ms": pct(0.50), "p99_ms": pct(0.99),
-	})
+	}
+	if *rate > 0 {
+		// Open loop: every call's latency too, so that runs can be pooled.
+		us := make([]int64, len(lat))
+		for i, d := range lat {
+			us[i] = d.Microseconds()
+		}
+		out["latencies_us"] = us
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(out)
 }

@@ -54,7 +54,7 @@ func main() {
 	before := flag.String("before", "", "an earlier build of bin/esign-evidence to measure in the same run (before/after)")
 	beforeSrc := flag.String("before-src", "", "a checkout of that earlier build, for its validation benchmark")
 	record := flag.String("record", "", "run as the quota runs' recording proxy in front of this simulator address (used by the bench itself)")
-	rounds := flag.Int("rounds", 3, "rounds of the load runs, each running every path once in turn; the tables give the median round")
+	rounds := flag.Int("rounds", 5, "rounds of the load runs, each running every path once in turn; the tables give the median round")
 	quotaRuns := flag.Int("quota", 0, "only measure the quota use, this many times for each build (alternated), and print each run")
 	flag.Parse()
 	if *quotaRuns > 0 {
