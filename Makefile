@@ -126,6 +126,7 @@ FUZZTIME ?= 10s
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (10s; CI's smoke run).
 	go test -run='^$$' -fuzz=FuzzRESTBody -fuzztime=$(FUZZTIME) ./server/gateway/
+	go test -run='^$$' -fuzz='^FuzzHeldBodyDecoder$$' -fuzztime=$(FUZZTIME) ./server/gateway/
 	go test -run='^$$' -fuzz=FuzzTranslate -fuzztime=$(FUZZTIME) ./server/translate/
 	go test -run='^$$' -fuzz=FuzzDecodeResponse -fuzztime=$(FUZZTIME) ./upstream/
 	go test -run='^$$' -fuzz='^FuzzGRPCBytes$$' -fuzztime=$(FUZZTIME) ./cmd/esign-evidence/

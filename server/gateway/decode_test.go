@@ -3,10 +3,13 @@ package gateway
 import (
 	"bytes"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
 )
@@ -16,8 +19,17 @@ import (
 // message, the same error.
 func heldBodiesAgree(t *testing.T, body []byte) {
 	t.Helper()
+	heldBodiesAgreeAs(t, body, newPersonal)
+}
+
+func newPersonal() proto.Message { return &evidencev1.CreatePersonalEvidencePointRequest{} }
+func newChain() proto.Message    { return &evidencev1.CreateEvidenceChainRequest{} }
+
+// heldBodiesAgreeAs is heldBodiesAgree for the messages newMessage makes.
+func heldBodiesAgreeAs(t *testing.T, body []byte, newMessage func() proto.Message) {
+	t.Helper()
 	codec := newMarshaler()
-	got, want := &evidencev1.CreatePersonalEvidencePointRequest{}, &evidencev1.CreatePersonalEvidencePointRequest{}
+	got, want := newMessage(), newMessage()
 	gotErr := codec.NewDecoder(newHeldBody(body)).Decode(got)
 	wantErr := codec.JSONPb.NewDecoder(bytes.NewReader(body)).Decode(want)
 	if (gotErr == nil) != (wantErr == nil) || gotErr != nil && gotErr.Error() != wantErr.Error() {
@@ -44,9 +56,131 @@ func TestHeldBodyDecoderAgreesWithJSONPb(t *testing.T) {
 		`{"eviName": "` + "\xff" + `"}`, `{"eviName": "\ud800"}`, `{"timeStamp": 1e3}`,
 		strings.Replace(seed, `"THREEELEMENTS"`, `2`, 1),
 		strings.Replace(seed, `"threeElements"`, `"threeElements": null, "x"`, 1),
+		// The forms quickDecode takes, and those next to them it leaves to protojson.
+		strings.Replace(seed, `"1742809059000"`, `1742809059000`, 1),
+		strings.Replace(seed, `"1742809059000"`, `-1742809059000`, 1),
+		strings.Replace(seed, `"1742809059000"`, `"-1742809059000"`, 1),
+		strings.Replace(seed, `"1742809059000"`, `0`, 1),
+		strings.Replace(seed, `"1742809059000"`, `"0"`, 1),
+		strings.Replace(seed, `"1742809059000"`, `-0`, 1),
+		strings.Replace(seed, `"1742809059000"`, `"-0"`, 1),
+		strings.Replace(seed, `"1742809059000"`, `"01"`, 1),
+		strings.Replace(seed, `"1742809059000"`, `"+1"`, 1),
+		strings.Replace(seed, `"1742809059000"`, `" 1"`, 1),
+		strings.Replace(seed, `"1742809059000"`, `""`, 1),
+		strings.Replace(seed, `"1742809059000"`, `"-"`, 1),
+		strings.Replace(seed, `"1742809059000"`, `1742809059000.0`, 1),
+		strings.Replace(seed, `"1742809059000"`, `"1.5e3"`, 1),
+		strings.Replace(seed, `"1742809059000"`, `9223372036854775807`, 1),
+		strings.Replace(seed, `"1742809059000"`, `9223372036854775808`, 1),
+		strings.Replace(seed, `"1742809059000"`, `"-9223372036854775808"`, 1),
+		strings.Replace(seed, `"1742809059000"`, `"-9223372036854775809"`, 1),
+		strings.Replace(seed, `"1742809059000"`, `true`, 1),
+		strings.Replace(seed, `"1742809059000"`, `null`, 1),
+		strings.Replace(seed, `"eviName"`, `"evi_name"`, 1),
+		strings.Replace(seed, `"eviName"`, `"evi_name": "x", "eviName"`, 1),
+		strings.Replace(seed, `"eviName"`, `"EviName"`, 1),
+		strings.Replace(seed, `"eviName"`, `"evi\u004eame"`, 1),
+		strings.Replace(seed, `"测试张三"`, `"测试\u5f20三"`, 1),
+		strings.Replace(seed, `"测试张三"`, `"a\"b"`, 1),
+		strings.Replace(seed, `"测试张三"`, `"a\tb"`, 1),
+		strings.Replace(seed, `"测试张三"`, "\"a\tb\"", 1),
+		strings.Replace(seed, `"测试张三"`, `""`, 1),
+		strings.Replace(seed, `"测试张三"`, `12`, 1),
+		strings.Replace(seed, `"测试张三"`, `true`, 1),
+		strings.Replace(seed, `"THREEELEMENTS"`, `"threeelements"`, 1),
+		strings.Replace(seed, `"THREEELEMENTS"`, `"NO_SUCH_METHOD"`, 1),
+		strings.Replace(seed, `"THREEELEMENTS"`, `"REAL_NAME_METHOD_UNSPECIFIED"`, 1),
+		strings.Replace(seed, `"threeElements"`, `"face": {"faceImage": "x"}, "threeElements"`, 1),
+		strings.Replace(seed, `"threeElements"`, `"face": null, "threeElements"`, 1),
+		strings.Replace(seed, `"threeElements"`, `"three_elements"`, 1),
+		strings.Replace(seed, `"threeElements": {`, `"threeElements": {}, "x": {`, 1),
+		strings.Replace(seed, `"threeElements": {`, `"threeElements": [{`, 1),
+		strings.Replace(seed, `"mobile"`, `"unknown"`, 1),
+		`{"threeElements": {}}`, `{"threeElements": {"mobile": "1", "mobile": "2"}}`,
+		`{"face": {}}`, `{"threeElements": {"mobile": ""}}`, `{"eviName": ""}`,
+		`{"eviName": "a",}`, `{"eviName" "a"}`, `{"eviName": "a"`, `{"eviName": "a"}}`,
+		`{"eviName": "` + strings.Repeat("长", 300) + `"}`,
 	} {
 		heldBodiesAgree(t, []byte(b))
 	}
+}
+
+// So does it for the evidence chain's request (a repeated message field, int32s).
+func TestHeldChainBodyDecoderAgreesWithJSONPb(t *testing.T) {
+	for _, b := range []string{
+		chainBody,
+		`{"templateId": "t", "points": []}`,
+		`{"points": [{}]}`,
+		`{"points": [null]}`,
+		`{"points": null}`,
+		`{"points": {}}`,
+		`{"points": [{"eviPointType": 2147483647}, {"evi_point_type": "-2147483648"}]}`,
+		`{"points": [{"eviPointType": -1}]}`,
+		`{"points": [{"eviPointType": 2147483648}]}`,
+		`{"points": [{"eviPointType": 1, "eviPointId": "P1"}], "points": []}`,
+		`{"points": [{"eviPointType": 1}, 2]}`,
+		`{"points": [{"eviPointType": 1}]`,
+		`{"points": [{"eviPointType": 1},]}`,
+		`{"points": [{"eviPointId": "` + strings.Repeat("x", 200) + `"}, {"eviPointId": "y"}]}`,
+	} {
+		heldBodiesAgreeAs(t, []byte(b), newChain)
+	}
+}
+
+// chainBody is an evidence chain's request as a REST client sends it.
+const chainBody = `{"templateId": "7f0c2a1e", "name": "借款合同证据链",
+  "points": [{"eviPointType": 0, "eviPointId": "P123"}, {"eviPointType": 1, "eviPointId": "abc"}]}`
+
+// The seed and an evidence chain's request take quickDecode (the cheap path is not
+// left, unseen, to protojson), and decode to protojson's message.
+func TestQuickDecodeTakesPlainBodies(t *testing.T) {
+	seed := string(seedBytes(t))
+	for _, c := range []struct {
+		body string
+		msg  func() proto.Message
+	}{
+		{seed, newPersonal},
+		{strings.Replace(seed, `"1742809059000"`, `1742809059000`, 1), newPersonal},
+		{strings.Replace(seed, `"threeElements"`, `"three_elements"`, 1), newPersonal},
+		{chainBody, newChain},
+	} {
+		got, want := c.msg(), c.msg()
+		if !quickDecode([]byte(c.body), got) {
+			t.Fatalf("quickDecode refused %s", c.body)
+		}
+		if err := protojson.Unmarshal([]byte(c.body), want); err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(got, want) {
+			t.Fatalf("quickDecode: %v, protojson: %v", got, want)
+		}
+	}
+}
+
+// BenchmarkDecodeSeed is the seed's decoding by the gateway's decoder (quickDecode) and
+// by protojson, side by side.
+func BenchmarkDecodeSeed(b *testing.B) {
+	seed := seedBytes(b)
+	codec := newMarshaler()
+	b.Run("gateway", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m := &evidencev1.CreatePersonalEvidencePointRequest{}
+			if err := codec.NewDecoder(newHeldBody(seed)).Decode(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("protojson", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m := &evidencev1.CreatePersonalEvidencePointRequest{}
+			if err := codec.UnmarshalOptions.Unmarshal(seed, m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // A body already partly read, and a reader that is not a held body, are decoded by
@@ -77,5 +211,65 @@ func FuzzHeldBodyDecoder(f *testing.F) {
 	f.Add([]byte(`{"eviName": "a"} {}`))
 	f.Add([]byte(` `))
 	f.Add([]byte(`{"eviName": "a", "eviName": "b"}`))
-	f.Fuzz(func(t *testing.T, body []byte) { heldBodiesAgree(t, body) })
+	f.Add([]byte(chainBody))
+	f.Add([]byte(`{"points": [{"eviPointType": "1", "evi_point_id": "P1"}], "name": "n"}`))
+	f.Add([]byte(strings.Replace(string(seed), `"1742809059000"`, `-0`, 1)))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		heldBodiesAgree(t, body)
+		heldBodiesAgreeAs(t, body, newChain)
+	})
+}
+
+// Bodies built from the contract's own fields, in every form quickDecode takes and the
+// forms next to them, decode as runtime.JSONPb decodes them: quickDecode takes its
+// share of them, and protojson the rest.
+func TestHeldBodyDecoderAgreesOnGeneratedBodies(t *testing.T) {
+	rng := rand.New(rand.NewPCG(24, 1))
+	values := []string{`"a"`, `""`, `"测试"`, `"a\"b"`, `"\u0041"`, `"1742809059000"`, `1742809059000`, `-1`, `"-1"`,
+		`0`, `"0"`, `-0`, `"00"`, `1.0`, `1e3`, `"1e3"`, `2147483648`, `"9223372036854775808"`, `true`, `false`, `null`,
+		`"THREEELEMENTS"`, `"FACE"`, `"CRED_PSN_CH_IDCARD"`, `"BANKCARDFOUR"`, `2`, `[]`, `{}`, `[1]`, `["a"]`, `{"x": 1}`}
+	var object func(md protoreflect.MessageDescriptor, depth int) string
+	object = func(md protoreflect.MessageDescriptor, depth int) string {
+		fields := md.Fields()
+		var parts []string
+		for range rng.IntN(6) {
+			fd := fields.Get(rng.IntN(fields.Len()))
+			name := fd.JSONName()
+			switch rng.IntN(8) {
+			case 0:
+				name = fd.TextName()
+			case 1:
+				name = "unknown"
+			}
+			var v string
+			switch {
+			case fd.Kind() == protoreflect.MessageKind && depth < 3 && rng.IntN(4) > 0:
+				v = object(fd.Message(), depth+1)
+				if fd.IsList() {
+					v = "[" + v + ", " + object(fd.Message(), depth+1) + "]"
+				}
+			case fd.Kind() == protoreflect.EnumKind && rng.IntN(2) == 0:
+				v = `"` + string(fd.Enum().Values().Get(rng.IntN(fd.Enum().Values().Len())).Name()) + `"`
+			default:
+				v = values[rng.IntN(len(values))]
+			}
+			parts = append(parts, `"`+name+`": `+v)
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	}
+	taken := 0
+	for _, newMessage := range []func() proto.Message{newPersonal, newChain} {
+		md := newMessage().ProtoReflect().Descriptor()
+		for range 3000 {
+			body := []byte(object(md, 0))
+			heldBodiesAgreeAs(t, body, newMessage)
+			if quickDecode(body, newMessage()) {
+				taken++
+			}
+		}
+	}
+	if taken < 300 {
+		t.Fatalf("quickDecode took %d of 6,000 generated bodies: the test no longer reaches it", taken)
+	}
+	t.Logf("quickDecode took %d of 6,000 generated bodies", taken)
 }
