@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -20,6 +21,17 @@ import (
 // refused, exactly as it was. Any other reader goes to runtime.JSONPb's decoder as it is.
 // The encoding/json pass was a third of a REST call's decoding cost.
 type jsonCodec struct{ *runtime.JSONPb }
+
+// Marshal writes v as runtime.JSONPb does; a plain message (see quickEncode) is written
+// by quickEncode, byte for byte as protojson writes it.
+func (j jsonCodec) Marshal(v any) ([]byte, error) {
+	if m, ok := v.(proto.Message); ok && j.MarshalOptions == (protojson.MarshalOptions{EmitUnpopulated: true}) {
+		if b, ok := quickEncode(m.ProtoReflect(), make([]byte, 0, 128), 0); ok {
+			return b, nil
+		}
+	}
+	return j.JSONPb.Marshal(v)
+}
 
 // NewDecoder returns the decoder for r.
 func (j jsonCodec) NewDecoder(r io.Reader) runtime.Decoder {

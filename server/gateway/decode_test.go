@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	evidencev1 "github.com/esign-evidence/esign-evidence/gen/go/esign/evidence/v1"
 )
@@ -272,4 +273,127 @@ func TestHeldBodyDecoderAgreesOnGeneratedBodies(t *testing.T) {
 		t.Fatalf("quickDecode took %d of 6,000 generated bodies: the test no longer reaches it", taken)
 	}
 	t.Logf("quickDecode took %d of 6,000 generated bodies", taken)
+}
+
+// The gateway's marshaler writes every message of the contract, filled at random,
+// byte for byte as runtime.JSONPb does, whether quickEncode writes it or protojson; and
+// quickEncode writes the answers of the evidence operations.
+func TestMarshalAgreesWithJSONPb(t *testing.T) {
+	rng := rand.New(rand.NewPCG(24, 2))
+	strs := []string{"", "a", "P123", "测试", "a\"b", "a\\b", "a\nb", "\x7f", "\u2028", "<&>", "\xff"}
+	var fill func(m protoreflect.Message, depth int)
+	value := func(m protoreflect.Message, fd protoreflect.FieldDescriptor, depth int) (protoreflect.Value, bool) {
+		switch fd.Kind() {
+		case protoreflect.StringKind:
+			return protoreflect.ValueOfString(strs[rng.IntN(len(strs))]), true
+		case protoreflect.BoolKind:
+			return protoreflect.ValueOfBool(rng.IntN(2) == 0), true
+		case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+			return protoreflect.ValueOfInt32(int32(rng.Uint32())), true
+		case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+			return protoreflect.ValueOfInt64(int64(rng.Uint64())), true
+		case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+			return protoreflect.ValueOfUint32(rng.Uint32()), true
+		case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+			return protoreflect.ValueOfUint64(rng.Uint64()), true
+		case protoreflect.BytesKind:
+			return protoreflect.ValueOfBytes([]byte("ab")), true
+		case protoreflect.EnumKind:
+			vs := fd.Enum().Values()
+			if rng.IntN(5) == 0 {
+				return protoreflect.ValueOfEnum(99), true // no name: protojson writes the number
+			}
+			return protoreflect.ValueOfEnum(vs.Get(rng.IntN(vs.Len())).Number()), true
+		case protoreflect.MessageKind:
+			if depth > 2 {
+				return protoreflect.Value{}, false
+			}
+			var e protoreflect.Message
+			if fd.IsList() {
+				e = m.Mutable(fd).List().NewElement().Message()
+			} else {
+				e = m.NewField(fd).Message()
+			}
+			fill(e, depth+1)
+			return protoreflect.ValueOfMessage(e), true
+		}
+		return protoreflect.Value{}, false
+	}
+	fill = func(m protoreflect.Message, depth int) {
+		fields := m.Descriptor().Fields()
+		for i := range fields.Len() {
+			fd := fields.Get(i)
+			if fd.IsMap() || rng.IntN(3) == 0 {
+				continue
+			}
+			if fd.IsList() {
+				l := m.Mutable(fd).List()
+				for range rng.IntN(3) {
+					if v, ok := value(m, fd, depth); ok {
+						l.Append(v)
+					}
+				}
+				continue
+			}
+			if v, ok := value(m, fd, depth); ok {
+				m.Set(fd, v)
+			}
+		}
+	}
+	codec := newMarshaler()
+	msgs := evidencev1.File_esign_evidence_v1_evidence_proto.Messages()
+	quick := map[protoreflect.FullName]int{}
+	for i := range msgs.Len() {
+		mt, err := protoregistry.GlobalTypes.FindMessageByName(msgs.Get(i).FullName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 300 {
+			m := mt.New()
+			fill(m, 0)
+			got, gotErr := codec.Marshal(m.Interface())
+			want, wantErr := codec.JSONPb.Marshal(m.Interface())
+			if (gotErr == nil) != (wantErr == nil) || !bytes.Equal(got, want) {
+				t.Fatalf("%s: %s (%v), runtime.JSONPb: %s (%v)", mt.Descriptor().FullName(), got, gotErr, want, wantErr)
+			}
+			if _, ok := quickEncode(m, nil, 0); ok {
+				quick[mt.Descriptor().FullName()]++
+			}
+		}
+	}
+	for _, m := range []proto.Message{&evidencev1.CreatePersonalEvidencePointResponse{}, &evidencev1.CreateEvidenceChainResponse{}} {
+		if quick[m.ProtoReflect().Descriptor().FullName()] < 50 {
+			t.Errorf("quickEncode wrote %d of 300 %s", quick[m.ProtoReflect().Descriptor().FullName()], m.ProtoReflect().Descriptor().FullName())
+		}
+		// Unset, too (every field written with its zero value).
+		got, _ := codec.Marshal(m)
+		want, _ := codec.JSONPb.Marshal(m)
+		if !bytes.Equal(got, want) {
+			t.Errorf("empty %T: %s, runtime.JSONPb: %s", m, got, want)
+		}
+	}
+	t.Logf("quickEncode wrote: %v", quick)
+}
+
+// BenchmarkEncodeAnswer is an evidence point's answer written by the gateway's
+// marshaler (quickEncode) and by runtime.JSONPb's, side by side.
+func BenchmarkEncodeAnswer(b *testing.B) {
+	answer := &evidencev1.CreatePersonalEvidencePointResponse{EviPointId: "P1742809059000123456", Replayed: false}
+	codec := newMarshaler()
+	b.Run("gateway", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := codec.Marshal(answer); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("protojson", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := codec.JSONPb.Marshal(answer); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
