@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/felixge/httpsnoop"
@@ -29,6 +30,41 @@ type HTTP struct {
 	health   map[string]bool
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// series holds each response's series once made, by route, method and status (the
+	// same bounded set as http_requests_total's), so that a response finds both with one
+	// lookup.
+	seriesMu sync.RWMutex
+	series   map[httpKey]*httpSeries
+}
+
+type httpKey struct {
+	route, method string
+	code          int
+}
+
+// httpSeries are the series a response with one route, method and status counts in.
+type httpSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// seriesOf returns the series of responses to method on route with status code.
+func (h *HTTP) seriesOf(route, method string, code int) *httpSeries {
+	k := httpKey{route, method, code}
+	h.seriesMu.RLock()
+	s := h.series[k]
+	h.seriesMu.RUnlock()
+	if s != nil {
+		return s
+	}
+	h.seriesMu.Lock()
+	defer h.seriesMu.Unlock()
+	if s = h.series[k]; s == nil {
+		s = &httpSeries{requests: h.requests.WithLabelValues(route, method, strconv.Itoa(code)),
+			duration: h.duration.WithLabelValues(route, method)}
+		h.series[k] = s
+	}
+	return s
 }
 
 // NewHTTP registers the REST metrics with reg. routes are the REST routes as ServeMux
@@ -40,6 +76,7 @@ func NewHTTP(log *slog.Logger, reg prometheus.Registerer, routes, health []strin
 		log:    log,
 		routes: http.NewServeMux(),
 		health: map[string]bool{},
+		series: map[httpKey]*httpSeries{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "http_requests_total",
 			Help: "REST responses by route, HTTP method and HTTP status, including requests refused before they reach gRPC."},
 			[]string{"route", "method", "code"}),
@@ -87,9 +124,9 @@ func (h *HTTP) Handler(next http.Handler) http.Handler {
 		m := httpsnoop.CaptureMetrics(next, w, r)
 
 		method := knownMethod(r.Method)
-		code := strconv.Itoa(m.Code)
-		h.requests.WithLabelValues(route, method, code).Inc()
-		h.duration.WithLabelValues(route, method).Observe(m.Duration.Seconds())
+		series := h.seriesOf(route, method, m.Code)
+		series.requests.Inc()
+		series.duration.Observe(m.Duration.Seconds())
 		if logged.Load() {
 			return // the call's access line is this request's
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,30 +28,67 @@ type Metrics struct {
 	limiterRefusals prometheus.Counter
 	breakerState    prometheus.Gauge
 	duplicates      *prometheus.CounterVec
-	// methods are the served methods' full names; any other name a caller sends is
-	// counted and logged as UnknownMethodLabel, so callers cannot grow the label set.
-	methods map[string]bool
+	// methods are the served methods, by full name, with their operations (nil for
+	// methods that are not operations); any other name a caller sends is counted and
+	// logged as UnknownMethodLabel, so callers cannot grow the label set.
+	methods map[string]operation.Descriptor
+	// series holds each call's series once made, by method label, code and caller (the
+	// same bounded set as calls_total's), so that a call finds both with one lookup.
+	seriesMu sync.RWMutex
+	series   map[seriesKey]*callSeries
+}
+
+type seriesKey struct{ method, code, caller string }
+
+// callSeries are the series a call with one method, code and caller counts in.
+type callSeries struct {
+	calls   prometheus.Counter
+	latency prometheus.Observer
+}
+
+// callSeries returns the series of calls to method ending with code, from caller.
+func (m *Metrics) callSeries(method, code, caller string) *callSeries {
+	k := seriesKey{method, code, caller}
+	m.seriesMu.RLock()
+	s := m.series[k]
+	m.seriesMu.RUnlock()
+	if s != nil {
+		return s
+	}
+	m.seriesMu.Lock()
+	defer m.seriesMu.Unlock()
+	if s = m.series[k]; s == nil {
+		s = &callSeries{calls: m.calls.WithLabelValues(method, code, caller), latency: m.latency.WithLabelValues(method, code)}
+		m.series[k] = s
+	}
+	return s
 }
 
 // UnknownMethodLabel stands, in metrics and the access log, for every method name the
 // server does not serve.
 const UnknownMethodLabel = "(unknown)"
 
-func (m *Metrics) methodLabel(full string) string {
-	if m.methods == nil || m.methods[full] {
-		return full
+// method returns the label of the method called full and its operation (nil if it is
+// none), from the served methods once they are known.
+func (m *Metrics) method(full string) (label string, op operation.Descriptor) {
+	if m.methods == nil {
+		return full, operation.ByFullMethod(full)
 	}
-	return UnknownMethodLabel
+	if op, ok := m.methods[full]; ok {
+		return full, op
+	}
+	return UnknownMethodLabel, operation.ByFullMethod(full)
 }
 
 // KnowMethods records the methods g serves; call it once every service is registered.
 func (m *Metrics) KnowMethods(g interface {
 	GetServiceInfo() map[string]grpc.ServiceInfo
 }) {
-	methods := map[string]bool{}
+	methods := map[string]operation.Descriptor{}
 	for svc, info := range g.GetServiceInfo() {
 		for _, md := range info.Methods {
-			methods["/"+svc+"/"+md.Name] = true
+			full := "/" + svc + "/" + md.Name
+			methods[full] = operation.ByFullMethod(full)
 		}
 	}
 	m.methods = methods
@@ -78,6 +116,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Calls refused because the e签宝 quota left no room within their deadline."}),
 		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "circuit_breaker_state",
 			Help: "The e签宝 circuit breaker: 0 closed, 1 half-open, 2 open."}),
+		series: map[seriesKey]*callSeries{},
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "duplicate_results_total",
 			Help: "Extra e签宝 results (evidence points) created for a customBizId that already had one; callers were told the first."}, []string{"operation"}),
 	}

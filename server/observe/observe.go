@@ -8,8 +8,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
@@ -91,18 +93,22 @@ func RequestID(ctx context.Context) string {
 	return ""
 }
 
+// requestID is the caller's request ID, or a new one. It reads the one key it needs
+// (metadata.FromIncomingContext would copy every key and value of the call's metadata).
 func requestID(ctx context.Context) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get(RequestIDKey); len(v) > 0 && validRequestID(v[0]) {
+	if v := metadata.ValueFromIncomingContext(ctx, RequestIDKey); len(v) > 0 && validRequestID(v[0]) {
 		return v[0]
 	}
 	return newRequestID()
 }
 
+// newRequestID is 16 random bytes in hex.
 func newRequestID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	var h [32]byte
+	hex.Encode(h[:], b[:])
+	return string(h[:])
 }
 
 // Calls observes every call, unary or streaming, through one reporter: it takes or makes
@@ -111,6 +117,9 @@ func newRequestID() string {
 type Calls struct {
 	log *slog.Logger
 	m   *Metrics
+	// pc is where the access line is written from (its source, for a handler that
+	// reports one); 0 until the first line.
+	pc atomic.Uintptr
 }
 
 // NewCalls returns the call observer writing to log and m.
@@ -132,11 +141,16 @@ func (c *Calls) ServerReporter(ctx context.Context, meta interceptors.CallMeta) 
 	if !ok {
 		method = meta.FullMethod()
 	}
-	ci := &callInfo{requestID: requestID(ctx), op: operation.ByFullMethod(method)}
-	ctx = context.WithValue(ctx, callInfoKey{}, ci)
-	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDKey, ci.requestID))
+	// One allocation holds the report and the call's info.
+	r := &report{c: c}
+	r.ci = &r.info
+	r.method, r.info.op = c.m.method(method)
+	r.info.requestID = requestID(ctx)
+	ctx = context.WithValue(ctx, callInfoKey{}, r.ci)
+	r.ctx = ctx
+	_ = grpc.SetHeader(ctx, metadata.MD{RequestIDKey: {r.info.requestID}})
 	c.m.inFlight.Inc()
-	return &report{c: c, ctx: ctx, ci: ci, method: c.m.methodLabel(method)}, ctx
+	return r, ctx
 }
 
 // report is the observation of one call.
@@ -145,6 +159,7 @@ type report struct {
 	ctx    context.Context
 	ci     *callInfo
 	method string
+	info   callInfo
 }
 
 // keyed is a request that carries the caller's key (customBizId).
@@ -180,21 +195,21 @@ func reflectNil(m proto.Message) bool { return !m.ProtoReflect().IsValid() }
 // shows: enough to find the caller's request, never the megabyte an attacker sent.
 const loggedKeyPrefix = 36
 
-// keyAttrs are the access line's attributes of the request's key: whole once it passed
-// validation (at most 36 printable characters then), else a marked prefix of at most
-// loggedKeyPrefix bytes with its length.
-func keyAttrs(ci *callInfo) []slog.Attr {
+// appendKeyAttrs appends the access line's attributes of the request's key: whole once
+// it passed validation (at most 36 printable characters then), else a marked prefix of
+// at most loggedKeyPrefix bytes with its length.
+func appendKeyAttrs(attrs []slog.Attr, ci *callInfo) []slog.Attr {
 	switch {
 	case ci.customBizID == "":
-		return nil
+		return attrs
 	case ci.validated:
-		return []slog.Attr{slog.String("custom_biz_id", ci.customBizID)}
+		return append(attrs, slog.String("custom_biz_id", ci.customBizID))
 	}
 	prefix := ci.customBizID
 	if len(prefix) > loggedKeyPrefix {
 		prefix = strings.ToValidUTF8(prefix[:loggedKeyPrefix], "")
 	}
-	return []slog.Attr{slog.String("custom_biz_id_unvalidated", prefix), slog.Int("custom_biz_id_bytes", len(ci.customBizID))}
+	return append(attrs, slog.String("custom_biz_id_unvalidated", prefix), slog.Int("custom_biz_id_bytes", len(ci.customBizID)))
 }
 
 // PostCall writes the access line and the call metrics.
@@ -207,8 +222,9 @@ func (r *report) PostCall(err error, elapsed time.Duration) {
 	if caller == "" {
 		caller = "unauthenticated"
 	}
-	m.calls.WithLabelValues(r.method, code, caller).Inc()
-	m.latency.WithLabelValues(r.method, code).Observe(elapsed.Seconds())
+	series := m.callSeries(r.method, code, caller)
+	series.calls.Inc()
+	series.latency.Observe(elapsed.Seconds())
 
 	attrs := make([]slog.Attr, 0, 12)
 	attrs = append(attrs,
@@ -218,7 +234,7 @@ func (r *report) PostCall(err error, elapsed time.Duration) {
 		slog.String("code", code),
 		slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000),
 	)
-	attrs = append(attrs, keyAttrs(ci)...)
+	attrs = appendKeyAttrs(attrs, ci)
 	if ci.hasResult {
 		attrs = append(attrs, ci.result...)
 		attrs = append(attrs, slog.Bool("replayed", ci.replayed))
@@ -243,8 +259,27 @@ func (r *report) PostCall(err error, elapsed time.Duration) {
 	case st.Code() == codes.Internal || st.Code() == codes.Unknown:
 		level = slog.LevelError
 	}
-	r.c.log.LogAttrs(r.ctx, level, "call", attrs...)
+	r.c.logCall(r.ctx, level, attrs)
 	markCallLogged(r.ctx)
+}
+
+// logCall writes an access line as log.LogAttrs would, with the source location of its
+// first call kept instead of walking the stack for every line.
+func (c *Calls) logCall(ctx context.Context, level slog.Level, attrs []slog.Attr) {
+	h := c.log.Handler()
+	if !h.Enabled(ctx, level) {
+		return
+	}
+	pc := c.pc.Load()
+	if pc == 0 {
+		var pcs [1]uintptr
+		runtime.Callers(2, pcs[:]) // logCall's caller
+		pc = pcs[0]
+		c.pc.Store(pc)
+	}
+	rec := slog.NewRecord(time.Now(), level, "call", pc)
+	rec.AddAttrs(attrs...)
+	_ = h.Handle(ctx, rec)
 }
 
 // Recovered is the recovery interceptors' handler: it logs that a handler panicked, with
